@@ -1,0 +1,1 @@
+"""Dataset builders, synthetic datasets in the official layouts, input pipeline."""

@@ -1,0 +1,30 @@
+"""The one user-facing error type, and how command-line tools report it.
+
+User errors (a bad config value, a missing folder, a malformed line in a pose
+file) raise :class:`LsattnError` with a message that names the file, line, key
+or value and says what was expected. Programming errors stay ordinary
+exceptions with tracebacks.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
+
+
+class LsattnError(Exception):
+  """A problem with the user's input: config, files on disk, or arguments."""
+
+
+def run_cli(main: Callable[..., T], *args, **kwargs) -> T:
+  """Runs `main`, printing an `LsattnError` as one line and exiting with 2.
+
+  User errors get no traceback noise; anything else propagates unchanged.
+  """
+  try:
+    return main(*args, **kwargs)
+  except LsattnError as error:
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(2)
