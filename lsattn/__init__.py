@@ -9,3 +9,7 @@ attention picks where in it.
 from lsattn.errors import LsattnError
 
 __version__ = "0.1.0"
+from lsattn.attention import layer_selection, spatial_attention
+from lsattn.convlstm import convlstm_step
+from lsattn.core import CoreConfig, CoreOutputs, apply_core, init_core
+from lsattn.gumbel import gumbel_softmax_st

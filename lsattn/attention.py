@@ -1,0 +1,131 @@
+r"""Where and what: spatial attention (eq. 1, fig. 6) and layer selection (fig. 5).
+
+Spatial attention over a feature map f [B, h, w, C] given the Conv-LSTM hidden
+state h_t (already on f's grid):
+
+.. math::
+   f_{att} = \phi(\mathrm{BN}(h_t * E_h + f)), \quad
+   \alpha = \mathrm{softmax}_{h \times w}(f_{att} * C_A), \quad
+   O_{att} = \alpha \odot f,
+
+with :math:`\phi` ReLU (main text) or leaky ReLU (supplement, the default) and
+:math:`C_A` a multi-convolution (supplementary C.1): 1x1, 3x3 and 5x5 kernels
+each give one channel of unscaled mask, stacked and mixed by a 1x1
+convolution into the mask logits.
+
+Layer selection (supplementary A): average-pool h_t, a gate embedding of size
+E << C (dense, BN, ReLU), dense logits over the k candidate layers, and a
+straight-through Gumbel-softmax choice (eq. 2-3).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+
+from lsattn import layers
+from lsattn.errors import LsattnError
+from lsattn.gumbel import gumbel_softmax_st
+
+NONLINEARITIES = ("relu", "leaky_relu")
+
+
+def _nonlinearity(name: str):
+  if name == "relu":
+    return jax.nn.relu
+  elif name == "leaky_relu":
+    return jax.nn.leaky_relu
+  else:
+    raise LsattnError(f"attention nonlinearity must be one of {NONLINEARITIES}, got {name!r}")
+
+
+def init_spatial_attention(key: jax.Array, *, hidden_size: int, feature_channels: int,
+                           kernel_sizes: Sequence[int] = (1, 3, 5)) -> tuple[dict, dict]:
+  """Parameters and batch-norm state of one layer's spatial attention.
+
+  Returns:
+    params {'embed': 1x1 conv hidden -> C (E_h), 'norm': BN [C],
+    'mask_branches': [conv k x k, C -> 1 per kernel size], 'mask_mix': 1x1 conv
+    len(kernel_sizes) -> 1}, state {'norm': running statistics}.
+  """
+  embed_key, mix_key, *branch_keys = jax.random.split(key, 2 + len(kernel_sizes))
+  norm_params, norm_state = layers.init_batch_norm(feature_channels)
+  params = {
+      "embed": layers.init_conv(embed_key, kernel_size=1, in_channels=hidden_size,
+                                out_channels=feature_channels),
+      "norm": norm_params,
+      "mask_branches": [
+          layers.init_conv(k, kernel_size=size, in_channels=feature_channels, out_channels=1)
+          for size, k in zip(kernel_sizes, branch_keys)],
+      "mask_mix": layers.init_conv(mix_key, kernel_size=1, in_channels=len(kernel_sizes),
+                                   out_channels=1),
+  }
+  return params, {"norm": norm_state}
+
+
+def spatial_attention(params: dict, state: dict, hidden: jax.Array, features: jax.Array, *,
+                      train: bool, nonlinearity: str = "leaky_relu"
+                      ) -> tuple[jax.Array, jax.Array, dict]:
+  """Soft spatial attention of eq. 1.
+
+  Args:
+    params, state: from `init_spatial_attention`.
+    hidden: [B, h, w, hidden_size], the Conv-LSTM state on the feature grid.
+    features: [B, h, w, C], the feature map f.
+    train: batch statistics (and their update) or running statistics.
+    nonlinearity: 'relu' or 'leaky_relu'.
+
+  Returns:
+    (output [B, h, w, C] = mask * f, mask [B, h, w] summing to 1, new state).
+  """
+  if hidden.shape[:3] != features.shape[:3]:
+    raise ValueError(f"hidden {hidden.shape} and features {features.shape} must share B, h, w")
+  embedded = layers.conv2d(params["embed"], hidden) + features
+  normed, norm_state = layers.batch_norm(params["norm"], state["norm"], embedded, train=train)
+  activated = _nonlinearity(nonlinearity)(normed)
+  stacked = jnp.concatenate(
+      [layers.conv2d(branch, activated) for branch in params["mask_branches"]], axis=-1)
+  mask_logits = layers.conv2d(params["mask_mix"], stacked)[..., 0]
+  batch, height, width = mask_logits.shape
+  mask = jax.nn.softmax(mask_logits.reshape(batch, height * width), axis=-1)
+  mask = mask.reshape(batch, height, width)
+  return mask[..., None] * features, mask, {"norm": norm_state}
+
+
+def init_layer_selection(key: jax.Array, *, hidden_size: int, num_layers: int,
+                         embedding_size: int = 16) -> tuple[dict, dict]:
+  """Parameters and state of the layer selection network (supplementary fig. 5)."""
+  embed_key, logits_key = jax.random.split(key)
+  norm_params, norm_state = layers.init_batch_norm(embedding_size)
+  params = {
+      "embed": layers.init_dense(embed_key, in_features=hidden_size, out_features=embedding_size),
+      "norm": norm_params,
+      "logits": layers.init_dense(logits_key, in_features=embedding_size,
+                                  out_features=num_layers),
+  }
+  return params, {"norm": norm_state}
+
+
+def layer_selection(params: dict, state: dict, hidden: jax.Array, key: jax.Array | None,
+                    temperature: jax.typing.ArrayLike, *, train: bool
+                    ) -> tuple[jax.Array, jax.Array, dict]:
+  """Chooses one of k layers from the hidden state.
+
+  Args:
+    params, state: from `init_layer_selection`.
+    hidden: [B, H, W, hidden_size].
+    key: Gumbel noise key (training); None for the deterministic argmax.
+    temperature: tau of eq. 3 (may be traced).
+    train: batch statistics or running statistics in the gate embedding.
+
+  Returns:
+    (one-hot choice [B, k], layer logits [B, k], new state).
+  """
+  pooled = jnp.mean(hidden, axis=(1, 2))
+  embedded = layers.dense(params["embed"], pooled)
+  normed, norm_state = layers.batch_norm(params["norm"], state["norm"], embedded, train=train)
+  layer_logits = layers.dense(params["logits"], jax.nn.relu(normed))
+  choice = gumbel_softmax_st(layer_logits, key, temperature)
+  return choice, layer_logits, {"norm": norm_state}

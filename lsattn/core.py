@@ -1,0 +1,234 @@
+r"""The recurrent layer-spatial attention core (paper section 3, figure 2).
+
+One step t, given the Conv-LSTM state (c, h) and k candidate feature maps
+f_1..f_k of different shapes (GoogLeNet taps, e.g. 28x28x480, 14x14x512,
+14x14x832, 7x7x1024 at 224x224 input):
+
+1. **what**: layer selection on h gives a straight-through one-hot z [B, k];
+2. **where**: for every candidate i, h is resized to f_i's grid, spatial
+   attention (eq. 1) gives O_i = alpha_i * f_i at f_i's native resolution;
+3. O_i is projected by its own 1x1 convolution to a common width D and
+   resized to the common grid; the Conv-LSTM input is x = sum_i z_i P_i(O_i);
+4. (c, h) <- ConvLSTM((c, h), x).
+
+**Common shapes.** The Conv-LSTM state lives on one grid, the median spatial
+size of the candidates (14x14 for 3b/4c/4e/5b at 224 input), so the finest
+tap is averaged 2x2 and the coarsest upsampled 2x, each by bilinear
+resizing. Channel counts differ per layer, so each layer has its own
+embedding E_h^i (hidden -> C_i, as the paper notes in 3.4) and projection
+P_i (C_i -> D). Every branch is computed and enters the one-hot weighted
+sum, so the straight-through gradient reaches the selection logits.
+
+The N steps run under ``jax.lax.scan``; afterwards the N hidden states are
+concatenated on channels and average-pooled over space (section 3.3) into
+[B, N * hidden_size] for the task head (in `lsattn.model`).
+
+Variants for the ablation (table 3): ``select_layer=False`` with one
+candidate is spatial attention on a fixed layer; ``spatial_attention=False``
+is layer selection only: O_i = f_i (no mask; the reported mask is uniform).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from lsattn import attention, convlstm, layers
+from lsattn.errors import LsattnError
+
+
+@dataclasses.dataclass(frozen=True)
+class CoreConfig:
+  """Hyper-parameters of the recurrent core (hashable: a static jit argument).
+
+  Attributes:
+    num_steps: N, recurrent steps (paper: 3 for pose, 2 for classification).
+    hidden_size: Conv-LSTM channels (paper: 96).
+    projection_size: D, the common width of the Conv-LSTM input.
+    convlstm_kernel_sizes: kernels of the multi-convolutional Conv-LSTM.
+    attention_kernel_sizes: kernels of the multi-convolutional mask head.
+    gate_embedding_size: E of the layer selection gate embedding (E << C).
+    attention_nonlinearity: 'leaky_relu' (supplement) or 'relu' (eq. 1).
+    select_layer: layer selection ("what"); False needs exactly one layer.
+    spatial_attention: spatial attention ("where").
+  """
+  num_steps: int = 3
+  hidden_size: int = 96
+  projection_size: int = 96
+  convlstm_kernel_sizes: tuple[int, ...] = (1, 3, 5, 7)
+  attention_kernel_sizes: tuple[int, ...] = (1, 3, 5)
+  gate_embedding_size: int = 16
+  attention_nonlinearity: str = "leaky_relu"
+  select_layer: bool = True
+  spatial_attention: bool = True
+
+  def __post_init__(self):
+    for name in ("num_steps", "hidden_size", "projection_size", "gate_embedding_size"):
+      value = getattr(self, name)
+      if not isinstance(value, int) or value < 1:
+        raise LsattnError(f"core: {name} must be a positive integer, got {value!r}")
+    for name in ("convlstm_kernel_sizes", "attention_kernel_sizes"):
+      sizes = getattr(self, name)
+      if not sizes or any(not isinstance(s, int) or s < 1 or s % 2 == 0 for s in sizes):
+        raise LsattnError(f"core: {name} must be odd positive integers, got {sizes!r}")
+    if self.attention_nonlinearity not in attention.NONLINEARITIES:
+      raise LsattnError(f"core: attention_nonlinearity must be one of "
+                        f"{attention.NONLINEARITIES}, got {self.attention_nonlinearity!r}")
+
+
+class CoreOutputs(NamedTuple):
+  """What the core returns.
+
+  Attributes:
+    pooled: [B, N * hidden_size], the concatenated, average-pooled hidden states.
+    hidden_states: [N, B, Hc, Wc, hidden_size].
+    layer_choices: [N, B, k] one-hot layer chosen at each step.
+    layer_logits: [N, B, k] selection logits (zeros when not selecting).
+    attention_masks: [N, B, Hm, Wm] the chosen layer's mask, resized to the
+      finest candidate grid (for figures; each per-layer mask sums to 1).
+  """
+  pooled: jax.Array
+  hidden_states: jax.Array
+  layer_choices: jax.Array
+  layer_logits: jax.Array
+  attention_masks: jax.Array
+
+
+def grids(feature_shapes: Sequence[tuple[int, int, int]]):
+  """(common grid, finest grid) for candidate shapes [(H, W, C), ...]."""
+  by_size = sorted(feature_shapes, key=lambda shape: shape[0] * shape[1])
+  common = by_size[len(by_size) // 2][:2]
+  finest = by_size[-1][:2]
+  return tuple(common), tuple(finest)
+
+
+def _check_shapes(feature_shapes, config: CoreConfig):
+  if not feature_shapes:
+    raise LsattnError("core: at least one candidate layer is needed")
+  if not config.select_layer and len(feature_shapes) != 1:
+    raise LsattnError(f"core: without layer selection exactly one candidate layer is "
+                      f"needed, got {len(feature_shapes)}")
+
+
+def init_core(key: jax.Array, feature_shapes: Sequence[tuple[int, int, int]],
+              config: CoreConfig) -> tuple[dict, dict]:
+  """Parameters and batch-norm state of the core.
+
+  Args:
+    key: PRNG key.
+    feature_shapes: (H_i, W_i, C_i) of each candidate layer, in order.
+    config: the core's hyper-parameters.
+
+  Returns:
+    (params, state): params {'select' (if selecting), 'attend' [per layer],
+    'project' [per layer], 'lstm'}; state {'select', 'attend' [per layer]}.
+  """
+  feature_shapes = [tuple(int(d) for d in s) for s in feature_shapes]
+  _check_shapes(feature_shapes, config)
+  select_key, lstm_key, *layer_keys = jax.random.split(key, 2 + len(feature_shapes))
+  params, state = {"attend": [], "project": []}, {"attend": []}
+  if config.select_layer:
+    params["select"], state["select"] = attention.init_layer_selection(
+        select_key, hidden_size=config.hidden_size, num_layers=len(feature_shapes),
+        embedding_size=config.gate_embedding_size)
+  for (_, _, channels), layer_key in zip(feature_shapes, layer_keys):
+    attend_key, project_key = jax.random.split(layer_key)
+    if config.spatial_attention:
+      attend_params, attend_state = attention.init_spatial_attention(
+          attend_key, hidden_size=config.hidden_size, feature_channels=channels,
+          kernel_sizes=config.attention_kernel_sizes)
+      params["attend"].append(attend_params)
+      state["attend"].append(attend_state)
+    params["project"].append(layers.init_conv(
+        project_key, kernel_size=1, in_channels=channels, out_channels=config.projection_size))
+  params["lstm"] = convlstm.init_convlstm(
+      lstm_key, input_channels=config.projection_size, hidden_size=config.hidden_size,
+      kernel_sizes=config.convlstm_kernel_sizes)
+  return params, state
+
+
+def apply_core(params: dict, state: dict, features: Sequence[jax.Array],
+               key: jax.Array | None, temperature: jax.typing.ArrayLike, *,
+               train: bool, config: CoreConfig) -> tuple[CoreOutputs, dict]:
+  """Runs N layer-spatial attention steps under `jax.lax.scan`.
+
+  Args:
+    params, state: from `init_core` for the same feature shapes.
+    features: k arrays [B, H_i, W_i, C_i].
+    key: PRNG key for the Gumbel noise (training); None for evaluation.
+    temperature: Gumbel-softmax temperature (may be traced).
+    train: batch-norm mode.
+    config: the core's hyper-parameters.
+
+  Returns:
+    (CoreOutputs, new state).
+  """
+  step_fn, carry, step_keys = _prepare(params, state, features, key, temperature,
+                                       train=train, config=config)
+  carry, per_step = jax.lax.scan(step_fn, carry, step_keys, length=config.num_steps)
+  return _finish(carry, per_step)
+
+
+def apply_core_unrolled(params, state, features, key, temperature, *, train, config):
+  """`apply_core` with a Python loop over steps: a reference for tests and benchmarks."""
+  step_fn, carry, step_keys = _prepare(params, state, features, key, temperature,
+                                       train=train, config=config)
+  outputs = []
+  for t in range(config.num_steps):
+    carry, out = step_fn(carry, None if step_keys is None else step_keys[t])
+    outputs.append(out)
+  per_step = jax.tree.map(lambda *xs: jnp.stack(xs), *outputs)
+  return _finish(carry, per_step)
+
+
+def _prepare(params, state, features, key, temperature, *, train, config):
+  feature_shapes = [tuple(f.shape[1:]) for f in features]
+  _check_shapes(feature_shapes, config)
+  (common_h, common_w), (finest_h, finest_w) = grids(feature_shapes)
+  batch = features[0].shape[0]
+  dtype = features[0].dtype
+
+  def step_fn(carry, step_key):
+    (c, h), state = carry
+    new_state = {"attend": []}
+    if config.select_layer:
+      choice, logits, new_state["select"] = attention.layer_selection(
+          params["select"], state["select"], h, step_key, temperature, train=train)
+    else:
+      choice = jnp.ones((batch, 1), dtype)
+      logits = jnp.zeros((batch, 1), dtype)
+    lstm_input = 0.0
+    mask = 0.0
+    for i, f in enumerate(features):
+      height, width = f.shape[1:3]
+      if config.spatial_attention:
+        attended, layer_mask, layer_state = attention.spatial_attention(
+            params["attend"][i], state["attend"][i], layers.resize(h, height, width), f,
+            train=train, nonlinearity=config.attention_nonlinearity)
+        new_state["attend"].append(layer_state)
+      else:
+        attended = f
+        layer_mask = jnp.full((batch, height, width), 1.0 / (height * width), dtype)
+      projected = layers.resize(layers.conv2d(params["project"][i], attended),
+                                common_h, common_w)
+      weight = choice[:, i][:, None, None]
+      lstm_input = lstm_input + weight[..., None] * projected
+      mask = mask + weight * layers.resize(layer_mask[..., None], finest_h, finest_w)[..., 0]
+    (c, h), _ = convlstm.convlstm_step(params["lstm"], (c, h), lstm_input)
+    return ((c, h), new_state), (h, choice, logits, mask)
+
+  carry = (convlstm.initial_carry(params["lstm"], batch_size=batch, height=common_h,
+                                  width=common_w, dtype=dtype), state)
+  step_keys = None if key is None else jax.random.split(key, config.num_steps)
+  return step_fn, carry, step_keys
+
+
+def _finish(carry, per_step):
+  (_, _), new_state = carry
+  hidden_states, choices, logits, masks = per_step
+  pooled = jnp.mean(hidden_states, axis=(2, 3))  # [N, B, hidden]
+  pooled = jnp.transpose(pooled, (1, 0, 2)).reshape(pooled.shape[1], -1)
+  return CoreOutputs(pooled, hidden_states, choices, logits, masks), new_state

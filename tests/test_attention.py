@@ -1,0 +1,70 @@
+"""Spatial attention (eq. 1) and layer selection (supplementary fig. 5)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lsattn import LsattnError, attention
+
+
+def _attention_inputs(batch=3, height=5, width=4, hidden=6, channels=7):
+  params, state = attention.init_spatial_attention(
+      jax.random.key(0), hidden_size=hidden, feature_channels=channels)
+  h = jax.random.normal(jax.random.key(1), (batch, height, width, hidden))
+  f = jax.random.normal(jax.random.key(2), (batch, height, width, channels))
+  return params, state, h, f
+
+
+@pytest.mark.parametrize("nonlinearity", ["relu", "leaky_relu"])
+def test_mask_is_a_distribution_over_positions(nonlinearity):
+  params, state, h, f = _attention_inputs()
+  output, mask, _ = jax.jit(attention.spatial_attention, static_argnames=("train", "nonlinearity"))(
+      params, state, h, f, train=True, nonlinearity=nonlinearity)
+  assert output.shape == f.shape and mask.shape == (3, 5, 4)
+  assert np.all(mask >= 0)
+  np.testing.assert_allclose(mask.sum(axis=(1, 2)), 1.0, rtol=1e-5)
+  np.testing.assert_allclose(output, mask[..., None] * f, rtol=1e-6)
+
+
+def test_mask_depends_on_hidden_state():
+  params, state, h, f = _attention_inputs()
+  _, mask_a, _ = attention.spatial_attention(params, state, h, f, train=False)
+  _, mask_b, _ = attention.spatial_attention(params, state, -h, f, train=False)
+  assert np.max(np.abs(mask_a - mask_b)) > 1e-4
+
+
+def test_batch_norm_train_updates_state_and_eval_uses_it():
+  params, state, h, f = _attention_inputs()
+  _, mask_train, new_state = attention.spatial_attention(params, state, h, f, train=True)
+  _, mask_eval, eval_state = attention.spatial_attention(params, state, h, f, train=False)
+  assert not np.allclose(new_state["norm"]["mean"], state["norm"]["mean"])
+  jax.tree.map(np.testing.assert_array_equal, eval_state, state)
+  assert not np.allclose(mask_train, mask_eval)
+  # Eval does not depend on the rest of the batch; train does.
+  _, mask_single, _ = attention.spatial_attention(params, state, h[:1], f[:1], train=False)
+  np.testing.assert_allclose(mask_single[0], mask_eval[0], rtol=1e-5)
+
+
+def test_unknown_nonlinearity_is_refused():
+  params, state, h, f = _attention_inputs()
+  with pytest.raises(LsattnError, match="tanh"):
+    attention.spatial_attention(params, state, h, f, train=True, nonlinearity="tanh")
+
+
+def test_layer_selection_gives_one_hot_and_its_gradient_reaches_every_parameter():
+  params, state = attention.init_layer_selection(jax.random.key(0), hidden_size=6,
+                                                 num_layers=4, embedding_size=3)
+  h = jax.random.normal(jax.random.key(1), (5, 3, 3, 6))
+  choice, logits, new_state = attention.layer_selection(
+      params, state, h, jax.random.key(2), 0.5, train=True)
+  assert choice.shape == logits.shape == (5, 4)
+  np.testing.assert_array_equal(choice.sum(-1), 1.0)
+
+  def loss(params):
+    choice, _, _ = attention.layer_selection(params, state, h, jax.random.key(2), 0.5, train=True)
+    return jnp.sum(choice * jnp.arange(4.0))
+
+  grads = jax.grad(loss)(params)
+  for path, grad in jax.tree_util.tree_leaves_with_path(grads):
+    assert np.all(np.isfinite(grad)) and np.any(grad != 0), path
