@@ -1,0 +1,228 @@
+"""Backbone weights: import from torchvision and Caffe namings, export to .npz.
+
+Formats:
+
+* **lsattn .npz** (`save_npz` / `load_npz`): one array per variable, named by
+  its path in the Flax variables, e.g. ``params/inception_3a/b1x1/conv/kernel``
+  (HWIO) or ``batch_stats/conv1/bn/mean``; exactly what `GoogLeNet.init`
+  creates for the variant.
+* **Caffe naming** (.npz, or a pickle of a dict), as converted Places/BVLC
+  GoogLeNet weights circulate: ``<layer>_0`` the weight (OIHW for
+  convolutions, [out, in] for the classifier) and ``<layer>_1`` the bias,
+  where <layer> is ``conv1/7x7_s2``, ``conv2/3x3_reduce``, ``conv2/3x3``,
+  ``inception_3a/1x1``, ``.../3x3_reduce``, ``.../3x3``, ``.../5x5_reduce``,
+  ``.../5x5``, ``.../pool_proj`` and ``loss3/classifier``. A pickle may also
+  map ``<layer>`` to ``[weight, bias]``. Loads into the 'caffe' variant.
+* **torchvision** state dict (.pth) of ``torchvision.models.googlenet``;
+  loads into the 'torchvision' variant (needs ``pip install torch``; the
+  auxiliary classifiers are ignored).
+
+Every loader checks names and shapes against a freshly initialised model and
+raises `LsattnError` naming the file and the key on any mismatch.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lsattn.errors import LsattnError
+from lsattn.googlenet import GoogLeNet
+
+_CAFFE_STEM = {"conv1": "conv1/7x7_s2", "conv2_reduce": "conv2/3x3_reduce", "conv2": "conv2/3x3",
+               "classifier": "loss3/classifier"}
+_CAFFE_BRANCH = {"b1x1": "1x1", "b3x3_reduce": "3x3_reduce", "b3x3": "3x3",
+                 "b5x5_reduce": "5x5_reduce", "b5x5": "5x5", "pool_proj": "pool_proj"}
+_TORCH_STEM = {"conv1": "conv1", "conv2_reduce": "conv2", "conv2": "conv3", "classifier": "fc"}
+_TORCH_BRANCH = {"b1x1": "branch1", "b3x3_reduce": "branch2.0", "b3x3": "branch2.1",
+                 "b5x5_reduce": "branch3.0", "b5x5": "branch3.1", "pool_proj": "branch4.1"}
+
+
+def template_variables(variant: str, num_classes: int = 1000) -> dict:
+  """Shapes of the backbone's variables ({'params', 'batch_stats'?}), no compute."""
+  model = GoogLeNet(variant=variant, num_classes=num_classes)
+  return jax.eval_shape(
+      lambda: model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)), train=False))
+
+
+def _flatten(tree) -> dict[str, object]:
+  flat = {}
+  for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+    flat["/".join(str(getattr(p, "key", p)) for p in path)] = leaf
+  return flat
+
+
+def _unflatten(flat: dict[str, np.ndarray]) -> dict:
+  tree: dict = {}
+  for name, value in flat.items():
+    node = tree
+    *parents, leaf = name.split("/")
+    for parent in parents:
+      node = node.setdefault(parent, {})
+    node[leaf] = jnp.asarray(value)
+  return tree
+
+
+def _assemble(path: str, template: dict, lookup: Callable[[str], np.ndarray]) -> dict:
+  """Builds variables shaped like `template`, each leaf from lookup(flat name)."""
+  flat = {}
+  for name, leaf in _flatten(template).items():
+    value = np.asarray(lookup(name), dtype=np.float32)
+    if value.shape != tuple(leaf.shape):
+      raise LsattnError(f"{path}: {name} has shape {value.shape}, expected {tuple(leaf.shape)}")
+    flat[name] = value
+  return _unflatten(flat)
+
+
+def save_npz(path: str | os.PathLike, variables: dict) -> None:
+  """Writes backbone variables ({'params', 'batch_stats'?}) to an lsattn .npz."""
+  arrays = {name: np.asarray(value) for name, value in _flatten(variables).items()}
+  tmp = f"{path}.tmp.npz"
+  np.savez(tmp, **arrays)
+  os.replace(tmp, path)
+
+
+def _read_npz(path) -> dict[str, np.ndarray]:
+  try:
+    with np.load(path, allow_pickle=False) as data:
+      return {name: data[name] for name in data.files}
+  except FileNotFoundError:
+    raise LsattnError(f"{path}: no such weights file") from None
+  except Exception as error:  # zip, pickle and format errors all mean a bad file
+    raise LsattnError(f"{path}: not a readable .npz file ({error})") from None
+
+
+def load_npz(path: str | os.PathLike, variant: str, num_classes: int = 1000) -> dict:
+  """Reads an lsattn .npz written by `save_npz` for `variant`."""
+  arrays = _read_npz(path)
+  template = template_variables(variant, num_classes)
+  expected = set(_flatten(template))
+  unexpected = sorted(set(arrays) - expected)
+  if unexpected:
+    raise LsattnError(f"{path}: unexpected key {unexpected[0]!r} for the {variant!r} backbone "
+                      f"({len(unexpected)} unexpected in all)")
+
+  def lookup(name):
+    if name not in arrays:
+      raise LsattnError(f"{path}: missing key {name!r} for the {variant!r} backbone")
+    return arrays[name]
+
+  return _assemble(str(path), template, lookup)
+
+
+def _module_and_leaf(name: str) -> tuple[list[str], str]:
+  """'params/inception_3a/b1x1/conv/kernel' -> (['inception_3a', 'b1x1', 'conv'], 'kernel')."""
+  _, *modules, leaf = name.split("/")
+  return modules, leaf
+
+
+def _layer_modules(modules: list[str]) -> list[str]:
+  """Drops the trailing 'conv' or 'bn' of a ConvUnit's variable path."""
+  return modules[:-1] if modules[-1] in ("conv", "bn") else modules
+
+
+def _external_layer(modules: list[str], stem: dict, branch: dict, separator: str) -> str:
+  if modules[0].startswith("inception_"):
+    block = modules[0]
+    if separator == ".":
+      block = block.replace("_", "")  # torchvision: inception3a
+    return f"{block}{separator}{branch[modules[1]]}"
+  return stem[modules[0]]
+
+
+def load_caffe(path: str | os.PathLike, num_classes: int | None = None) -> dict:
+  """Reads Caffe-named GoogLeNet weights (.npz or pickle) into the 'caffe' variant."""
+  path = str(path)
+  if path.endswith((".pkl", ".pickle")):
+    try:
+      with open(path, "rb") as f:
+        raw = pickle.load(f)
+    except FileNotFoundError:
+      raise LsattnError(f"{path}: no such weights file") from None
+    except Exception as error:
+      raise LsattnError(f"{path}: not a readable pickle ({error})") from None
+    arrays = {}
+    for key, value in raw.items():
+      if isinstance(value, (list, tuple)):
+        arrays.update({f"{key}_{i}": np.asarray(v) for i, v in enumerate(value)})
+      else:
+        arrays[key] = np.asarray(value)
+  else:
+    arrays = _read_npz(path)
+  if num_classes is None:
+    num_classes = arrays.get("loss3/classifier_1", np.zeros(1000)).shape[0]
+
+  def lookup(name):
+    modules, leaf = _module_and_leaf(name)
+    key = _external_layer(_layer_modules(modules), _CAFFE_STEM, _CAFFE_BRANCH, "/")
+    key += "_0" if leaf == "kernel" else "_1"
+    if key not in arrays:
+      raise LsattnError(f"{path}: missing Caffe blob {key!r}")
+    value = arrays[key]
+    if leaf == "kernel":
+      value = value.transpose(2, 3, 1, 0) if value.ndim == 4 else value.T
+    return value
+
+  return _assemble(path, template_variables("caffe", num_classes), lookup)
+
+
+def load_torchvision_googlenet(path: str | os.PathLike) -> dict:
+  """Reads a torchvision GoogLeNet state dict (.pth) into the 'torchvision' variant."""
+  try:
+    import torch  # only this conversion needs torch
+  except ImportError:
+    raise LsattnError("converting .pth weights needs PyTorch: pip install 'lsattn[torch]'") from None
+  path = str(path)
+  try:
+    state_dict = torch.load(path, map_location="cpu", weights_only=True)
+  except FileNotFoundError:
+    raise LsattnError(f"{path}: no such weights file") from None
+  except Exception as error:
+    raise LsattnError(f"{path}: not a readable PyTorch state dict ({error})") from None
+  num_classes = state_dict["fc.weight"].shape[0] if "fc.weight" in state_dict else 1000
+  leaf_names = {"kernel": "weight", "bias": "bias", "scale": "weight", "mean": "running_mean",
+                "var": "running_var"}
+
+  def lookup(name):
+    modules, leaf = _module_and_leaf(name)
+    layer = _external_layer(_layer_modules(modules), _TORCH_STEM, _TORCH_BRANCH, ".")
+    if modules[0] != "classifier":
+      layer += "." + modules[-1]  # .conv or .bn
+    key = f"{layer}.{leaf_names[leaf]}"
+    if key not in state_dict:
+      raise LsattnError(f"{path}: missing tensor {key!r}")
+    value = state_dict[key].detach().cpu().numpy()
+    if leaf == "kernel":
+      value = value.transpose(2, 3, 1, 0) if value.ndim == 4 else value.T
+    return value
+
+  return _assemble(path, template_variables("torchvision", num_classes), lookup)
+
+
+def load_backbone_weights(path: str | os.PathLike, variant: str,
+                          num_classes: int | None = None) -> dict:
+  """Loads backbone variables from any supported file, chosen by its contents.
+
+  `.pth` is a torchvision state dict; a `.npz` whose names start with
+  ``params/`` is lsattn's own; other `.npz` and pickles use Caffe naming.
+  """
+  path = str(path)
+  if not os.path.exists(path):
+    raise LsattnError(f"backbone_weights: no such file {path}")
+  if path.endswith(".pth"):
+    if variant != "torchvision":
+      raise LsattnError(f"{path}: torchvision weights need backbone='torchvision', got {variant!r}")
+    return load_torchvision_googlenet(path)
+  if path.endswith(".npz"):
+    names = _read_npz(path)
+    if any(name.startswith("params/") for name in names):
+      classes = num_classes or names.get("params/classifier/bias", np.zeros(1000)).shape[0]
+      return load_npz(path, variant, classes)
+  if variant != "caffe":
+    raise LsattnError(f"{path}: Caffe-named weights need backbone='caffe', got {variant!r}")
+  return load_caffe(path, num_classes)
