@@ -1,0 +1,133 @@
+"""The full model: every variant forward and backward under jit, config checks."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from lsattn import LsattnError, core, model
+
+TINY_CORE = core.CoreConfig(num_steps=2, hidden_size=8, projection_size=8,
+                            convlstm_kernel_sizes=(1, 3), attention_kernel_sizes=(1, 3),
+                            gate_embedding_size=4)
+
+
+def _config(**kwargs):
+  return model.ModelConfig(core=TINY_CORE, **kwargs)
+
+
+@pytest.mark.parametrize("task, backbone", [("pose", "caffe"), ("classification", "torchvision")])
+def test_full_model_forward_and_backward(task, backbone):
+  config = _config(task=task, backbone=backbone, num_classes=5)
+  params, state = model.init_model(jax.random.key(0), config, (48, 48, 3))
+  images = jax.random.normal(jax.random.key(1), (2, 48, 48, 3)) * 50
+
+  @jax.jit
+  def loss_fn(params, state):
+    outputs, new_state = model.apply_model(params, state, images, jax.random.key(2), 0.5,
+                                           train=True, config=config)
+    value = sum(jnp.sum(v ** 2) for v in outputs.prediction.values())
+    return value, new_state
+
+  (value, new_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, state)
+  assert np.isfinite(value)
+  for group in ("backbone", "core", "head"):
+    leaves = jax.tree.leaves(grads[group])
+    assert all(np.all(np.isfinite(g)) for g in leaves), group
+    assert any(np.any(g != 0) for g in leaves), group
+  assert jax.tree.structure(new_state) == jax.tree.structure(state)
+
+
+@pytest.mark.parametrize("variant, task", [
+    ("layer_spatial", "pose"), ("spatial_only", "pose"), ("layer_only", "classification"),
+    ("posenet", "pose")])
+def test_variant_heads_forward_and_backward(variant, task):
+  """Each variant's core and head on cached taps (the backbone is shared by all)."""
+  config = _config(variant=variant, task=task, num_classes=5, fixed_layer="4e")
+  params, state = model.init_model(jax.random.key(0), config, (64, 64, 3))
+  images = jax.random.normal(jax.random.key(1), (2, 64, 64, 3)) * 50
+  taps, _ = model.apply_backbone(params, state, images, train=False, config=config)
+
+  @jax.jit
+  def loss_fn(params):
+    outputs, _ = model.apply_head(params, state, taps, jax.random.key(2), 0.5, train=True,
+                                  config=config)
+    return sum(jnp.sum(v ** 2) for v in outputs.prediction.values()), outputs
+
+  (value, outputs), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+  assert np.isfinite(value)
+  steps = 0 if variant == "posenet" else 2
+  layers_ = 1 if variant in ("spatial_only", "posenet") else 4
+  assert outputs.layer_choices.shape == (steps, 2, layers_)
+  if task == "pose":
+    assert outputs.prediction["position"].shape == (2, 3)
+    np.testing.assert_allclose(jnp.linalg.norm(outputs.prediction["orientation"], axis=-1), 1,
+                               rtol=1e-5)
+  else:
+    assert outputs.prediction["logits"].shape == (2, 5)
+  for group in ("core", "head"):
+    leaves = jax.tree.leaves(grads[group])
+    assert all(np.all(np.isfinite(g)) for g in leaves), group
+    assert any(np.any(g != 0) for g in leaves), group
+
+
+def test_eval_is_deterministic_and_independent_of_the_batch():
+  config = _config(backbone="torchvision")
+  params, state = model.init_model(jax.random.key(0), config, (48, 48, 3))
+  images = jax.random.normal(jax.random.key(1), (3, 48, 48, 3)) * 50
+  apply = jax.jit(lambda p, s, x: model.apply_model(p, s, x, None, 1.0, train=False,
+                                                    config=config)[0])
+  full, again, single = apply(params, state, images), apply(params, state, images), apply(
+      params, state, images[:1])
+  jax.tree.map(np.testing.assert_array_equal, full, again)
+  np.testing.assert_allclose(single.prediction["position"][0], full.prediction["position"][0],
+                             rtol=1e-4, atol=1e-5)
+
+
+def test_position_head_starts_at_the_training_mean():
+  params, _ = model.init_model(jax.random.key(0), _config(), (32, 32, 3),
+                               position_mean=[10.0, -2.0, 3.0])
+  np.testing.assert_array_equal(params["head"]["bias"], [10, -2, 3, 1, 0, 0, 0])
+
+
+def _config_dict(**overrides):
+  config = ml_collections.ConfigDict(dict(
+      task="pose", num_classes=0, model_variant="layer_spatial", fixed_layer="5b",
+      backbone="caffe", candidate_layers=("3b", "4c", "4e", "5b"), num_recurrent_steps=3,
+      hidden_size=96, convlstm_kernel_sizes=(1, 3, 5, 7), attention_kernel_sizes=(1, 3, 5),
+      gate_embedding_size=16, attention_nonlinearity="leaky_relu"))
+  config.update(overrides)
+  return config
+
+
+def test_from_config_reads_the_paper_defaults():
+  config = model.ModelConfig.from_config(_config_dict())
+  assert config.core.num_steps == 3 and config.core.hidden_size == 96
+  assert config.layer_names == ("Conv-3B", "Conv-4C", "Conv-4E", "Conv-5B")
+  spatial = model.ModelConfig.from_config(_config_dict(model_variant="spatial_only",
+                                                       fixed_layer="4e"))
+  assert spatial.layers == ("4e",) and not spatial.core.select_layer
+
+
+@pytest.mark.parametrize("key, value", [
+    ("model_variant", "attention"), ("candidate_layers", ("3b", "6a")), ("backbone", "vgg"),
+    ("task", "depth"), ("num_recurrent_steps", 0), ("fixed_layer", "2a")])
+def test_bad_values_name_their_key(key, value):
+  with pytest.raises(LsattnError, match=key):
+    model.ModelConfig.from_config(_config_dict(**{key: value}))
+
+
+def test_classification_needs_classes():
+  with pytest.raises(LsattnError, match="num_classes"):
+    model.ModelConfig.from_config(_config_dict(task="classification", num_classes=1))
+
+
+def test_wrong_image_shape_is_refused():
+  config = _config()
+  params, state = model.init_model(jax.random.key(0), config, (32, 32, 3))
+  with pytest.raises(LsattnError, match="RGB"):
+    model.apply_model(params, state, jnp.zeros((1, 32, 32, 4)), None, 1.0, train=False,
+                      config=config)
