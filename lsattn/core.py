@@ -54,6 +54,11 @@ class CoreConfig:
     attention_nonlinearity: 'leaky_relu' (supplement) or 'relu' (eq. 1).
     select_layer: layer selection ("what"); False needs exactly one layer.
     spatial_attention: spatial attention ("where").
+    scan_unroll: steps per iteration of the compiled scan loop (`unroll` of
+      `jax.lax.scan`; same results). 1 keeps one loop body, so compile time
+      does not grow with N; 0 (auto) unrolls fully on CPU, where XLA runs the
+      weight-gradient convolutions of a loop body about 10x slower than
+      outside a loop (benchmarks/README.md), and uses 1 elsewhere.
   """
   num_steps: int = 3
   hidden_size: int = 96
@@ -64,6 +69,7 @@ class CoreConfig:
   attention_nonlinearity: str = "leaky_relu"
   select_layer: bool = True
   spatial_attention: bool = True
+  scan_unroll: int = 0
 
   def __post_init__(self):
     for name in ("num_steps", "hidden_size", "projection_size", "gate_embedding_size"):
@@ -74,6 +80,8 @@ class CoreConfig:
       sizes = getattr(self, name)
       if not sizes or any(not isinstance(s, int) or s < 1 or s % 2 == 0 for s in sizes):
         raise LsattnError(f"core: {name} must be odd positive integers, got {sizes!r}")
+    if not isinstance(self.scan_unroll, int) or self.scan_unroll < 0:
+      raise LsattnError(f"core: scan_unroll must be an integer >= 0, got {self.scan_unroll!r}")
     if self.attention_nonlinearity not in attention.NONLINEARITIES:
       raise LsattnError(f"core: attention_nonlinearity must be one of "
                         f"{attention.NONLINEARITIES}, got {self.attention_nonlinearity!r}")
@@ -168,8 +176,15 @@ def apply_core(params: dict, state: dict, features: Sequence[jax.Array],
   """
   step_fn, carry, step_keys = _prepare(params, state, features, key, temperature,
                                        train=train, config=config)
-  carry, per_step = jax.lax.scan(step_fn, carry, step_keys, length=config.num_steps)
+  carry, per_step = jax.lax.scan(step_fn, carry, step_keys, length=config.num_steps,
+                                 unroll=_unroll(config))
   return _finish(carry, per_step)
+
+
+def _unroll(config: CoreConfig) -> int:
+  if config.scan_unroll:
+    return config.scan_unroll
+  return config.num_steps if jax.default_backend() == "cpu" else 1
 
 
 def apply_core_unrolled(params, state, features, key, temperature, *, train, config):

@@ -80,7 +80,8 @@ class ModelConfig:
           gate_embedding_size=config.gate_embedding_size,
           attention_nonlinearity=config.attention_nonlinearity,
           select_layer=variant in ("layer_spatial", "layer_only"),
-          spatial_attention=variant in ("layer_spatial", "spatial_only"))
+          spatial_attention=variant in ("layer_spatial", "spatial_only"),
+          scan_unroll=config.get("scan_unroll", 0))
     except LsattnError as error:
       raise LsattnError(str(error).replace("core: num_steps", "num_recurrent_steps")) from None
     return cls(task=config.task, num_classes=config.get("num_classes", 0), variant=variant,

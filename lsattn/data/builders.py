@@ -1,0 +1,275 @@
+"""tensorflow-datasets builders for the paper's datasets (manual download).
+
+Each builder reads the user's download (or lsattn's synthetic data) in the
+official on-disk layout through `lsattn.data.formats`, validates every index
+and pose file before writing anything, decodes each image once, stores it
+resized to the size the paper's pipeline uses (pose 256x455, classification
+256x256; JPEG quality 95) and records the per-channel RGB mean of the train
+split in ``info.metadata['channel_mean']``. Records follow ARCHITECTURE.md.
+
+Storage is ``array_record``, read back with ``builder.as_data_source()``
+(random access, numpy): no TensorFlow needed.
+
+Builders and configs (``--config.dataset=<builder>/<config>``):
+
+* ``seven_scenes/{chess,fire,heads,office,pumpkin,redkitchen,stairs,synthetic_room}``
+* ``cambridge_landmarks/{kings_college,old_hospital,shop_facade,st_marys_church,great_court,street}``
+* ``tum_lsi/default``
+* ``mit67/{full,synthetic}``
+* ``own_scene/<name>`` (see `lsattn.data.own_scene`)
+"""
+
+from __future__ import annotations
+
+import abc
+import io
+import pathlib
+
+import numpy as np
+import PIL.Image
+import tensorflow_datasets as tfds
+
+from lsattn.data import formats
+from lsattn.errors import LsattnError
+
+POSE_STORED_SIZE = (256, 455)  # (H, W), PoseNet's resize (paper 4.1)
+CLASSIFICATION_STORED_SIZE = (256, 256)
+JPEG_QUALITY = 95
+
+MIT67_CLASSES = tuple(
+    "airport_inside artstudio auditorium bakery bar bathroom bedroom bookstore bowling buffet "
+    "casino children_room church_inside classroom cloister closet clothingstore computerroom "
+    "concert_hall corridor deli dentaloffice dining_room elevator fastfood_restaurant florist "
+    "gameroom garage greenhouse grocerystore gym hairsalon hospitalroom inside_bus "
+    "inside_subway jewelleryshop kindergarden kitchen laboratorywet laundromat library "
+    "livingroom lobby locker_room mall meeting_room movietheater museum nursery office "
+    "operating_room pantry poolinside prisoncell restaurant restaurant_kitchen shoeshop "
+    "stairscase studiomusic subway toystore trainstation tv_studio videostore waitingroom "
+    "warehouse winecellar".split())
+
+
+class SceneConfig(tfds.core.BuilderConfig):
+  """One scene: `folder` is its sub-folder of the manual download folder."""
+
+  def __init__(self, *, folder: str, **kwargs):
+    super().__init__(**kwargs)
+    self.folder = folder
+
+
+def load_image(path: pathlib.Path, size: tuple[int, int]) -> np.ndarray:
+  """Decodes an image file to RGB uint8 [H, W, 3] resized to `size` (H, W).
+
+  Raises:
+    LsattnError: the file is missing, truncated or not an image (names it).
+  """
+  try:
+    with PIL.Image.open(path) as image:
+      image.load()
+      rgb = image.convert("RGB")
+  except FileNotFoundError:
+    raise LsattnError(f"{path}: image file not found") from None
+  except (OSError, SyntaxError, ValueError) as error:
+    raise LsattnError(f"{path}: cannot decode image ({error})") from None
+  if rgb.size != (size[1], size[0]):
+    rgb = rgb.resize((size[1], size[0]), PIL.Image.BILINEAR)
+  return np.asarray(rgb)
+
+
+def encode_jpeg(image: np.ndarray) -> bytes:
+  buffer = io.BytesIO()
+  PIL.Image.fromarray(image).save(buffer, format="JPEG", quality=JPEG_QUALITY)
+  return buffer.getvalue()
+
+
+class _ChannelMean:
+  """Running per-channel mean over images (float64 sums)."""
+
+  def __init__(self):
+    self.total = np.zeros(3)
+    self.count = 0
+
+  def add(self, image: np.ndarray):
+    self.total += image.reshape(-1, 3).sum(axis=0, dtype=np.float64)
+    self.count += image.shape[0] * image.shape[1]
+
+  def value(self) -> list[float]:
+    return [float(v) for v in self.total / max(self.count, 1)]
+
+
+class _LsattnBuilder(tfds.core.GeneratorBasedBuilder):
+  """Shared plumbing: validate everything, then write train and test."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "First release."}
+  STORED_SIZE: tuple[int, int] = POSE_STORED_SIZE
+
+  @abc.abstractmethod
+  def _features(self) -> tfds.features.FeaturesDict:
+    """The record's features (ARCHITECTURE.md)."""
+
+  @abc.abstractmethod
+  def _records(self, root: pathlib.Path, split: str) -> list:
+    """Reads and checks the split's index and pose files (lsattn.data.formats)."""
+
+  @abc.abstractmethod
+  def _example(self, record, image: bytes) -> dict:
+    """One tfds example from a record and its encoded image."""
+
+  def _source_dir(self, dl_manager) -> pathlib.Path:
+    try:
+      root = pathlib.Path(str(dl_manager.manual_dir))
+    except (AssertionError, ValueError) as error:
+      raise LsattnError(f"{self.name}/{self.builder_config.name}: {error}") from None
+    folder = getattr(self.builder_config, "folder", "")
+    path = root / folder if folder else root
+    if not path.is_dir():
+      raise LsattnError(f"{self.name}/{self.builder_config.name}: folder {path} not found. "
+                        f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS.strip()}")
+    return path
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return tfds.core.DatasetInfo(builder=self, description=self.__doc__,
+                                 features=self._features(), metadata=tfds.core.MetadataDict())
+
+  def _split_generators(self, dl_manager):
+    source = self._source_dir(dl_manager)
+    # Read and check every index and pose file before any image is written.
+    records = {split: self._records(source, split) for split in ("train", "test")}
+    return {split: self._generate_examples(records[split], split == "train")
+            for split in ("train", "test")}
+
+  def _generate_examples(self, records, is_train: bool):
+    mean = _ChannelMean()
+    for record in records:
+      image = load_image(record.image_path, self.STORED_SIZE)
+      if is_train:
+        mean.add(image)
+      yield record.image_name, self._example(record, encode_jpeg(image))
+    if is_train:
+      self.info.metadata["channel_mean"] = mean.value()
+
+
+def _pose_features() -> tfds.features.FeaturesDict:
+  return tfds.features.FeaturesDict({
+      "image": tfds.features.Image(shape=(*POSE_STORED_SIZE, 3), encoding_format="jpeg"),
+      "image_name": tfds.features.Text(),
+      "sequence": tfds.features.Text(),
+      "position": tfds.features.Tensor(shape=(3,), dtype=np.float32),
+      "orientation": tfds.features.Tensor(shape=(4,), dtype=np.float32),
+  })
+
+
+class _PoseBuilder(_LsattnBuilder):
+
+  def _features(self):
+    return _pose_features()
+
+  def _example(self, record, image):
+    return {"image": image, "image_name": record.image_name, "sequence": record.sequence,
+            "position": np.asarray(record.position, np.float32),
+            "orientation": np.asarray(record.orientation, np.float32)}
+
+
+class SevenScenes(_PoseBuilder):
+  """Microsoft 7-Scenes (Shotton et al. 2013), official train/test sequences."""
+
+  MANUAL_DOWNLOAD_INSTRUCTIONS = """
+  Download the scenes from Microsoft's 7-Scenes page, unzip each scene and its
+  sequence zips so that <manual_dir>/<scene>/TrainSplit.txt, TestSplit.txt and
+  <manual_dir>/<scene>/seq-01/frame-000000.color.png + frame-000000.pose.txt
+  exist, and pass that folder as --config.manual_dir.
+  """
+  BUILDER_CONFIGS = [SceneConfig(name=scene, folder=scene, description=f"7-Scenes {scene}")
+                     for scene in ("chess", "fire", "heads", "office", "pumpkin", "redkitchen",
+                                   "stairs")] + [
+      SceneConfig(name="synthetic_room", folder="synthetic_room",
+                  description="lsattn's rendered room, in the 7-Scenes layout")]
+
+  def _records(self, root, split):
+    return formats.read_seven_scenes(root, split)
+
+
+class CambridgeLandmarks(_PoseBuilder):
+  """Cambridge Landmarks (Kendall et al. 2015), PoseNet's train/test split."""
+
+  MANUAL_DOWNLOAD_INSTRUCTIONS = """
+  Download the scenes from the University of Cambridge repository (PoseNet),
+  unzip them so that <manual_dir>/KingsCollege/dataset_train.txt,
+  dataset_test.txt and the seq*/ image folders exist, and pass that folder as
+  --config.manual_dir.
+  """
+  BUILDER_CONFIGS = [SceneConfig(name=name, folder=folder, description=f"Cambridge {folder}")
+                     for name, folder in (("kings_college", "KingsCollege"),
+                                          ("old_hospital", "OldHospital"),
+                                          ("shop_facade", "ShopFacade"),
+                                          ("st_marys_church", "StMarysChurch"),
+                                          ("great_court", "GreatCourt"), ("street", "Street"))]
+
+  def _records(self, root, split):
+    return formats.read_cambridge(root, split)
+
+
+class TumLsi(_PoseBuilder):
+  """TUM-LSI (Walch et al. 2017), NavVis scan 2015-08-16_15.34.11, 875/220 split."""
+
+  MANUAL_DOWNLOAD_INSTRUCTIONS = """
+  Download the TUM-LSI (NavVis) images and poses and Walch et al.'s split
+  files; arrange <manual_dir>/images/<scan>/00000-cam0.jpg ...,
+  <manual_dir>/poses/<scan>_poses.xml and <manual_dir>/train.txt, test.txt
+  as documented in lsattn.data.formats.read_tum_lsi, and pass that folder as
+  --config.manual_dir.
+  """
+  BUILDER_CONFIGS = [SceneConfig(name="default", folder="", description="TUM-LSI")]
+
+  def _records(self, root, split):
+    return formats.read_tum_lsi(root, split)
+
+
+class ClassesConfig(tfds.core.BuilderConfig):
+  """A classification set: its class names fix the label space."""
+
+  def __init__(self, *, classes, **kwargs):
+    super().__init__(**kwargs)
+    self.classes = tuple(classes)
+
+
+class Mit67(_LsattnBuilder):
+  """MIT-67 Indoor scenes (Quattoni and Torralba 2009), official split."""
+
+  STORED_SIZE = CLASSIFICATION_STORED_SIZE
+  MANUAL_DOWNLOAD_INSTRUCTIONS = """
+  Download indoorCVPR_09.tar (images) and the official TrainImages.txt and
+  TestImages.txt from MIT's Indoor Scene Recognition page; arrange
+  <manual_dir>/Images/<class>/<file>.jpg with the two lists beside Images/,
+  and pass that folder as --config.manual_dir.
+  """
+  BUILDER_CONFIGS = [
+      ClassesConfig(name="full", classes=MIT67_CLASSES, description="67 classes"),
+      ClassesConfig(name="synthetic", classes=(), description="lsattn's synthetic classes"),
+  ]
+
+  def _features(self):
+    classes = self.builder_config.classes or _synthetic_classes()
+    return tfds.features.FeaturesDict({
+        "image": tfds.features.Image(shape=(*CLASSIFICATION_STORED_SIZE, 3),
+                                     encoding_format="jpeg"),
+        "image_name": tfds.features.Text(),
+        "label": tfds.features.ClassLabel(names=classes),
+    })
+
+  def _records(self, root, split):
+    records = formats.read_mit67(root, split)
+    known = set(self.info.features["label"].names)
+    for record in records:
+      if record.label not in known:
+        raise LsattnError(f"{root}: class {record.label!r} of {record.image_name} is not one "
+                          f"of the {len(known)} classes of {self.name}/{self.builder_config.name}")
+    return records
+
+  def _example(self, record, image):
+    return {"image": image, "image_name": record.image_name, "label": record.label}
+
+
+def _synthetic_classes() -> tuple[str, ...]:
+  from lsattn.data import synthetic  # numpy rendering; imported only when needed
+  return tuple(synthetic.MIT67_CLASS_NAMES[:synthetic.DEFAULT_NUM_CLASSES])

@@ -1,0 +1,123 @@
+"""From a config's ``dataset`` name to a built, readable tfds dataset.
+
+``prepare('seven_scenes/chess', data_dir, manual_dir)`` builds the dataset
+once (later calls reuse it). For the synthetic configs the source files are
+first written by `lsattn.data.synthetic` into ``manual_dir`` (default
+``<data_dir>/manual/<builder>_<config>``), so they run with no download.
+
+A failed build raises `LsattnError` and leaves no partial dataset behind
+(tfds writes into an ``incomplete.*`` folder, removed here on failure).
+"""
+
+from __future__ import annotations
+
+import pathlib
+import shutil
+
+import tensorflow_datasets as tfds
+
+from lsattn.data import builders
+from lsattn.errors import LsattnError
+
+BUILDER_NAMES = ("seven_scenes", "cambridge_landmarks", "tum_lsi", "mit67", "own_scene")
+
+
+def split_name(dataset: str) -> tuple[str, str]:
+  """'seven_scenes/chess' -> ('seven_scenes', 'chess')."""
+  parts = dataset.split("/")
+  if len(parts) != 2 or not all(parts):
+    raise LsattnError(f"dataset must be '<builder>/<config>' (e.g. 'seven_scenes/chess'), "
+                      f"got {dataset!r}")
+  return parts[0], parts[1]
+
+
+def builder_class(name: str) -> type[tfds.core.GeneratorBasedBuilder]:
+  if name == "seven_scenes":
+    return builders.SevenScenes
+  elif name == "cambridge_landmarks":
+    return builders.CambridgeLandmarks
+  elif name == "tum_lsi":
+    return builders.TumLsi
+  elif name == "mit67":
+    return builders.Mit67
+  else:
+    raise LsattnError(f"dataset builder must be one of {BUILDER_NAMES[:4]} (own scenes: "
+                      f"lsattn.data.own_scene), got {name!r}")
+
+
+def is_synthetic(dataset: str) -> bool:
+  return split_name(dataset) in (("seven_scenes", "synthetic_room"), ("mit67", "synthetic"))
+
+
+def task_of(dataset: str) -> str:
+  return "classification" if split_name(dataset)[0] == "mit67" else "pose"
+
+
+def _write_synthetic(dataset: str, manual_dir: pathlib.Path, seed: int) -> None:
+  """Writes the synthetic source files atomically (a temporary folder renamed)."""
+  from lsattn.data import synthetic  # rendering code, only needed here
+  staging = manual_dir.with_name(manual_dir.name + ".incomplete")
+  shutil.rmtree(staging, ignore_errors=True)
+  staging.mkdir(parents=True)
+  if split_name(dataset)[0] == "seven_scenes":
+    synthetic.write_synthetic_seven_scenes(staging, seed=seed)
+  else:
+    synthetic.write_synthetic_mit67(staging, seed=seed)
+  staging.rename(manual_dir)
+
+
+def get_builder(dataset: str, data_dir: str | pathlib.Path) -> tfds.core.DatasetBuilder:
+  name, config = split_name(dataset)
+  cls = builder_class(name)
+  configs = [c.name for c in cls.BUILDER_CONFIGS]
+  if config not in configs:
+    raise LsattnError(f"dataset {dataset!r}: config must be one of {configs}, got {config!r}")
+  return cls(config=config, data_dir=str(pathlib.Path(data_dir).expanduser()),
+             file_format="array_record")
+
+
+def prepare(dataset: str, data_dir: str | pathlib.Path, manual_dir: str | pathlib.Path = "",
+            *, synthetic_seed: int = 0) -> tfds.core.DatasetBuilder:
+  """A built dataset (building it first if needed).
+
+  Args:
+    dataset: '<builder>/<config>'.
+    data_dir: where tfds keeps built datasets.
+    manual_dir: the user's download (not needed once built; synthetic
+      datasets default to a folder under data_dir).
+    synthetic_seed: seed of the synthetic generators.
+
+  Raises:
+    LsattnError: unknown name, missing download, or bad files (the error
+      names the file and line); nothing partial is left in data_dir.
+  """
+  builder = get_builder(dataset, data_dir)
+  if builder.is_prepared():
+    return builder
+  data_dir = pathlib.Path(data_dir).expanduser()
+  if is_synthetic(dataset):
+    name, config = split_name(dataset)
+    manual = pathlib.Path(manual_dir or data_dir / "manual" / f"{name}_{config}").expanduser()
+    if not manual.is_dir():
+      _write_synthetic(dataset, manual, synthetic_seed)
+  elif not manual_dir:
+    raise LsattnError(f"dataset {dataset!r} is not built in {data_dir} and manual_dir is not "
+                      f"set. {builder.MANUAL_DOWNLOAD_INSTRUCTIONS.strip()}")
+  else:
+    manual = pathlib.Path(manual_dir).expanduser()
+    if not manual.is_dir():
+      raise LsattnError(f"manual_dir {manual} does not exist. "
+                        f"{builder.MANUAL_DOWNLOAD_INSTRUCTIONS.strip()}")
+  try:
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        manual_dir=str(manual)))
+  except BaseException:
+    _remove_incomplete(builder)
+    raise
+  return builder
+
+
+def _remove_incomplete(builder: tfds.core.DatasetBuilder) -> None:
+  config_dir = pathlib.Path(str(builder.data_dir)).parent
+  for leftover in config_dir.glob("incomplete.*"):
+    shutil.rmtree(leftover, ignore_errors=True)

@@ -1,0 +1,206 @@
+"""Input pipeline: built dataset -> numpy batches (paper 4.1, supplementary C).
+
+Training batches are a pure function of ``(seed, step)``: the example order
+of epoch e is ``permutation(seed, e)`` and each example's crop and flip come
+from ``(seed, e, position)``. So a run resumed at step s reads exactly the
+batches an uninterrupted run would, and each process of a multi-host run
+reads only its own rows. Images are decoded and cropped by a small thread
+pool, a few batches ahead of the train step.
+
+Steps: decode (stored at 256x455 or 256x256) -> resize to ``resize_size`` if
+different -> float32 minus the per-channel mean -> random ``image_size``
+square crop and (classification only) random horizontal flip for training;
+centre crop for evaluation.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import dataclasses
+from typing import Iterator, Sequence
+
+import numpy as np
+import PIL.Image
+import tensorflow_datasets as tfds
+
+from lsattn.errors import LsattnError
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageOptions:
+  """How images become model inputs.
+
+  Attributes:
+    resize_size: (H, W) after resizing, before cropping.
+    image_size: side of the square crop.
+    channel_mean: RGB mean (0-255) subtracted from every pixel.
+    random_flip: random horizontal flips in training (classification only:
+      a flip changes a camera pose).
+  """
+  resize_size: tuple[int, int]
+  image_size: int
+  channel_mean: tuple[float, float, float]
+  random_flip: bool = False
+
+  def __post_init__(self):
+    height, width = self.resize_size
+    if not 0 < self.image_size <= min(height, width):
+      raise LsattnError(f"image_size={self.image_size} must be positive and fit in "
+                        f"resize_size={tuple(self.resize_size)}")
+
+
+class Split:
+  """Random access to one split of a built dataset, with labels cached.
+
+  Attributes:
+    source: the tfds data source (decodes images on access).
+    indices: the examples of this split in the source (a validation split
+      carved from 'train' uses a subset).
+    labels: per-example numpy arrays without images ('position',
+      'orientation', 'sequence', 'image_name' or 'label', ...).
+  """
+
+  def __init__(self, builder: tfds.core.DatasetBuilder, split: str,
+               indices: Sequence[int] | None = None):
+    self.name = split
+    self.source = builder.as_data_source(split)
+    light = builder.as_data_source(split, decoders={"image": tfds.decode.SkipDecoding()})
+    every = range(len(light)) if indices is None else indices
+    self.indices = np.asarray(list(every), dtype=np.int64)
+    if self.indices.size == 0:
+      raise LsattnError(f"split {split!r} of {builder.name}/{builder.builder_config.name} "
+                        f"has no examples")
+    rows = [light[int(i)] for i in self.indices]
+    self.labels = {key: _stack([row[key] for row in rows]) for key in rows[0] if key != "image"}
+
+  def __len__(self) -> int:
+    return len(self.indices)
+
+  def subset(self, positions: Sequence[int]) -> "Split":
+    """The same split restricted to `positions` (0..len-1)."""
+    new = object.__new__(Split)
+    new.name, new.source = self.name, self.source
+    positions = np.asarray(positions, np.int64)
+    new.indices = self.indices[positions]
+    new.labels = {key: value[positions] for key, value in self.labels.items()}
+    return new
+
+  def image(self, position: int) -> np.ndarray:
+    """uint8 [H, W, 3] of the example at `position`."""
+    return self.source[int(self.indices[position])]["image"]
+
+
+def _stack(values):
+  if isinstance(values[0], bytes):
+    return np.asarray([v.decode("utf-8") for v in values], dtype=object)
+  return np.stack([np.asarray(v) for v in values])
+
+
+def preprocess(image: np.ndarray, options: ImageOptions, *, offset: tuple[int, int] | None,
+               flip: bool = False) -> np.ndarray:
+  """uint8 [H, W, 3] -> float32 [S, S, 3] mean-subtracted crop.
+
+  Args:
+    image: decoded image.
+    options: sizes and mean.
+    offset: (top, left) of the crop; None for the centre crop.
+    flip: mirror horizontally.
+  """
+  height, width = options.resize_size
+  if image.ndim != 3 or image.shape[-1] != 3:
+    raise LsattnError(f"expected an RGB image [H, W, 3], got shape {image.shape}")
+  if image.shape[:2] != (height, width):
+    image = np.asarray(PIL.Image.fromarray(image).resize((width, height), PIL.Image.BILINEAR))
+  size = options.image_size
+  if offset is None:
+    offset = ((height - size) // 2, (width - size) // 2)
+  top, left = offset
+  crop = image[top:top + size, left:left + size]
+  if flip:
+    crop = crop[:, ::-1]
+  return crop.astype(np.float32) - np.asarray(options.channel_mean, np.float32)
+
+
+def _targets(split: Split, positions: np.ndarray, task: str) -> dict:
+  if task == "pose":
+    return {"position": split.labels["position"][positions].astype(np.float32),
+            "orientation": split.labels["orientation"][positions].astype(np.float32)}
+  return {"label": split.labels["label"][positions].astype(np.int32)}
+
+
+class TrainBatches:
+  """Deterministic, resumable training batches (this process's rows)."""
+
+  def __init__(self, split: Split, *, task: str, options: ImageOptions, batch_size: int,
+               seed: int, rows: slice | None = None, num_threads: int = 2, prefetch: int = 2):
+    self.split, self.task, self.options = split, task, options
+    self.batch_size, self.seed = batch_size, seed
+    self.rows = rows or slice(0, batch_size)
+    self.num_threads, self.prefetch = num_threads, prefetch
+    self._permutations: dict[int, np.ndarray] = {}
+
+  def _permutation(self, epoch: int) -> np.ndarray:
+    if epoch not in self._permutations:
+      if len(self._permutations) > 4:
+        self._permutations.clear()
+      rng = np.random.default_rng([self.seed, epoch])
+      self._permutations[epoch] = rng.permutation(len(self.split))
+    return self._permutations[epoch]
+
+  def plan(self, step: int) -> list[tuple[int, tuple[int, int], bool]]:
+    """(example position, crop offset, flip) for this process's rows of `step`."""
+    count = len(self.split)
+    height, width = self.options.resize_size
+    size = self.options.image_size
+    plan = []
+    for row in range(self.batch_size)[self.rows]:
+      global_position = step * self.batch_size + row
+      epoch, within = divmod(global_position, count)
+      rng = np.random.default_rng([self.seed, epoch, within, 1])
+      offset = (int(rng.integers(0, height - size + 1)), int(rng.integers(0, width - size + 1)))
+      flip = bool(self.options.random_flip and rng.integers(0, 2))
+      plan.append((int(self._permutation(epoch)[within]), offset, flip))
+    return plan
+
+  def _load(self, item) -> np.ndarray:
+    position, offset, flip = item
+    return preprocess(self.split.image(position), self.options, offset=offset, flip=flip)
+
+  def batch(self, step: int, pool: concurrent.futures.Executor | None = None) -> dict:
+    plan = self.plan(step)
+    mapper = pool.map if pool is not None else map
+    images = np.stack(list(mapper(self._load, plan)))
+    positions = np.asarray([item[0] for item in plan])
+    return {"image": images, **_targets(self.split, positions, self.task)}
+
+  def iterate(self, start_step: int) -> Iterator[dict]:
+    """Batches for steps start_step, start_step + 1, ... (prefetched)."""
+    with concurrent.futures.ThreadPoolExecutor(self.num_threads) as pool:
+      pending = collections.deque()
+      step = start_step
+      while True:
+        while len(pending) < self.prefetch:
+          pending.append(pool.submit(self.batch, step + len(pending), pool))
+        yield pending.popleft().result()
+        step += 1
+
+
+def eval_batches(split: Split, *, task: str, options: ImageOptions, batch_size: int,
+                 rows: slice | None = None, num_threads: int = 2) -> Iterator[dict]:
+  """Every example once, centre crops, in order; the last batch padded.
+
+  Batches add 'mask' (bool [B], False on padding) and 'index' (int32 [B],
+  position in the split; padding repeats the last example).
+  """
+  rows = rows or slice(0, batch_size)
+  count = len(split)
+  with concurrent.futures.ThreadPoolExecutor(num_threads) as pool:
+    load = lambda position: preprocess(split.image(position), options, offset=None)
+    for start in range(0, count, batch_size):
+      index = np.arange(start, start + batch_size)[rows]
+      mask = index < count
+      index = np.minimum(index, count - 1)
+      images = np.stack(list(pool.map(load, index)))
+      yield {"image": images, **_targets(split, index, task), "mask": mask,
+             "index": index.astype(np.int32)}

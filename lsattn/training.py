@@ -1,0 +1,214 @@
+"""Train state, optimiser, schedules, and the pure train and eval steps.
+
+``train_step(state, batch, rng) -> (state, metrics)`` is one pure function,
+jitted with the state donated (see `lsattn.experiment`). Everything that
+changes during training lives in `TrainState`: parameters, batch-norm
+statistics, optimiser state, the step (which also fixes the data position and
+the Gumbel temperature) and the non-finite counters, so a checkpoint of it is
+a complete resume point.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from lsattn import losses, model
+from lsattn.errors import LsattnError
+
+LEARNING_RATE_SCHEDULES = ("constant", "cosine")
+TEMPERATURE_SCHEDULES = ("exponential", "linear", "cosine", "constant")
+NONFINITE_POLICIES = ("skip", "stop")
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a resumed run needs (a pytree; checkpointed whole).
+
+  Attributes:
+    step: int32 [], number of updates attempted so far.
+    params: {'backbone', 'core', 'head'} (+ 'loss' for learned weighting).
+    model_state: batch-norm statistics {'backbone', 'core'}.
+    opt_state: optax state.
+    consecutive_nonfinite: int32 [], non-finite steps in a row (reset by a
+      finite one).
+    max_consecutive_nonfinite: int32 [], the longest such run so far, so the
+      host can enforce the 'stop' policy at its next sync without missing
+      a run that ended in between.
+    skipped_steps: int32 [], total updates skipped for non-finite values.
+  """
+  step: jax.Array
+  params: Any
+  model_state: Any
+  opt_state: Any
+  consecutive_nonfinite: jax.Array
+  max_consecutive_nonfinite: jax.Array
+  skipped_steps: jax.Array
+
+
+def learning_rate_schedule(config) -> optax.Schedule:
+  """Linear warm-up to ``learning_rate``, then constant or cosine decay."""
+  base, warmup = config.learning_rate, config.warmup_steps
+  if config.learning_rate_schedule == "constant":
+    decay = optax.constant_schedule(base)
+  elif config.learning_rate_schedule == "cosine":
+    decay = optax.cosine_decay_schedule(base, max(config.num_train_steps - warmup, 1))
+  else:
+    raise LsattnError(f"learning_rate_schedule must be one of {LEARNING_RATE_SCHEDULES}, "
+                      f"got {config.learning_rate_schedule!r}")
+  if warmup <= 0:
+    return decay
+  return optax.join_schedules([optax.linear_schedule(0.0, base, warmup), decay], [warmup])
+
+
+def temperature_schedule(config) -> optax.Schedule:
+  """Gumbel-softmax temperature per step: lowered progressively (paper 3.2).
+
+  Goes from ``temperature_init`` to ``temperature_final`` over
+  ``temperature_decay_steps`` (0 means all of ``num_train_steps``) and stays
+  there.
+  """
+  start, end = config.temperature_init, config.temperature_final
+  steps = config.temperature_decay_steps or config.num_train_steps
+  kind = config.temperature_schedule
+  if kind == "constant":
+    return optax.constant_schedule(start)
+  if kind == "linear":
+    return optax.linear_schedule(start, end, steps)
+  if kind == "cosine":
+    return optax.cosine_decay_schedule(start, steps, alpha=end / start)
+  if kind == "exponential":
+    return optax.exponential_decay(start, steps, decay_rate=end / start, end_value=end)
+  raise LsattnError(f"temperature_schedule must be one of {TEMPERATURE_SCHEDULES}, got {kind!r}")
+
+
+def make_optimizer(config) -> optax.GradientTransformation:
+  """Adam (paper 4.1); with ``freeze_backbone`` the backbone gets zero updates."""
+  adam = optax.adam(learning_rate_schedule(config))
+  if not config.freeze_backbone:
+    return adam
+  labels_fn = lambda params: {name: ("frozen" if name == "backbone" else "trained")
+                              for name in params}
+  return optax.multi_transform({"trained": adam, "frozen": optax.set_to_zero()}, labels_fn)
+
+
+def create_train_state(rng: jax.Array, config, model_config: model.ModelConfig,
+                       image_shape, *, position_mean=None,
+                       backbone_params=None) -> TrainState:
+  """Initial state; `backbone_params` (imported weights) replace the random ones."""
+  params, model_state = model.init_model(rng, model_config, image_shape,
+                                         position_mean=position_mean)
+  if backbone_params is not None:
+    params["backbone"] = backbone_params
+  if model_config.task == "pose" and config.learned_loss_weighting:
+    params["loss"] = losses.init_learned_weighting()
+  zero = jnp.zeros((), jnp.int32)
+  state = TrainState(step=zero, params=params, model_state=model_state,
+                     opt_state=make_optimizer(config).init(params), consecutive_nonfinite=zero,
+                     max_consecutive_nonfinite=zero, skipped_steps=zero)
+  # Distinct buffers for every leaf: the train step donates the state, and a
+  # buffer shared by two leaves cannot be donated twice.
+  return jax.tree.map(lambda x: jnp.array(x, copy=True), state)
+
+
+def _task_loss(params, outputs: model.ModelOutputs, batch, config, model_config):
+  """Scalar loss and its parts for one batch."""
+  prediction = outputs.prediction
+  if model_config.task == "classification":
+    return losses.cross_entropy_loss(prediction["logits"], batch["label"])
+  parts = losses.posenet_loss(prediction["position"], prediction["orientation"],
+                              batch["position"], batch["orientation"], beta=config.beta)
+  if "loss" in params:
+    parts = dict(parts)
+    parts["loss"] = losses.learned_weighting_loss(
+        parts["position_loss"], parts["orientation_loss"], params["loss"]["s_x"],
+        params["loss"]["s_q"])
+  return parts
+
+
+def make_train_step(config, model_config: model.ModelConfig) -> Callable:
+  """The pure train step ``(state, batch, rng) -> (state, metrics)``.
+
+  Per-step randomness is ``fold_in(rng, step)``, so a resumed run draws the
+  same Gumbel noise as an uninterrupted one. A step whose loss or gradients
+  are not finite leaves params, statistics and optimiser state unchanged
+  (and is counted), decided inside the step without a host sync.
+  """
+  optimizer = make_optimizer(config)
+  temperature_fn = temperature_schedule(config)
+  learning_rate_fn = learning_rate_schedule(config)
+  frozen = config.freeze_backbone
+
+  def loss_fn(params, model_state, batch, key, temperature):
+    if frozen:
+      # Frozen backbone: inference-mode statistics and no backward pass through it.
+      taps, backbone_state = model.apply_backbone(
+          jax.lax.stop_gradient(params), model_state, batch["image"], train=False,
+          config=model_config)
+      outputs, core_state = model.apply_head(params, model_state, taps, key, temperature,
+                                             train=True, config=model_config)
+      new_state = {"backbone": backbone_state, "core": core_state}
+    else:
+      outputs, new_state = model.apply_model(params, model_state, batch["image"], key,
+                                             temperature, train=True, config=model_config)
+    parts = _task_loss(params, outputs, batch, config, model_config)
+    return parts["loss"], (parts, outputs, new_state)
+
+  def train_step(state: TrainState, batch, rng):
+    key = jax.random.fold_in(rng, state.step)
+    temperature = temperature_fn(state.step)
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    (loss, (parts, outputs, new_model_state)), grads = grad_fn(
+        state.params, state.model_state, batch, key, temperature)
+    updates, new_opt_state = optimizer.update(grads, state.opt_state, state.params)
+    new_params = optax.apply_updates(state.params, updates)
+
+    grad_norm = optax.global_norm(grads)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+    consecutive = jnp.where(finite, 0, state.consecutive_nonfinite + 1)
+    new_state = TrainState(
+        step=state.step + 1,
+        params=keep(new_params, state.params),
+        model_state=keep(new_model_state, state.model_state),
+        opt_state=keep(new_opt_state, state.opt_state),
+        consecutive_nonfinite=consecutive,
+        max_consecutive_nonfinite=jnp.maximum(state.max_consecutive_nonfinite, consecutive),
+        skipped_steps=state.skipped_steps + (~finite).astype(jnp.int32))
+    metrics = {name: value for name, value in parts.items()}
+    metrics.update(
+        temperature=temperature, learning_rate=learning_rate_fn(state.step),
+        l2_grads=grad_norm, l2_params=optax.global_norm(new_state.params),
+        nonfinite=(~finite).astype(jnp.int32),
+        # [N, k]: how often each layer was chosen at each step in this batch.
+        layer_counts=jnp.sum(outputs.layer_choices, axis=1))
+    if "loss" in state.params:
+      metrics.update(s_x=state.params["loss"]["s_x"], s_q=state.params["loss"]["s_q"])
+    return new_state, metrics
+
+  return train_step
+
+
+def make_eval_step(model_config: model.ModelConfig) -> Callable:
+  """The pure eval step ``(params, model_state, images) -> outputs``.
+
+  Deterministic: no Gumbel noise (argmax layer choice), batch norm in
+  inference mode. Per-example outputs are batch-major:
+  prediction entries [B, ...], layer_choices [B, N, k], attention_masks
+  [B, N, Hm, Wm].
+  """
+
+  def eval_step(params, model_state, images):
+    outputs, _ = model.apply_model(params, model_state, images, None, 1.0, train=False,
+                                   config=model_config)
+    return {
+        **outputs.prediction,
+        "layer_choices": jnp.moveaxis(outputs.layer_choices, 0, 1),
+        "attention_masks": jnp.moveaxis(outputs.attention_masks, 0, 1),
+    }
+
+  return eval_step
