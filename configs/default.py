@@ -7,7 +7,8 @@ Every other config imports this one and overrides fields. Launch:
 
 Keys (flax-examples names where one exists):
 
-* data: ``dataset`` ('<builder>/<config>', e.g. 'seven_scenes/chess'),
+* data: ``channel_mean`` (RGB to subtract; () = the train split's mean),
+  ``dataset`` ('<builder>/<config>', e.g. 'seven_scenes/chess'),
   ``data_dir`` (where tfds keeps built datasets), ``manual_dir`` (the user's
   download; for synthetic configs lsattn writes it), ``resize_size`` (H, W
   before cropping; paper 256x455 for pose, 256x256 for classification),
@@ -42,7 +43,8 @@ def get_config():
   config.resize_size = (256, 455)
   config.image_size = 224
   config.random_flip = False
-  config.validation_split = "none"
+  config.channel_mean = ()  # () = the train split's mean, stored with the dataset
+  config.validation_split = "none"  # or "auto": see lsattn/data/splits.py
   # Model.
   config.task = "pose"
   config.num_classes = 0

@@ -27,6 +27,7 @@ import pathlib
 
 import numpy as np
 import PIL.Image
+import PIL.ImageOps
 import tensorflow_datasets as tfds
 
 from lsattn.data import formats
@@ -65,7 +66,8 @@ def load_image(path: pathlib.Path, size: tuple[int, int]) -> np.ndarray:
   try:
     with PIL.Image.open(path) as image:
       image.load()
-      rgb = image.convert("RGB")
+      # Phones store portrait photos sideways with an EXIF rotation tag.
+      rgb = PIL.ImageOps.exif_transpose(image).convert("RGB")
   except FileNotFoundError:
     raise LsattnError(f"{path}: image file not found") from None
   except (OSError, SyntaxError, ValueError) as error:
@@ -260,9 +262,10 @@ class Mit67(_LsattnBuilder):
   def _records(self, root, split):
     records = formats.read_mit67(root, split)
     known = set(self.info.features["label"].names)
+    listing = root / ("TrainImages.txt" if split == "train" else "TestImages.txt")
     for record in records:
       if record.label not in known:
-        raise LsattnError(f"{root}: class {record.label!r} of {record.image_name} is not one "
+        raise LsattnError(f"{listing}: class {record.label!r} of {record.image_name} is not one "
                           f"of the {len(known)} classes of {self.name}/{self.builder_config.name}")
     return records
 

@@ -122,6 +122,11 @@ def preprocess(image: np.ndarray, options: ImageOptions, *, offset: tuple[int, i
   return crop.astype(np.float32) - np.asarray(options.channel_mean, np.float32)
 
 
+def _check_task(task: str) -> None:
+  if task not in ("pose", "classification"):
+    raise LsattnError(f"task must be 'pose' or 'classification', got {task!r}")
+
+
 def _targets(split: Split, positions: np.ndarray, task: str) -> dict:
   if task == "pose":
     return {"position": split.labels["position"][positions].astype(np.float32),
@@ -134,6 +139,9 @@ class TrainBatches:
 
   def __init__(self, split: Split, *, task: str, options: ImageOptions, batch_size: int,
                seed: int, rows: slice | None = None, num_threads: int = 2, prefetch: int = 2):
+    _check_task(task)
+    if task == "pose" and options.random_flip:
+      raise LsattnError("random_flip=True with task 'pose': a mirrored image has another pose")
     self.split, self.task, self.options = split, task, options
     self.batch_size, self.seed = batch_size, seed
     self.rows = rows or slice(0, batch_size)
@@ -141,12 +149,14 @@ class TrainBatches:
     self._permutations: dict[int, np.ndarray] = {}
 
   def _permutation(self, epoch: int) -> np.ndarray:
-    if epoch not in self._permutations:
+    # Loader threads share the cache: never read back a key another may clear.
+    permutation = self._permutations.get(epoch)
+    if permutation is None:
       if len(self._permutations) > 4:
         self._permutations.clear()
-      rng = np.random.default_rng([self.seed, epoch])
-      self._permutations[epoch] = rng.permutation(len(self.split))
-    return self._permutations[epoch]
+      permutation = np.random.default_rng([self.seed, epoch]).permutation(len(self.split))
+      self._permutations[epoch] = permutation
+    return permutation
 
   def plan(self, step: int) -> list[tuple[int, tuple[int, int], bool]]:
     """(example position, crop offset, flip) for this process's rows of `step`."""
@@ -176,12 +186,16 @@ class TrainBatches:
 
   def iterate(self, start_step: int) -> Iterator[dict]:
     """Batches for steps start_step, start_step + 1, ... (prefetched)."""
-    with concurrent.futures.ThreadPoolExecutor(self.num_threads) as pool:
+    # Batches are assembled on their own threads: a batch waiting in `pool` for
+    # image loads queued behind it in the same pool would deadlock.
+    prefetch = max(self.prefetch, 1)
+    with concurrent.futures.ThreadPoolExecutor(self.num_threads) as pool, \
+        concurrent.futures.ThreadPoolExecutor(prefetch) as assembler:
       pending = collections.deque()
       step = start_step
       while True:
-        while len(pending) < self.prefetch:
-          pending.append(pool.submit(self.batch, step + len(pending), pool))
+        while len(pending) < prefetch:
+          pending.append(assembler.submit(self.batch, step + len(pending), pool))
         yield pending.popleft().result()
         step += 1
 
@@ -193,6 +207,7 @@ def eval_batches(split: Split, *, task: str, options: ImageOptions, batch_size: 
   Batches add 'mask' (bool [B], False on padding) and 'index' (int32 [B],
   position in the split; padding repeats the last example).
   """
+  _check_task(task)
   rows = rows or slice(0, batch_size)
   count = len(split)
   with concurrent.futures.ThreadPoolExecutor(num_threads) as pool:

@@ -1,0 +1,317 @@
+"""What train.py and eval.py run: ``train_and_evaluate`` and ``evaluate``.
+
+The loop: check the config (before any compute), build or open the
+dataset, create or restore the train state, then run the jitted train step
+(state donated, batch split over the device mesh) with checkpoints every
+``checkpoint_every_steps``, logs every ``log_every_steps`` (the only host
+syncs), optional validation, and the test evaluation at the end. SIGTERM
+and Ctrl-C save a checkpoint and exit cleanly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import signal
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tqdm
+
+from lsattn import checkpoint, config_checks, evaluation, parallel, training, weights
+from lsattn.data import datasets, pipeline, splits
+from lsattn.errors import LsattnError
+
+
+@dataclasses.dataclass
+class Setup:
+  """Everything derived from the config that train and eval share."""
+  config: object
+  model_config: object
+  builder: object
+  train_split: pipeline.Split
+  validation_split: pipeline.Split | None
+  test_split: pipeline.Split
+  options: pipeline.ImageOptions
+  mesh: object
+  class_names: tuple | None
+
+  @property
+  def image_shape(self):
+    return (self.config.image_size, self.config.image_size, 3)
+
+
+def setup(config) -> Setup:
+  """Config checks, multi-host start, dataset, splits, image options, mesh."""
+  model_config = config_checks.check_config(config)
+  parallel.initialize_distributed(config.jax_distributed)
+  parallel.check_batch_size(config.batch_size, "batch_size")
+  parallel.check_batch_size(config.eval_batch_size, "eval_batch_size")
+  if datasets.task_of(config.dataset) != config.task:
+    raise LsattnError(f"config.task = {config.task!r} does not match dataset "
+                      f"{config.dataset!r} ({datasets.task_of(config.dataset)})")
+  builder = datasets.prepare(config.dataset, config.data_dir, config.manual_dir,
+                             synthetic_seed=config.seed)
+  full_train = pipeline.Split(builder, "train")
+  train_positions, validation_positions = splits.validation_split(
+      full_train.labels.get("sequence"), len(full_train), config.validation_split,
+      full_train.labels["image_name"])
+  train_split = full_train.subset(train_positions)
+  validation_split = (full_train.subset(validation_positions)
+                      if len(validation_positions) else None)
+  mean = tuple(config.channel_mean) or tuple(builder.info.metadata["channel_mean"])
+  options = pipeline.ImageOptions(resize_size=tuple(config.resize_size),
+                                  image_size=config.image_size, channel_mean=mean,
+                                  random_flip=config.random_flip)
+  class_names = None
+  if config.task == "classification":
+    class_names = tuple(builder.info.features["label"].names)
+    if config.num_classes != len(class_names):
+      raise LsattnError(f"config.num_classes = {config.num_classes} but dataset "
+                        f"{config.dataset!r} has {len(class_names)} classes")
+  return Setup(config, model_config, builder, train_split, validation_split,
+               pipeline.Split(builder, "test"), options, parallel.create_mesh(), class_names)
+
+
+def initial_state(run: Setup) -> training.TrainState:
+  config = run.config
+  position_mean = None
+  if config.task == "pose":
+    position_mean = run.train_split.labels["position"].mean(axis=0)
+  backbone_params = None
+  rng = jax.random.key(config.seed)
+  state = training.create_train_state(rng, config, run.model_config, run.image_shape,
+                                      position_mean=position_mean)
+  if config.backbone_weights:
+    loaded = weights.load_backbone_weights(config.backbone_weights, config.backbone)
+    backbone_params = _select(state.params["backbone"], loaded["params"], "params",
+                              config.backbone_weights)
+    params = dict(state.params, backbone=backbone_params)
+    model_state = dict(state.model_state)
+    if state.model_state["backbone"]:
+      model_state["backbone"] = _select(state.model_state["backbone"], loaded["batch_stats"],
+                                        "batch_stats", config.backbone_weights)
+    state = state.replace(params=params, model_state=model_state,
+                          opt_state=training.make_optimizer(config).init(params))
+  return state
+
+
+def _select(template, loaded, prefix, path):
+  """The entries of `loaded` that `template` has (same shapes), by name."""
+  def pick(keys, leaf):
+    node = loaded
+    name = "/".join([prefix] + [k.key for k in keys])
+    for key in keys:
+      if key.key not in node:
+        raise LsattnError(f"{path}: missing weight {name}")
+      node = node[key.key]
+    if tuple(node.shape) != tuple(leaf.shape):
+      raise LsattnError(f"{path}: weight {name} has shape {tuple(node.shape)}, "
+                        f"expected {tuple(leaf.shape)}")
+    return jnp.asarray(node, leaf.dtype)
+  return jax.tree_util.tree_map_with_path(pick, template)
+
+
+class _StopRequest:
+  """Turns SIGTERM / Ctrl-C into a flag the loop checks between steps."""
+
+  def __init__(self):
+    self.signal = None
+    self._previous = {}
+
+  def __enter__(self):
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      self._previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    self.signal = signal.Signals(signum).name
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
+def _meta(run: Setup, signature) -> dict:
+  return {"signature": signature, "dataset": run.config.dataset,
+          "channel_mean": list(run.options.channel_mean)}
+
+
+def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
+  """Trains (resuming from workdir's latest checkpoint) and evaluates the test split.
+
+  Returns:
+    The test metrics (also in <workdir>/eval/metrics.json).
+  """
+  run = setup(config)
+  workdir = pathlib.Path(workdir).expanduser()
+  workdir.mkdir(parents=True, exist_ok=True)
+  signature = checkpoint.shape_signature(config, run.model_config, run.image_shape)
+  manager = checkpoint.create_manager(workdir, save_every=config.checkpoint_every_steps,
+                                      keep=config.keep_checkpoints)
+  replicated = parallel.replicated(run.mesh)
+  state = initial_state(run)
+  restored = checkpoint.restore_latest(manager, checkpoint.abstract_like(state, replicated),
+                                       signature)
+  if restored is not None:
+    state = restored[0]
+    print(f"Resuming from {manager.directory / str(restored[2])} (step {restored[2]}).",
+          file=sys.stderr)
+  state = parallel.replicate(state, run.mesh)
+  start_step = int(jax.device_get(state.step))
+
+  train_step = jax.jit(training.make_train_step(config, run.model_config), donate_argnums=0,
+                       out_shardings=(replicated, replicated))
+  train_rng = jax.random.fold_in(jax.random.key(config.seed), 1)
+  batches = pipeline.TrainBatches(
+      run.train_split, task=config.task, options=run.options, batch_size=config.batch_size,
+      seed=config.seed, rows=parallel.process_batch_slice(config.batch_size)).iterate(start_step)
+  logger = _Logger(workdir, run)
+  history = []
+  with _StopRequest() as stop, tqdm.tqdm(total=config.num_train_steps, initial=start_step,
+                                         desc="train", unit="step") as progress:
+    for step in range(start_step, config.num_train_steps):
+      batch = parallel.shard_batch(next(batches), run.mesh)
+      state, metrics = train_step(state, batch, train_rng)
+      history.append(metrics)
+      done = step + 1
+      progress.update(1)
+      if done % config.log_every_steps == 0 or done == config.num_train_steps:
+        summary = logger.train_metrics(done, history)
+        history = []
+        progress.set_postfix(loss=f"{summary['loss']:.4g}")
+        _check_nonfinite(state, config)
+      checkpoint.save(manager, done, state, _meta(run, signature))
+      if run.validation_split is not None and done % config.eval_every_steps == 0:
+        logger.validation(done, _evaluate(run, state, run.validation_split, "validation"))
+      if stop.signal is not None:
+        checkpoint.save(manager, done, state, _meta(run, signature), force=True)
+        manager.wait_until_finished()
+        raise LsattnError(f"stopped by {stop.signal} after step {done}; checkpoint saved in "
+                          f"{manager.directory / str(done)}. Run the same command again to "
+                          f"resume.")
+  if manager.latest_step() != config.num_train_steps:
+    checkpoint.save(manager, config.num_train_steps, state, _meta(run, signature), force=True)
+  manager.wait_until_finished()
+  compiles = train_step._cache_size()
+  result = _final_evaluation(run, state, workdir, step=config.num_train_steps)
+  result["train_step_compilations"] = compiles
+  logger.close()
+  return result
+
+
+def _check_nonfinite(state, config) -> None:
+  worst = int(jax.device_get(state.max_consecutive_nonfinite))
+  if config.nonfinite_policy == "stop" and worst >= config.max_consecutive_nonfinite:
+    raise LsattnError(
+        f"{worst} consecutive train steps had a non-finite loss or gradient "
+        f"(nonfinite_policy='stop', max_consecutive_nonfinite="
+        f"{config.max_consecutive_nonfinite}); those updates were skipped, so the last "
+        f"checkpoint holds finite params. Check the data and learning_rate.")
+
+
+def _evaluate(run: Setup, state, split, name) -> tuple[dict, dict]:
+  eval_step = _eval_step(run)
+  outputs = evaluation.evaluate_split(eval_step, state.params, state.model_state, split,
+                                      task=run.config.task, options=run.options,
+                                      batch_size=run.config.eval_batch_size, mesh=run.mesh,
+                                      description=name)
+  if run.config.task == "pose":
+    result = evaluation.pose_metrics(outputs, split, run.train_split,
+                                     run.model_config.layer_names)
+  else:
+    result = evaluation.classification_metrics(outputs, split, run.class_names,
+                                               run.model_config.layer_names)
+  return outputs, result
+
+
+_EVAL_STEPS = {}
+
+
+def _eval_step(run: Setup):
+  if run.model_config not in _EVAL_STEPS:
+    replicated = parallel.replicated(run.mesh)
+    _EVAL_STEPS[run.model_config] = jax.jit(training.make_eval_step(run.model_config),
+                                            out_shardings=replicated)
+  return _EVAL_STEPS[run.model_config]
+
+
+def _final_evaluation(run: Setup, state, workdir: pathlib.Path, *, step: int) -> dict:
+  outputs, result = _evaluate(run, state, run.test_split, "test")
+  result["checkpoint_step"] = step
+  result["checkpoint_selection"] = (
+      "the last step of training; the test split is evaluated only here, never used to "
+      "choose a checkpoint")
+  result["dataset"] = run.config.dataset
+  result["split"] = "test"
+  if jax.process_index() == 0:
+    paths = evaluation.write_outputs(
+        workdir / "eval", outputs, result, run.test_split, task=run.config.task,
+        layer_names=run.model_config.layer_names, options=run.options,
+        train_split=run.train_split, class_names=run.class_names,
+        num_figure_examples=run.config.num_figure_examples)
+    print(evaluation.summary_table(result, run.config.task))
+    print(f"Wrote {', '.join(sorted(paths.values()))}")
+  return result
+
+
+def evaluate(config, workdir: str | pathlib.Path) -> dict:
+  """Restores the latest checkpoint of `workdir` and evaluates the test split."""
+  run = setup(config)
+  workdir = pathlib.Path(workdir).expanduser()
+  signature = checkpoint.shape_signature(config, run.model_config, run.image_shape)
+  manager = checkpoint.create_manager(workdir, save_every=config.checkpoint_every_steps,
+                                      keep=config.keep_checkpoints)
+  replicated = parallel.replicated(run.mesh)
+  template = jax.eval_shape(lambda: initial_state(run))
+  restored = checkpoint.restore_latest(manager, checkpoint.abstract_like(template, replicated),
+                                       signature)
+  if restored is None:
+    raise LsattnError(f"no checkpoint in {manager.directory}: train first with "
+                      f"train.py --workdir={workdir}")
+  state, _, step = restored
+  return _final_evaluation(run, state, workdir, step=step)
+
+
+class _Logger:
+  """TensorBoard events (process 0) and the training history."""
+
+  def __init__(self, workdir: pathlib.Path, run: Setup):
+    self.enabled = jax.process_index() == 0
+    self.layer_names = run.model_config.layer_names
+    self.writer = None
+    if self.enabled:
+      from tensorboardX import SummaryWriter
+      self.writer = SummaryWriter(str(workdir / "tensorboard"))
+    self.start = time.time()
+
+  def train_metrics(self, step: int, history: list) -> dict:
+    host = jax.device_get(history)
+    summary = {name: float(np.mean([m[name] for m in host])) for name in host[0]
+               if name not in ("layer_counts", "nonfinite")}
+    summary["skipped_steps"] = float(sum(m["nonfinite"] for m in host))
+    counts = np.sum([m["layer_counts"] for m in host], axis=0)  # [N, k]
+    if self.writer is not None:
+      for name, value in summary.items():
+        self.writer.add_scalar(f"train/{name}", value, step)
+      for t, row in enumerate(counts):
+        total = max(row.sum(), 1)
+        for name, count in zip(self.layer_names, row):
+          self.writer.add_scalar(f"layers/step{t + 1}/{name}", count / total, step)
+      self.writer.flush()
+    return summary
+
+  def validation(self, step: int, evaluated) -> None:
+    _, result = evaluated
+    if self.writer is not None:
+      for name, value in result.items():
+        if isinstance(value, (int, float)):
+          self.writer.add_scalar(f"validation/{name}", value, step)
+      self.writer.flush()
+
+  def close(self):
+    if self.writer is not None:
+      self.writer.close()
