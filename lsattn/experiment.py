@@ -25,6 +25,8 @@ from lsattn import checkpoint, config_checks, evaluation, parallel, training, we
 from lsattn.data import datasets, pipeline, splits
 from lsattn.errors import LsattnError
 
+__all__ = ["LsattnError", "Setup", "evaluate", "setup", "train_and_evaluate"]
+
 
 @dataclasses.dataclass
 class Setup:

@@ -167,7 +167,7 @@ def make_train_step(config, model_config: model.ModelConfig) -> Callable:
     updates, new_opt_state = optimizer.update(grads, state.opt_state, state.params)
     new_params = optax.apply_updates(state.params, updates)
 
-    grad_norm = optax.global_norm(grads)
+    grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
     consecutive = jnp.where(finite, 0, state.consecutive_nonfinite + 1)
@@ -182,7 +182,7 @@ def make_train_step(config, model_config: model.ModelConfig) -> Callable:
     metrics = {name: value for name, value in parts.items()}
     metrics.update(
         temperature=temperature, learning_rate=learning_rate_fn(state.step),
-        l2_grads=grad_norm, l2_params=optax.global_norm(new_state.params),
+        l2_grads=grad_norm, l2_params=optax.tree.norm(new_state.params),
         nonfinite=(~finite).astype(jnp.int32),
         # [N, k]: how often each layer was chosen at each step in this batch.
         layer_counts=jnp.sum(outputs.layer_choices, axis=1))

@@ -1,0 +1,23 @@
+r"""The PoseNet baseline of paper Table 1: Conv-5B, no attention, direct regression.
+
+  python train.py --config=configs/posenet.py:seven_scenes/chess --workdir=runs/posenet_chess
+
+Same data, protocol and beta as the attention model's config for the scene
+(the argument is the dataset name, '<builder>/<scene>').
+"""
+
+from configs import cambridge, seven_scenes, tum_lsi
+
+
+def get_config(dataset="seven_scenes/chess"):
+  builder, _, scene = dataset.partition("/")
+  if builder == "seven_scenes":
+    config = seven_scenes.get_config(scene)
+  elif builder == "cambridge_landmarks":
+    config = cambridge.get_config(scene)
+  elif builder == "tum_lsi":
+    config = tum_lsi.get_config()
+  else:
+    raise ValueError(f"Unsupported PoseNet dataset {dataset!r}")
+  config.model_variant = "posenet"
+  return config

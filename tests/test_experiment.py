@@ -1,0 +1,153 @@
+"""train.py / eval.py end to end on a tiny synthetic scene: files, resume, errors, devices."""
+
+import csv
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from configs import test as test_config
+from lsattn import experiment
+from lsattn.data import synthetic
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+POSE_KEYS = {"median_translation_m", "median_rotation_deg", "mean_translation_m",
+             "mean_rotation_deg", "baseline_median_translation_m",
+             "baseline_median_rotation_deg", "layer_selection_frequency", "num_examples"}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+  """A few-frame synthetic scene in the 7-Scenes layout, and a data_dir for it."""
+  root = tmp_path_factory.mktemp("data")
+  synthetic.write_synthetic_seven_scenes(root / "manual", frames_per_sequence=8,
+                                         image_size=(48, 64))
+  return {"manual_dir": str(root / "manual"), "data_dir": str(root / "built")}
+
+
+def _config(data, **overrides):
+  config = test_config.get_config()
+  config.data_dir, config.manual_dir = data["data_dir"], data["manual_dir"]
+  for key, value in overrides.items():
+    config[key] = value
+  return config
+
+
+def _run(script, *args, env=None, check=True):
+  result = subprocess.run([sys.executable, str(ROOT / script), *args], cwd=ROOT,
+                          capture_output=True, text=True, env=env, timeout=600)
+  if check and result.returncode != 0:
+    raise AssertionError(f"{script} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+  return result
+
+
+def _restored_params(workdir, step):
+  manager = ocp.CheckpointManager(pathlib.Path(workdir) / "checkpoints",
+                                  item_names=("state", "meta"))
+  restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+  return restored.state["params"]
+
+
+def test_train_and_eval_cli_write_every_output(data, tmp_path):
+  workdir = tmp_path / "run"
+  flags = [f"--config={ROOT / 'configs' / 'test.py'}", f"--workdir={workdir}",
+           f"--config.data_dir={data['data_dir']}", f"--config.manual_dir={data['manual_dir']}"]
+  _run("train.py", *flags, "--config.num_train_steps=3", "--config.validation_split=auto")
+  assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["2", "3"]
+  assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
+  metrics = json.loads((workdir / "eval" / "metrics.json").read_text())
+  assert POSE_KEYS <= set(metrics) and metrics["num_examples"] == 8
+  assert metrics["checkpoint_step"] == 3
+  assert len(metrics["layer_selection_frequency"]) == 2  # one entry per recurrent step
+  with open(workdir / "eval" / "predictions.csv") as handle:
+    rows = list(csv.DictReader(handle))
+  assert len(rows) == 8 and {"image", "translation_error_m", "layer_step2"} <= set(rows[0])
+  for figure in ("attention.png", "layer_frequency.png", "trajectory.png"):
+    assert (workdir / "eval" / figure).stat().st_size > 1000
+  (workdir / "eval" / "metrics.json").unlink()
+  _run("eval.py", *flags, "--config.num_train_steps=3")
+  again = json.loads((workdir / "eval" / "metrics.json").read_text())
+  assert again["median_translation_m"] == metrics["median_translation_m"]
+
+
+def test_resume_gives_the_same_params_as_an_uninterrupted_run(data, tmp_path):
+  whole = experiment.train_and_evaluate(_config(data, num_train_steps=4), tmp_path / "whole")
+  assert whole["train_step_compilations"] == 1  # the loop compiles the train step once
+  experiment.train_and_evaluate(_config(data, num_train_steps=2), tmp_path / "split")
+  resumed = experiment.train_and_evaluate(_config(data, num_train_steps=4), tmp_path / "split")
+  jax.tree.map(np.testing.assert_array_equal, _restored_params(tmp_path / "whole", 4),
+               _restored_params(tmp_path / "split", 4))
+  assert resumed["median_translation_m"] == whole["median_translation_m"]
+
+
+def test_resume_with_different_shapes_is_refused(data, tmp_path):
+  experiment.train_and_evaluate(_config(data, num_train_steps=2), tmp_path / "run")
+  with pytest.raises(experiment.LsattnError, match="hidden_size"):
+    experiment.train_and_evaluate(_config(data, num_train_steps=4, hidden_size=16),
+                                  tmp_path / "run")
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--config.num_train_steps=0", "num_train_steps"),
+    ("--config.temperature_init=0", "temperature_init"),
+    ("--config.beta=-1", "beta"),
+    ("--config.manual_dir=/nonexistent/folder", "/nonexistent/folder"),
+])
+def test_bad_config_fails_fast_with_a_named_error(tmp_path, flag, message):
+  result = _run("train.py", f"--config={ROOT / 'configs' / 'test.py'}",
+                f"--workdir={tmp_path / 'run'}", f"--config.data_dir={tmp_path / 'none'}",
+                flag, check=False)
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert message in result.stderr and "Traceback" not in result.stderr
+  assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_unknown_override_key_is_refused(tmp_path):
+  result = _run("train.py", f"--config={ROOT / 'configs' / 'test.py'}",
+                f"--workdir={tmp_path / 'run'}", "--config.num_trian_steps=3", check=False)
+  assert result.returncode != 0 and "num_trian_steps" in result.stderr
+
+
+TWO_DEVICE_SCRIPT = r"""
+import sys, jax, numpy as np
+sys.path.insert(0, {root!r})
+from configs import test as test_config
+from lsattn import config_checks, parallel, training
+assert jax.device_count() == 2, jax.devices()
+config = test_config.get_config()
+model_config = config_checks.check_config(config)
+rng = np.random.default_rng(0)
+batch = {{"image": rng.normal(0, 50, (4, 32, 32, 3)).astype(np.float32),
+          "position": rng.normal(0, 1, (4, 3)).astype(np.float32),
+          "orientation": np.tile(np.float32([1, 0, 0, 0]), (4, 1))}}
+results = []
+for devices in (jax.devices()[:1], jax.devices()):
+  mesh = parallel.create_mesh(devices)
+  state = parallel.replicate(training.create_train_state(
+      jax.random.key(0), config, model_config, (32, 32, 3)), mesh)
+  step = jax.jit(training.make_train_step(config, model_config),
+                 out_shardings=(parallel.replicated(mesh), parallel.replicated(mesh)))
+  for _ in range(2):
+    state, metrics = step(state, parallel.shard_batch(batch, mesh), jax.random.key(1))
+  results.append(jax.device_get((state.params, metrics["loss"])))
+(one, loss_one), (two, loss_two) = results
+np.testing.assert_allclose(loss_one, loss_two, rtol=1e-5)
+jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), one, two)
+print("OK", float(loss_one), float(loss_two))
+"""
+
+
+def test_two_device_step_matches_one_device_step(tmp_path):
+  script = tmp_path / "two_devices.py"
+  script.write_text(TWO_DEVICE_SCRIPT.format(root=str(ROOT)))
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env,
+                          timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.startswith("OK")
