@@ -41,10 +41,12 @@ def test_output_shapes_and_masks(train):
   assert any(changed) == train
 
 
-def test_scan_equals_python_unrolled_reference():
+@pytest.mark.parametrize("scan_unroll", [1, 0])  # one loop body; auto (full unroll on CPU)
+def test_scan_equals_python_unrolled_reference(scan_unroll):
   params, state = core.init_core(jax.random.key(0), SHAPES, CONFIG)
   args = (params, state, _features(SHAPES), jax.random.key(1), 0.7)
-  scanned, scanned_state = core.apply_core(*args, train=True, config=CONFIG)
+  config = dataclasses.replace(CONFIG, scan_unroll=scan_unroll)
+  scanned, scanned_state = core.apply_core(*args, train=True, config=config)
   unrolled, unrolled_state = core.apply_core_unrolled(*args, train=True, config=CONFIG)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
                (scanned, scanned_state), (unrolled, unrolled_state))

@@ -1,7 +1,9 @@
 """From a config's ``dataset`` name to a built, readable tfds dataset.
 
 ``prepare('seven_scenes/chess', data_dir, manual_dir)`` builds the dataset
-once (later calls reuse it). For the synthetic configs the source files are
+once (later calls reuse it). ``own_scene/<name>`` is a user's scene under any
+name (letters, digits, '_', '-', '.'); its ``manual_dir`` is the scene folder
+(`builders.OwnScene`). For the synthetic configs the source files are
 first written by `lsattn.data.synthetic` into ``manual_dir`` (default
 ``<data_dir>/manual/<builder>_<config>``), so they run with no download.
 
@@ -12,6 +14,7 @@ A failed build raises `LsattnError` and leaves no partial dataset behind
 from __future__ import annotations
 
 import pathlib
+import re
 import shutil
 
 import tensorflow_datasets as tfds
@@ -20,6 +23,7 @@ from lsattn.data import builders
 from lsattn.errors import LsattnError
 
 BUILDER_NAMES = ("seven_scenes", "cambridge_landmarks", "tum_lsi", "mit67", "own_scene")
+_OWN_SCENE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 def split_name(dataset: str) -> tuple[str, str]:
@@ -40,9 +44,11 @@ def builder_class(name: str) -> type[tfds.core.GeneratorBasedBuilder]:
     return builders.TumLsi
   elif name == "mit67":
     return builders.Mit67
+  elif name == "own_scene":
+    return builders.OwnScene
   else:
-    raise LsattnError(f"dataset builder must be one of {BUILDER_NAMES[:4]} (own scenes: "
-                      f"lsattn.data.own_scene), got {name!r}")
+    raise LsattnError(f"dataset builder must be one of {BUILDER_NAMES} (own scenes: "
+                      f"'own_scene/<name>'), got {name!r}")
 
 
 def is_synthetic(dataset: str) -> bool:
@@ -69,11 +75,18 @@ def _write_synthetic(dataset: str, manual_dir: pathlib.Path, seed: int) -> None:
 def get_builder(dataset: str, data_dir: str | pathlib.Path) -> tfds.core.DatasetBuilder:
   name, config = split_name(dataset)
   cls = builder_class(name)
+  data_dir = str(pathlib.Path(data_dir).expanduser())
+  if cls is builders.OwnScene:
+    if not _OWN_SCENE_NAME.fullmatch(config):
+      raise LsattnError(f"dataset {dataset!r}: an own scene's name must be letters, digits, "
+                        f"'_', '-' or '.' (not starting with one of the last three), "
+                        f"got {config!r}")
+    return cls(config=builders.own_scene_config(config), data_dir=data_dir,
+               file_format="array_record")
   configs = [c.name for c in cls.BUILDER_CONFIGS]
   if config not in configs:
     raise LsattnError(f"dataset {dataset!r}: config must be one of {configs}, got {config!r}")
-  return cls(config=config, data_dir=str(pathlib.Path(data_dir).expanduser()),
-             file_format="array_record")
+  return cls(config=config, data_dir=data_dir, file_format="array_record")
 
 
 def prepare(dataset: str, data_dir: str | pathlib.Path, manual_dir: str | pathlib.Path = "",

@@ -1,0 +1,324 @@
+"""Prediction on new photos: pose (or class) of each image and the layer per step.
+
+``predict(workdir, config, paths)`` restores the latest checkpoint of a run
+and returns, per image, its camera pose (position, orientation; the pose
+convention of `lsattn.geometry`) or its class and class probabilities, with
+the layer chosen at each recurrent step. Only the run folder is needed, not
+the dataset: the state template comes from the config, the channel mean
+from the checkpoint's meta (for classification, the class names from the
+dataset's builder config, or its built copy in ``config.data_dir``).
+
+Each image is prepared as in training: decoded, turned upright by its EXIF
+orientation, converted to RGB, resized to the stored size of the run's
+dataset (256x455 pose, 256x256 classification) and then to
+``config.resize_size``, centre-cropped to ``image_size`` and made
+mean-subtracted. A file that cannot be read gets an ``error`` entry naming
+it (and a warning on stderr); the other images are still predicted.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import csv
+import dataclasses
+import json
+import pathlib
+import sys
+from typing import Any, Iterable, Sequence
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from lsattn import checkpoint, config_checks, figures, geometry, parallel, training
+from lsattn.data import builders, datasets, pipeline, splits
+from lsattn.errors import LsattnError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+OUTPUT_SUFFIXES = (".csv", ".json")
+
+
+@dataclasses.dataclass(frozen=True)
+class Predictor:
+  """A restored run, ready to predict.
+
+  Attributes:
+    model_config: the model's shapes and computation.
+    params: restored parameters (replicated over `mesh`).
+    model_state: restored batch-norm statistics.
+    options: resize, crop and channel mean of the run.
+    stored_size: (H, W) the run's dataset stored its images at.
+    class_names: class names (classification) or None.
+    step: the checkpoint's step.
+    batch_size: images per eval step.
+    mesh: the device mesh.
+    eval_step: the jitted `training.make_eval_step`.
+  """
+  model_config: Any
+  params: Any
+  model_state: Any
+  options: pipeline.ImageOptions
+  stored_size: tuple[int, int]
+  class_names: tuple[str, ...] | None
+  step: int
+  batch_size: int
+  mesh: Any
+  eval_step: Any
+
+
+def _warn(message: str) -> None:
+  print(f"warning: {message}", file=sys.stderr)
+
+
+def expand_paths(paths: Iterable[str | pathlib.Path]) -> list[pathlib.Path]:
+  """Image files to predict: files as given, folders as their .jpg/.jpeg/.png files.
+
+  A folder contributes its own image files (not those of sub-folders), in
+  natural name order (`splits.natural_key`). Paths that do not exist are kept,
+  so that `predict` reports them as unreadable.
+  """
+  files = []
+  for path in map(pathlib.Path, paths):
+    path = path.expanduser()
+    if path.is_dir():
+      found = sorted((child for child in path.iterdir()
+                      if child.is_file() and child.suffix.lower() in IMAGE_SUFFIXES),
+                     key=lambda child: splits.natural_key(child.name))
+      if not found:
+        _warn(f"{path}: no {'/'.join(IMAGE_SUFFIXES)} images in this folder")
+      files.extend(found)
+    else:
+      files.append(path)
+  return files
+
+
+def _checkpoint_manager(workdir: pathlib.Path) -> ocp.CheckpointManager:
+  """A manager that never writes to, or cleans, the run folder (training may be running).
+
+  Not orbax's `read_only=True`, which logs warnings on every start: nothing
+  here creates folders, removes temporary ones or saves.
+  """
+  directory = workdir.resolve() / "checkpoints"
+  if not directory.is_dir():
+    raise LsattnError(f"no checkpoint in {directory}: train first with train.py "
+                      f"--workdir={workdir}")
+  options = ocp.CheckpointManagerOptions(create=False, cleanup_tmp_directories=False,
+                                         save_root_metadata=False,
+                                         enable_async_checkpointing=False)
+  return ocp.CheckpointManager(directory, options=options, item_names=("state", "meta"))
+
+
+def _class_names(config) -> tuple[str, ...]:
+  builder = datasets.get_builder(config.dataset, config.data_dir)
+  names = tuple(builder.info.features["label"].names)
+  if len(names) != config.num_classes:
+    raise LsattnError(f"config.num_classes = {config.num_classes} but dataset "
+                      f"{config.dataset!r} has {len(names)} classes")
+  return names
+
+
+def load_predictor(workdir: str | pathlib.Path, config) -> Predictor:
+  """Restores the latest checkpoint of `workdir`, trained with `config`.
+
+  Raises:
+    LsattnError: no checkpoint, a config whose shapes differ from the run's
+      (keys named), or a checkpoint without a channel mean and a config
+      without `channel_mean`.
+  """
+  model_config = config_checks.check_config(config)
+  workdir = pathlib.Path(workdir).expanduser()
+  name, _ = datasets.split_name(config.dataset)
+  stored_size = datasets.builder_class(name).STORED_SIZE
+  class_names = _class_names(config) if config.task == "classification" else None
+  parallel.check_batch_size(config.eval_batch_size, "eval_batch_size")
+  if jax.process_count() > 1:
+    raise LsattnError("prediction runs in one process (it may use all of its devices); "
+                      "start it without jax_distributed")
+
+  manager = _checkpoint_manager(workdir)
+  if manager.latest_step() is None:
+    raise LsattnError(f"no checkpoint in {manager.directory}: train first with train.py "
+                      f"--workdir={workdir}")
+  mesh = parallel.create_mesh()
+  replicated = parallel.replicated(mesh)
+  image_shape = (config.image_size, config.image_size, 3)
+  signature = checkpoint.shape_signature(config, model_config, image_shape)
+  rng = jax.random.key(config.seed)
+  template = jax.eval_shape(
+      lambda: training.create_train_state(rng, config, model_config, image_shape))
+  state, meta, step = checkpoint.restore_latest(
+      manager, checkpoint.abstract_like(template, replicated), signature)
+  mean = meta.get("channel_mean") or tuple(config.channel_mean)
+  if not mean:
+    raise LsattnError(f"checkpoint {manager.directory / str(step)} records no channel mean; "
+                      f"set --config.channel_mean to the training set's RGB mean")
+  options = pipeline.ImageOptions(resize_size=tuple(config.resize_size),
+                                  image_size=config.image_size,
+                                  channel_mean=tuple(float(v) for v in mean))
+  return Predictor(model_config, state.params, state.model_state, options, tuple(stored_size),
+                   class_names, int(step), config.eval_batch_size, mesh,
+                   _eval_step(model_config, mesh))
+
+
+_EVAL_STEPS = {}
+
+
+def _eval_step(model_config, mesh):
+  """The jitted eval step, compiled once per model and mesh in a process."""
+  key = (model_config, mesh)
+  if key not in _EVAL_STEPS:
+    _EVAL_STEPS[key] = jax.jit(training.make_eval_step(model_config),
+                               out_shardings=parallel.replicated(mesh))
+  return _EVAL_STEPS[key]
+
+
+def _load(path: pathlib.Path, predictor: Predictor) -> np.ndarray | str:
+  """float32 [S, S, 3] model input, or why the file cannot be used."""
+  try:
+    image = builders.load_image(path, predictor.stored_size)
+    return pipeline.preprocess(image, predictor.options, offset=None)
+  except LsattnError as error:
+    return str(error)
+  except Exception as error:  # Broken files raise many types; one must not stop the rest.
+    return f"{path}: cannot decode image ({type(error).__name__}: {error})"
+
+
+def _run(predictor: Predictor, images: list[np.ndarray]) -> dict[str, np.ndarray]:
+  """Eval-step outputs for up to batch_size images (padded to batch_size)."""
+  count = len(images)
+  padded = images + [images[-1]] * (predictor.batch_size - count)
+  batch = parallel.shard_batch({"image": np.stack(padded)}, predictor.mesh)
+  outputs = parallel.to_host(predictor.eval_step(predictor.params, predictor.model_state,
+                                                 batch["image"]))
+  return {name: np.asarray(value)[:count] for name, value in outputs.items()}
+
+
+def _result(path: pathlib.Path, outputs: dict, i: int, predictor: Predictor) -> dict:
+  names = predictor.model_config.layer_names
+  result = {"path": str(path),
+            "layers": [names[int(np.argmax(c))] for c in outputs["layer_choices"][i]]}
+  if predictor.class_names is None:
+    orientation = geometry.canonical_quaternion(
+        geometry.normalize_quaternion(outputs["orientation"][i]))
+    result["position"] = [float(v) for v in outputs["position"][i]]
+    result["orientation"] = [float(v) for v in orientation]
+  else:
+    logits = np.asarray(outputs["logits"][i], np.float64)
+    probabilities = np.exp(logits - logits.max())
+    probabilities /= probabilities.sum()
+    best = int(np.argmax(probabilities))
+    result["class"] = predictor.class_names[best]
+    result["probability"] = float(probabilities[best])
+    result["probabilities"] = {name: float(p)
+                               for name, p in zip(predictor.class_names, probabilities)}
+  return result
+
+
+def _overlay_path(folder: pathlib.Path, path: pathlib.Path, used: set) -> pathlib.Path:
+  """`<stem>.attention.png` in `folder`, numbered if two inputs share a stem."""
+  name, number = f"{path.stem}.attention.png", 2
+  while name in used:
+    name, number = f"{path.stem}-{number}.attention.png", number + 1
+  used.add(name)
+  return folder / name
+
+
+def predict(workdir: str | pathlib.Path, config, paths: Sequence[str | pathlib.Path], *,
+            overlays: str | pathlib.Path | None = None) -> list[dict]:
+  """Predicts every image of `paths` with the latest checkpoint of `workdir`.
+
+  Args:
+    workdir: the run folder (its `checkpoints/`).
+    config: the config the run was trained with.
+    paths: image files and folders (see `expand_paths`).
+    overlays: a folder to write one attention figure per image into
+      (`<stem>.attention.png`: the crop and each step's attention, the chosen
+      layer named), or None.
+
+  Returns:
+    One dict per image, in input order: 'path'; then either 'error' (why
+    the file could not be used), or 'layers' (display name of the layer
+    chosen at each step, [N]) with 'position' [3] and 'orientation' [4]
+    (pose), or 'class', 'probability' and 'probabilities' {class: p}
+    (classification); 'overlay' when `overlays` is given.
+
+  Raises:
+    LsattnError: no image given, or the run cannot be restored.
+  """
+  files = expand_paths(paths)
+  if not files:
+    raise LsattnError(f"no images to predict in {[str(p) for p in paths]}: expected image "
+                      f"files or folders of {'/'.join(IMAGE_SUFFIXES)} files")
+  predictor = load_predictor(workdir, config)
+  overlay_dir = None if overlays is None else pathlib.Path(overlays).expanduser()
+  if overlay_dir is not None:
+    overlay_dir.mkdir(parents=True, exist_ok=True)
+  used_names: set = set()
+  mean = np.asarray(predictor.options.channel_mean, np.float32)
+  results = []
+  with concurrent.futures.ThreadPoolExecutor(2) as pool:
+    for start in range(0, len(files), predictor.batch_size):
+      chunk = files[start:start + predictor.batch_size]
+      loaded = list(pool.map(lambda path: _load(path, predictor), chunk))
+      good = [image for image in loaded if not isinstance(image, str)]
+      outputs = _run(predictor, good) if good else {}
+      position = 0
+      for path, image in zip(chunk, loaded):
+        if isinstance(image, str):
+          _warn(f"skipped: {image}")
+          results.append({"path": str(path), "error": image})
+          continue
+        result = _result(path, outputs, position, predictor)
+        if overlay_dir is not None:
+          crop = np.clip(image + mean, 0, 255).astype(np.uint8)
+          result["overlay"] = str(figures.attention_overlays(
+              _overlay_path(overlay_dir, path, used_names), crop[None],
+              outputs["attention_masks"][position:position + 1], [result["layers"]],
+              [path.name]))
+        results.append(result)
+        position += 1
+  return results
+
+
+def write_predictions(path: str | pathlib.Path | None, results: Sequence[dict]) -> None:
+  """Writes `predict`'s results as CSV or JSON (by suffix); None: CSV to stdout.
+
+  CSV columns: path; x, y, z, qw, qx, qy, qz (pose) or class, probability
+  and p_<class> per class (classification); layer_step1..N; error (empty
+  for predicted images).
+  """
+  if path is not None:
+    path = pathlib.Path(path).expanduser()
+    check_output_path(path)
+    if path.suffix.lower() == ".json":
+      path.write_text(json.dumps(list(results), indent=2) + "\n")
+      return
+  steps = max((len(r.get("layers", [])) for r in results), default=0)
+  classes = next((list(r["probabilities"]) for r in results if "probabilities" in r), [])
+  is_pose = any("position" in r for r in results) or not classes
+  values = (["x", "y", "z", "qw", "qx", "qy", "qz"] if is_pose
+            else ["class", "probability", *(f"p_{name}" for name in classes)])
+  header = ["path", *values, *(f"layer_step{t + 1}" for t in range(steps)), "error"]
+  rows = []
+  for r in results:
+    if "error" in r:
+      rows.append([r["path"]] + [""] * (len(header) - 2) + [r["error"]])
+      continue
+    if is_pose:
+      numbers = [f"{v:.6f}" for v in (*r["position"], *r["orientation"])]
+    else:
+      numbers = [r["class"], f"{r['probability']:.6f}",
+                 *(f"{r['probabilities'][name]:.6f}" for name in classes)]
+    rows.append([r["path"], *numbers, *r["layers"], ""])
+  if path is None:
+    csv.writer(sys.stdout).writerows([header, *rows])
+    return
+  with path.open("w", newline="") as handle:
+    csv.writer(handle).writerows([header, *rows])
+
+
+def check_output_path(path: str | pathlib.Path) -> None:
+  """Refuses an output file that is neither .csv nor .json (before any compute)."""
+  suffix = pathlib.Path(path).suffix.lower()
+  if suffix not in OUTPUT_SUFFIXES:
+    raise LsattnError(f"--output={path}: expected a .csv or .json file name")

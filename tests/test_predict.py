@@ -1,0 +1,186 @@
+"""predict.py and lsattn.prediction on a run trained for a few steps on a tiny scene.
+
+The run is trained once per module (configs/test.py on a few-frame synthetic
+scene); predictions on its test frames must agree with what eval wrote for
+them, for any input size and EXIF orientation, without the dataset, and
+unreadable files must be named and skipped.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import pathlib
+import shutil
+import types
+
+from absl import flags
+import numpy as np
+from PIL import Image
+import pytest
+
+from configs import test as test_config
+from lsattn import LsattnError, experiment, geometry, prediction
+from lsattn.data import synthetic
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+FRAMES = ["frame-000000.color.png", "frame-000003.color.png", "frame-000007.color.png"]
+EXIF_ORIENTATION = 0x0112
+ROTATE_CLOCKWISE_90 = 6  # EXIF: display after rotating the stored pixels 90 degrees clockwise
+
+
+def _config(data, **overrides):
+  config = test_config.get_config()
+  config.data_dir, config.manual_dir = data["data_dir"], data["manual_dir"]
+  config.num_train_steps = 2
+  for key, value in overrides.items():
+    config[key] = value
+  return config
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+  """A run trained for 2 steps, and the frames of its test sequence."""
+  root = tmp_path_factory.mktemp("run")
+  scene = synthetic.write_synthetic_seven_scenes(root / "manual", frames_per_sequence=8,
+                                                 image_size=(48, 64), train_sequences=(1,),
+                                                 test_sequences=(2,))
+  data = {"manual_dir": str(root / "manual"), "data_dir": str(root / "built")}
+  experiment.train_and_evaluate(_config(data), root / "workdir")
+  with open(root / "workdir" / "eval" / "predictions.csv") as handle:
+    evaluated = {pathlib.PurePosixPath(row["image"]).name: row for row in csv.DictReader(handle)}
+  return {"workdir": root / "workdir", "data": data, "test_frames": scene / "seq-02",
+          "evaluated": evaluated}
+
+
+def _photos(run, folder: pathlib.Path) -> pathlib.Path:
+  """Three test frames, a truncated PNG, a text file and a sub-folder."""
+  folder.mkdir(parents=True)
+  for name in FRAMES:
+    shutil.copy(run["test_frames"] / name, folder / name)
+  good = (folder / FRAMES[0]).read_bytes()
+  (folder / "broken.png").write_bytes(good[:len(good) // 3])
+  (folder / "notes.txt").write_text("not an image")
+  (folder / "nested").mkdir()
+  shutil.copy(run["test_frames"] / FRAMES[1], folder / "nested" / FRAMES[1])
+  return folder
+
+
+def _assert_matches_eval(result, evaluated):
+  row = evaluated[pathlib.Path(result["path"]).name]
+  predicted = [float(row[f"pred_{k}"]) for k in ("x", "y", "z")]
+  np.testing.assert_allclose(result["position"], predicted, atol=0.01)
+  orientation = [float(row[f"pred_{k}"]) for k in ("qw", "qx", "qy", "qz")]
+  assert geometry.quaternion_angle_deg(result["orientation"], orientation) < 0.5
+  assert result["layers"] == [row["layer_step1"], row["layer_step2"]]
+
+
+def test_folder_with_a_corrupt_file_predicts_the_rest_without_the_dataset(run, tmp_path,
+                                                                          capsys):
+  photos = _photos(run, tmp_path / "photos")
+  # Only the workdir is needed: the dataset's folders are not given.
+  config = _config(run["data"], data_dir=str(tmp_path / "absent"), manual_dir="")
+  results = prediction.predict(run["workdir"], config, [photos], overlays=tmp_path / "overlays")
+  assert [pathlib.Path(r["path"]).name for r in results] == ["broken.png", *FRAMES]
+  broken, *good = results
+  assert set(broken) == {"path", "error"} and str(photos / "broken.png") in broken["error"]
+  assert str(photos / "broken.png") in capsys.readouterr().err
+  for result in good:
+    assert "error" not in result
+    _assert_matches_eval(result, run["evaluated"])
+    np.testing.assert_allclose(np.linalg.norm(result["orientation"]), 1.0, atol=1e-6)
+    assert pathlib.Path(result["overlay"]).stat().st_size > 1000
+  assert not (tmp_path / "absent").exists()
+
+  prediction.write_predictions(tmp_path / "preds.json", results)
+  assert json.loads((tmp_path / "preds.json").read_text()) == results
+
+
+def test_any_size_and_exif_orientation(run, tmp_path):
+  original = Image.open(run["test_frames"] / FRAMES[1]).convert("RGB")
+  upright = tmp_path / "upright.png"
+  original.save(upright)
+  # A phone's portrait photo: pixels stored sideways, EXIF says how to turn them.
+  sideways = tmp_path / "sideways.png"
+  exif = Image.Exif()
+  exif[EXIF_ORIENTATION] = ROTATE_CLOCKWISE_90
+  original.transpose(Image.Transpose.ROTATE_90).save(sideways, exif=exif)
+  large = tmp_path / "large.jpg"
+  original.resize((640, 480), Image.BICUBIC).save(large, quality=95)
+  results = prediction.predict(run["workdir"], _config(run["data"]),
+                               [upright, sideways, large])
+  assert all("error" not in r for r in results), results
+  upright_result, sideways_result, large_result = results
+  np.testing.assert_allclose(sideways_result["position"], upright_result["position"], atol=1e-5)
+  np.testing.assert_allclose(sideways_result["orientation"], upright_result["orientation"],
+                             atol=1e-5)
+  _assert_matches_eval(dict(upright_result, path=FRAMES[1]), run["evaluated"])
+  np.testing.assert_allclose(large_result["position"], upright_result["position"], atol=0.05)
+
+
+def test_cli_writes_csv(run, tmp_path, capsys):
+  import predict  # Defines the CLI's flags; parsed here as app.run would.
+  photos = _photos(run, tmp_path / "photos")
+  output = tmp_path / "preds.csv"
+  argv = flags.FLAGS(["predict.py", f"--config={ROOT / 'configs' / 'test.py'}",
+                      f"--workdir={run['workdir']}",
+                      f"--output={output}", str(photos / FRAMES[2]), str(photos)])
+  try:
+    predict.main(argv)
+  finally:
+    flags.FLAGS.unparse_flags()
+  with open(output) as handle:
+    rows = list(csv.DictReader(handle))
+  assert [pathlib.Path(r["path"]).name for r in rows] == [FRAMES[2], "broken.png", *FRAMES]
+  assert rows[1]["error"] and rows[1]["x"] == "" and rows[0]["error"] == ""
+  assert list(rows[0])[:8] == ["path", "x", "y", "z", "qw", "qx", "qy", "qz"]
+  assert {"layer_step1", "layer_step2"} <= set(rows[0])
+  err = capsys.readouterr().err
+  assert "Predicted 4 of 5 images" in err and str(photos / "broken.png") in err
+
+
+def test_other_shapes_are_refused(run):
+  with pytest.raises(LsattnError, match="hidden_size"):
+    prediction.predict(run["workdir"], _config(run["data"], hidden_size=16),
+                       [run["test_frames"] / FRAMES[0]])
+
+
+def test_workdir_without_checkpoint(run, tmp_path):
+  with pytest.raises(LsattnError, match="no checkpoint"):
+    prediction.predict(tmp_path / "empty", _config(run["data"]), [run["test_frames"]])
+  assert not (tmp_path / "empty").exists()
+
+
+def test_no_images_and_bad_output_name(tmp_path):
+  (tmp_path / "folder").mkdir()
+  with pytest.raises(LsattnError, match="no images"):
+    prediction.predict(tmp_path, test_config.get_config(), [tmp_path / "folder"])
+  with pytest.raises(LsattnError, match="preds.txt"):
+    prediction.check_output_path(tmp_path / "preds.txt")
+
+
+def test_folders_expand_to_their_images_in_natural_order(tmp_path):
+  for name in ("img10.JPG", "img9.png", "img1.jpeg", "readme.md"):
+    (tmp_path / name).write_bytes(b"")
+  (tmp_path / "sub").mkdir()
+  assert [p.name for p in prediction.expand_paths([tmp_path])] == [
+      "img1.jpeg", "img9.png", "img10.JPG"]
+
+
+def test_classification_results_and_csv(tmp_path):
+  # A classification run costs another training; its output handling is checked directly.
+  predictor = types.SimpleNamespace(
+      class_names=("bar", "kitchen", "office"),
+      model_config=types.SimpleNamespace(layer_names=("Conv-3B", "Conv-5B")))
+  outputs = {"logits": np.array([[0.0, np.log(3.0), 0.0]]),
+             "layer_choices": np.array([[[0.0, 1.0], [1.0, 0.0]]])}
+  result = prediction._result(pathlib.Path("a.jpg"), outputs, 0, predictor)
+  assert result["class"] == "kitchen" and result["layers"] == ["Conv-5B", "Conv-3B"]
+  assert result["probability"] == pytest.approx(0.6)
+  assert result["probabilities"] == pytest.approx({"bar": 0.2, "kitchen": 0.6, "office": 0.2})
+  prediction.write_predictions(tmp_path / "p.csv", [result, {"path": "b.jpg", "error": "bad"}])
+  with open(tmp_path / "p.csv") as handle:
+    rows = list(csv.DictReader(handle))
+  assert list(rows[0]) == ["path", "class", "probability", "p_bar", "p_kitchen", "p_office",
+                           "layer_step1", "layer_step2", "error"]
+  assert rows[0]["p_kitchen"] == "0.600000" and rows[1]["error"] == "bad"
