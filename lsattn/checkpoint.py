@@ -8,15 +8,27 @@ A checkpoint ``<workdir>/checkpoints/<step>/`` holds two items:
 * ``meta``: JSON with the *shape signature* of the run (everything that fixes
   the shapes of the state) and free-form facts (channel mean, dataset).
 
-Orbax writes a step into a temporary folder and renames it when complete, so
-an interrupted save is never taken for a checkpoint; leftovers are removed
-when the manager starts.
+Orbax writes a step into a temporary folder (``<step>.orbax-checkpoint-tmp``)
+and renames it when complete, so an interrupted save (killed process, full
+disk) is never taken for a checkpoint; leftovers are removed when the manager
+starts, and old steps are deleted only after the new one is complete. A save
+that fails for lack of disk space raises `LsattnError` naming the folder.
+See RELIABILITY.md.
+
+Fault injection, for tests/test_reliability.py only:
+``LSATTN_TEST_PAUSE_IN_SAVE=<step>[:<seconds>]`` pauses the save of ``<step>``
+after its files are written and before the rename that completes it
+(default 600 s), so a test can kill the process in the middle of a save.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import errno
+import os
 import pathlib
+import sys
 from typing import Any
 
 import jax
@@ -43,21 +55,85 @@ def _jsonable(value):
   return value
 
 
+PAUSE_IN_SAVE = "LSATTN_TEST_PAUSE_IN_SAVE"
+NO_SPACE = "no space left on device"
+
+
+class _PausingTemporaryPath(ocp.path.atomicity.AtomicRenameTemporaryPath):
+  """Orbax's default (atomic rename), pausing before the rename of one step."""
+
+  async def finalize(self):
+    step, _, seconds = os.environ.get(PAUSE_IN_SAVE, "").partition(":")
+    if self.get_final().name == step:
+      print(f"{PAUSE_IN_SAVE}: pausing before finalising {self.get()}", file=sys.stderr,
+            flush=True)
+      await asyncio.sleep(float(seconds or 600))
+    await super().finalize()
+
+
 def create_manager(workdir: str | pathlib.Path, *, save_every: int, keep: int
                    ) -> ocp.CheckpointManager:
   directory = pathlib.Path(workdir).expanduser().resolve() / "checkpoints"
   options = ocp.CheckpointManagerOptions(
       max_to_keep=keep, save_interval_steps=save_every, create=True,
-      enable_async_checkpointing=False, cleanup_tmp_directories=True)
+      enable_async_checkpointing=False, cleanup_tmp_directories=True,
+      temporary_path_class=_PausingTemporaryPath if os.environ.get(PAUSE_IN_SAVE) else None)
   return ocp.CheckpointManager(directory, options=options, item_names=("state", "meta"))
 
 
 def save(manager: ocp.CheckpointManager, step: int, state, meta: dict, *,
          force: bool = False) -> bool:
-  """Saves `state` at `step` (if due, or `force`); True if it saved."""
-  return manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                    meta=ocp.args.JsonSave(meta)),
-                      force=force)
+  """Saves `state` at `step` (if due, or `force`); True if it saved.
+
+  Raises:
+    LsattnError: the files could not be written (full disk, permissions);
+      the previous checkpoint is left intact.
+  """
+  try:
+    return manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                      meta=ocp.args.JsonSave(meta)),
+                        force=force)
+  except Exception as error:
+    if not _is_write_error(error):
+      raise
+    previous = manager.latest_step()
+    kept = (f"the previous checkpoint {manager.directory / str(previous)} is intact"
+            if previous is not None else "no earlier checkpoint exists")
+    reason = _describe(error)
+    advice = ("Free disk space (a save needs room for one more checkpoint: the oldest is "
+              "deleted only after the new one is complete)" if reason == NO_SPACE else
+              "Check that the folder is writable and has free space")
+    raise LsattnError(f"could not write checkpoint {manager.directory / str(step)} ({reason}); "
+                      f"{kept}. {advice}, then run the same command again: it resumes from "
+                      f"the last complete checkpoint.") from None
+
+
+def _causes(error: BaseException):
+  """`error` and the exceptions it was raised from, outermost first."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    yield error
+    error = error.__cause__ or error.__context__
+
+
+def _is_write_error(error: BaseException) -> bool:
+  # Python writers raise OSError; TensorStore (the array writer) raises
+  # ValueError carrying the OS error: "... No space left on device [os_error_code='28']".
+  return any(isinstance(cause, OSError) or "os_error_code" in str(cause)
+             for cause in _causes(error))
+
+
+def _describe(error: BaseException) -> str:
+  """NO_SPACE, or the first line of the innermost cause (orbax wraps it in long dumps)."""
+  causes = list(_causes(error))
+  if any(getattr(cause, "errno", None) == errno.ENOSPC or "No space left on device" in str(cause)
+         for cause in causes):
+    return NO_SPACE
+  innermost = causes[-1]
+  lines = str(innermost).strip().splitlines() or [""]
+  text = f"{type(innermost).__name__}: {lines[0]}"
+  return text if len(text) <= 300 else text[:297] + "..."
 
 
 def read_meta(manager: ocp.CheckpointManager, step: int) -> dict:
@@ -65,7 +141,7 @@ def read_meta(manager: ocp.CheckpointManager, step: int) -> dict:
   try:
     restored = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
   except Exception as error:  # orbax raises many types for damaged files
-    raise LsattnError(f"checkpoint {path} is unreadable ({type(error).__name__}: {error}); "
+    raise LsattnError(f"checkpoint {path} is unreadable ({_describe(error)}); "
                       f"delete that folder to resume from an earlier step") from None
   return restored.meta
 
@@ -95,7 +171,7 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_state, signature: di
     restored = manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract_state)))
   except Exception as error:
-    raise LsattnError(f"checkpoint {path} is unreadable ({type(error).__name__}: {error}); "
+    raise LsattnError(f"checkpoint {path} is unreadable ({_describe(error)}); "
                       f"delete that folder to resume from an earlier step") from None
   return restored.state, meta, step
 

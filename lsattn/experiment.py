@@ -5,12 +5,19 @@ dataset, create or restore the train state, then run the jitted train step
 (state donated, batch split over the device mesh) with checkpoints every
 ``checkpoint_every_steps``, logs every ``log_every_steps`` (the only host
 syncs), optional validation, and the test evaluation at the end. SIGTERM
-and Ctrl-C save a checkpoint and exit cleanly.
+and Ctrl-C save a checkpoint and stop with an `LsattnError` that says how to
+resume (train.py exits with status 2: the run is not finished). What is
+guaranteed, and the tests that prove it: RELIABILITY.md.
+
+Fault injection, for tests/test_reliability.py only:
+``LSATTN_TEST_NAN_STEPS=2,3`` fills the images of the training batches of
+those (0-based) steps with NaN, to exercise the non-finite policy end to end.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import pathlib
 import signal
 import sys
@@ -173,11 +180,14 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
       seed=config.seed, rows=parallel.process_batch_slice(config.batch_size)).iterate(start_step)
   logger = _Logger(workdir, run)
   history = []
+  nan_steps = _nan_injection_steps()
   with _StopRequest() as stop, tqdm.tqdm(total=config.num_train_steps, initial=start_step,
                                          desc="train", unit="step") as progress:
     for step in range(start_step, config.num_train_steps):
-      batch = parallel.shard_batch(next(batches), run.mesh)
-      state, metrics = train_step(state, batch, train_rng)
+      batch = next(batches)
+      if step in nan_steps:
+        batch = dict(batch, image=np.full_like(batch["image"], np.nan))
+      state, metrics = train_step(state, parallel.shard_batch(batch, run.mesh), train_rng)
       history.append(metrics)
       done = step + 1
       progress.update(1)
@@ -185,12 +195,13 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
         summary = logger.train_metrics(done, history)
         history = []
         progress.set_postfix(loss=f"{summary['loss']:.4g}")
-        _check_nonfinite(state, config)
+        _check_nonfinite(state, config, done)
       checkpoint.save(manager, done, state, _meta(run, signature))
       if run.validation_split is not None and done % config.eval_every_steps == 0:
         logger.validation(done, _evaluate(run, state, run.validation_split, "validation"))
       if stop.signal is not None:
-        checkpoint.save(manager, done, state, _meta(run, signature), force=True)
+        if manager.latest_step() != done:  # not already saved at this step just above
+          checkpoint.save(manager, done, state, _meta(run, signature), force=True)
         manager.wait_until_finished()
         raise LsattnError(f"stopped by {stop.signal} after step {done}; checkpoint saved in "
                           f"{manager.directory / str(done)}. Run the same command again to "
@@ -205,12 +216,22 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
   return result
 
 
-def _check_nonfinite(state, config) -> None:
+def _nan_injection_steps() -> frozenset[int]:
+  """The steps named by LSATTN_TEST_NAN_STEPS (fault injection for tests)."""
+  value = os.environ.get("LSATTN_TEST_NAN_STEPS", "")
+  try:
+    return frozenset(int(item) for item in value.split(",") if item.strip())
+  except ValueError:
+    raise LsattnError(f"LSATTN_TEST_NAN_STEPS={value!r}: expected comma-separated step "
+                      f"numbers such as '2,3'") from None
+
+
+def _check_nonfinite(state, config, step: int) -> None:
   worst = int(jax.device_get(state.max_consecutive_nonfinite))
   if config.nonfinite_policy == "stop" and worst >= config.max_consecutive_nonfinite:
     raise LsattnError(
-        f"{worst} consecutive train steps had a non-finite loss or gradient "
-        f"(nonfinite_policy='stop', max_consecutive_nonfinite="
+        f"stopped at step {step}: {worst} consecutive train steps had a non-finite loss or "
+        f"gradient (nonfinite_policy='stop', max_consecutive_nonfinite="
         f"{config.max_consecutive_nonfinite}); those updates were skipped, so the last "
         f"checkpoint holds finite params. Check the data and learning_rate.")
 
@@ -244,6 +265,7 @@ def _eval_step(run: Setup):
 def _final_evaluation(run: Setup, state, workdir: pathlib.Path, *, step: int) -> dict:
   outputs, result = _evaluate(run, state, run.test_split, "test")
   result["checkpoint_step"] = step
+  result["skipped_nonfinite_steps"] = int(jax.device_get(state.skipped_steps))
   result["checkpoint_selection"] = (
       "the last step of training; the test split is evaluated only here, never used to "
       "choose a checkpoint")
