@@ -62,6 +62,8 @@ def check_config(config) -> model.ModelConfig:
   resize = tuple(config.resize_size)
   _require(len(resize) == 2 and all(isinstance(v, int) and v > 0 for v in resize),
            "resize_size", config.resize_size, "two positive integers (H, W)")
+  _require(config.image_size >= 32, "image_size", config.image_size,
+           "at least 32 (GoogLeNet downsamples 32x)")
   _require(config.image_size <= min(resize), "image_size", config.image_size,
            f"at most min(resize_size) = {min(resize)}")
   _require(config.channel_mean == () or len(config.channel_mean) == 3, "channel_mean",

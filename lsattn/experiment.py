@@ -65,12 +65,16 @@ def setup(config) -> Setup:
   builder = datasets.prepare(config.dataset, config.data_dir, config.manual_dir,
                              synthetic_seed=config.seed)
   full_train = pipeline.Split(builder, "train")
-  train_positions, validation_positions = splits.validation_split(
-      full_train.labels.get("sequence"), len(full_train), config.validation_split,
-      full_train.labels["image_name"])
-  train_split = full_train.subset(train_positions)
-  validation_split = (full_train.subset(validation_positions)
-                      if len(validation_positions) else None)
+  if config.validation_split == "auto" and "validation" in builder.info.splits:
+    # The user's own validation rows (own scenes: split column 'val').
+    train_split, validation_split = full_train, pipeline.Split(builder, "validation")
+  else:
+    train_positions, validation_positions = splits.validation_split(
+        full_train.labels.get("sequence"), len(full_train), config.validation_split,
+        full_train.labels["image_name"])
+    train_split = full_train.subset(train_positions)
+    validation_split = (full_train.subset(validation_positions)
+                        if len(validation_positions) else None)
   mean = tuple(config.channel_mean) or tuple(builder.info.metadata["channel_mean"])
   options = pipeline.ImageOptions(resize_size=tuple(config.resize_size),
                                   image_size=config.image_size, channel_mean=mean,
@@ -146,7 +150,8 @@ class _StopRequest:
 
 def _meta(run: Setup, signature) -> dict:
   return {"signature": signature, "dataset": run.config.dataset,
-          "channel_mean": list(run.options.channel_mean)}
+          "channel_mean": list(run.options.channel_mean),
+          "class_names": list(run.class_names or [])}
 
 
 def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:

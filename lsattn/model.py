@@ -35,6 +35,7 @@ from lsattn.googlenet import TAP_NAMES, VARIANTS as BACKBONES, GoogLeNet
 TASKS = ("pose", "classification")
 MODEL_VARIANTS = ("layer_spatial", "spatial_only", "layer_only", "posenet")
 POSENET_WIDTH = 2048
+MIN_IMAGE_SIZE = 32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -237,6 +238,9 @@ def apply_model(params: dict, state: dict, images: jax.Array, key: jax.Array | N
   """
   if images.ndim != 4 or images.shape[-1] != 3:
     raise LsattnError(f"images must be [B, H, W, 3] RGB, got shape {tuple(images.shape)}")
+  if min(images.shape[1:3]) < MIN_IMAGE_SIZE:
+    raise LsattnError(f"images must be at least {MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE} (GoogLeNet "
+                      f"downsamples 32x), got {images.shape[1]}x{images.shape[2]}")
   taps, backbone_state = apply_backbone(params, state, images, train=train, config=config)
   outputs, core_state = apply_head(params, state, taps, key, temperature, train=train,
                                    config=config)

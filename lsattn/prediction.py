@@ -129,7 +129,6 @@ def load_predictor(workdir: str | pathlib.Path, config) -> Predictor:
   workdir = pathlib.Path(workdir).expanduser()
   name, _ = datasets.split_name(config.dataset)
   stored_size = datasets.builder_class(name).STORED_SIZE
-  class_names = _class_names(config) if config.task == "classification" else None
   parallel.check_batch_size(config.eval_batch_size, "eval_batch_size")
   if jax.process_count() > 1:
     raise LsattnError("prediction runs in one process (it may use all of its devices); "
@@ -148,6 +147,10 @@ def load_predictor(workdir: str | pathlib.Path, config) -> Predictor:
       lambda: training.create_train_state(rng, config, model_config, image_shape))
   state, meta, step = checkpoint.restore_latest(
       manager, checkpoint.abstract_like(template, replicated), signature)
+  class_names = None
+  if config.task == "classification":
+    # Runs since class names were saved in the checkpoint need no dataset.
+    class_names = tuple(meta.get("class_names") or ()) or _class_names(config)
   mean = meta.get("channel_mean") or tuple(config.channel_mean)
   if not mean:
     raise LsattnError(f"checkpoint {manager.directory / str(step)} records no channel mean; "

@@ -131,3 +131,11 @@ def test_wrong_image_shape_is_refused():
   with pytest.raises(LsattnError, match="RGB"):
     model.apply_model(params, state, jnp.zeros((1, 32, 32, 4)), None, 1.0, train=False,
                       config=config)
+
+
+def test_too_small_image_is_refused():
+  config = _config(backbone="torchvision")
+  params, state = model.init_model(jax.random.key(0), config, (32, 32, 3))
+  with pytest.raises(LsattnError, match="at least 32x32"):
+    model.apply_model(params, state, jnp.zeros((1, 16, 40, 3)), None, 1.0, train=False,
+                      config=config)
