@@ -2,10 +2,14 @@ r"""Demo: camera pose on lsattn's synthetic room (7-Scenes layout), CPU-sized.
 
   python train.py --config=configs/demo_pose.py --workdir=runs/demo_pose
 
-Writes the synthetic scene (450 frames, ~20 s), builds the dataset, trains
-the layer-spatial attention model with a frozen, randomly initialised
-GoogLeNet (no weights are downloaded) on 112x112 crops, and evaluates the
-test sequence. About 10 minutes on 2 CPU cores.
+Writes the synthetic scene (4 training and 1 test sequence of 200 frames,
+~40 s), builds the dataset, trains the layer-spatial attention model with a
+frozen, randomly initialised GoogLeNet (no weights are downloaded) on
+112x112 crops for 600 steps, and evaluates the test sequence. About 7-8
+minutes on 2 CPU cores. Measured (2026-11-25, shared 2-core machine): median
+rotation 7.1 deg against 16.7 deg for the mean-pose baseline; median
+translation 0.37 m against 0.41 m (random frozen features carry little
+position information; see the issue notes).
 """
 
 from configs import default
@@ -15,9 +19,11 @@ def get_config():
   config = default.get_config()
   config.dataset = "seven_scenes/synthetic_room"
   config.data_dir = "runs/data"
-  config.resize_size = (128, 228)
+  # The room is rendered at 4:3; stored at 256x455 (the paper's pose size),
+  # resized back to 4:3 so that crops keep most of the view.
+  config.resize_size = (120, 160)
   config.image_size = 112
-  config.beta = 100.0
+  config.beta = 30.0
   config.freeze_backbone = True
   config.hidden_size = 48
   config.projection_size = 48

@@ -71,9 +71,10 @@ class _PausingTemporaryPath(ocp.path.atomicity.AtomicRenameTemporaryPath):
     await super().finalize()
 
 
-def create_manager(workdir: str | pathlib.Path, *, save_every: int, keep: int
-                   ) -> ocp.CheckpointManager:
-  directory = pathlib.Path(workdir).expanduser().resolve() / "checkpoints"
+def create_manager(workdir: str | pathlib.Path, *, save_every: int, keep: int,
+                   folder: str = "checkpoints") -> ocp.CheckpointManager:
+  """Checkpoints under <workdir>/<folder> ('best_checkpoint' holds the best on validation)."""
+  directory = pathlib.Path(workdir).expanduser().resolve() / folder
   options = ocp.CheckpointManagerOptions(
       max_to_keep=keep, save_interval_steps=save_every, create=True,
       enable_async_checkpointing=False, cleanup_tmp_directories=True,

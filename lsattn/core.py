@@ -176,6 +176,10 @@ def apply_core(params: dict, state: dict, features: Sequence[jax.Array],
   """
   step_fn, carry, step_keys = _prepare(params, state, features, key, temperature,
                                        train=train, config=config)
+  if config.num_steps == 1:
+    # One step needs no loop (XLA keeps a while loop for a length-1 scan).
+    carry, per_step = step_fn(carry, None if step_keys is None else step_keys[0])
+    return _finish(carry, jax.tree.map(lambda x: x[None], per_step))
   carry, per_step = jax.lax.scan(step_fn, carry, step_keys, length=config.num_steps,
                                  unroll=_unroll(config))
   return _finish(carry, per_step)

@@ -184,6 +184,7 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
       run.train_split, task=config.task, options=run.options, batch_size=config.batch_size,
       seed=config.seed, rows=parallel.process_batch_slice(config.batch_size)).iterate(start_step)
   logger = _Logger(workdir, run)
+  best = None if run.validation_split is None else _BestCheckpoint(workdir, run, signature)
   history = []
   nan_steps = _nan_injection_steps()
   with _StopRequest() as stop, tqdm.tqdm(total=config.num_train_steps, initial=start_step,
@@ -202,8 +203,11 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
         progress.set_postfix(loss=f"{summary['loss']:.4g}")
         _check_nonfinite(state, config, done)
       checkpoint.save(manager, done, state, _meta(run, signature))
-      if run.validation_split is not None and done % config.eval_every_steps == 0:
-        logger.validation(done, _evaluate(run, state, run.validation_split, "validation"))
+      if best is not None and (done % config.eval_every_steps == 0
+                               or done == config.num_train_steps):
+        evaluated = _evaluate(run, state, run.validation_split, "validation")
+        logger.validation(done, evaluated)
+        best.consider(done, state, evaluated[1])
       if stop.signal is not None:
         if manager.latest_step() != done:  # not already saved at this step just above
           checkpoint.save(manager, done, state, _meta(run, signature), force=True)
@@ -215,7 +219,10 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
     checkpoint.save(manager, config.num_train_steps, state, _meta(run, signature), force=True)
   manager.wait_until_finished()
   compiles = train_step._cache_size()
-  result = _final_evaluation(run, state, workdir, step=config.num_train_steps)
+  step, selection = config.num_train_steps, LAST_STEP
+  if best is not None:
+    state, step, selection = best.restore(state)
+  result = _final_evaluation(run, state, workdir, step=step, selection=selection)
   result["train_step_compilations"] = compiles
   logger.close()
   return result
@@ -267,13 +274,62 @@ def _eval_step(run: Setup):
   return _EVAL_STEPS[run.model_config]
 
 
-def _final_evaluation(run: Setup, state, workdir: pathlib.Path, *, step: int) -> dict:
+LAST_STEP = ("the last step of training (no validation split); the test split is evaluated "
+             "only here, never used to choose a checkpoint")
+
+
+def validation_score(result: dict, task: str) -> float:
+  """Lower is better. Pose: median errors relative to the mean-pose baseline on
+  the validation split, translation and rotation weighted equally (unitless);
+  classification: minus the mean class accuracy."""
+  if task == "pose":
+    return (result["median_translation_m"] / max(result["baseline_median_translation_m"], 1e-9)
+            + result["median_rotation_deg"] / max(result["baseline_median_rotation_deg"], 1e-9))
+  return -result["mean_class_accuracy"]
+
+
+class _BestCheckpoint:
+  """Keeps the train state that scores best on validation (<workdir>/best_checkpoint)."""
+
+  def __init__(self, workdir: pathlib.Path, run: Setup, signature: dict):
+    self.run, self.signature = run, signature
+    self.manager = checkpoint.create_manager(workdir, save_every=1, keep=1,
+                                             folder="best_checkpoint")
+    self.step = self.manager.latest_step()
+    self.score = None
+    if self.step is not None:
+      self.score = checkpoint.read_meta(self.manager, self.step)["validation_score"]
+
+  def consider(self, step: int, state, result: dict) -> None:
+    score = validation_score(result, self.run.config.task)
+    if self.score is not None and (score >= self.score or step == self.step):
+      return
+    meta = dict(_meta(self.run, self.signature), validation_score=score,
+                validation={k: v for k, v in result.items() if isinstance(v, (int, float))})
+    checkpoint.save(self.manager, step, state, meta, force=True)
+    self.manager.wait_until_finished()
+    self.step, self.score = step, score
+
+  def restore(self, like):
+    replicated = parallel.replicated(self.run.mesh)
+    state, _, step = checkpoint.restore_latest(
+        self.manager, checkpoint.abstract_like(like, replicated), self.signature)
+    selection = (f"best validation score at step {step} of {self.run.config.num_train_steps} "
+                 f"(median translation / mean-pose baseline + median rotation / baseline on "
+                 f"{len(self.run.validation_split)} validation examples; lower is better)"
+                 if self.run.config.task == "pose" else
+                 f"best validation mean class accuracy at step {step} of "
+                 f"{self.run.config.num_train_steps} ({len(self.run.validation_split)} "
+                 f"validation examples)")
+    return state, step, selection + "; the test split is evaluated only here"
+
+
+def _final_evaluation(run: Setup, state, workdir: pathlib.Path, *, step: int,
+                      selection: str = LAST_STEP) -> dict:
   outputs, result = _evaluate(run, state, run.test_split, "test")
   result["checkpoint_step"] = step
   result["skipped_nonfinite_steps"] = int(jax.device_get(state.skipped_steps))
-  result["checkpoint_selection"] = (
-      "the last step of training; the test split is evaluated only here, never used to "
-      "choose a checkpoint")
+  result["checkpoint_selection"] = selection
   result["dataset"] = run.config.dataset
   result["split"] = "test"
   if jax.process_index() == 0:
@@ -288,7 +344,11 @@ def _final_evaluation(run: Setup, state, workdir: pathlib.Path, *, step: int) ->
 
 
 def evaluate(config, workdir: str | pathlib.Path) -> dict:
-  """Restores the latest checkpoint of `workdir` and evaluates the test split."""
+  """Evaluates the test split with the checkpoint train.py chose.
+
+  That is the best one on validation when the run has a validation split
+  (<workdir>/best_checkpoint), else the latest.
+  """
   run = setup(config)
   workdir = pathlib.Path(workdir).expanduser()
   signature = checkpoint.shape_signature(config, run.model_config, run.image_shape)
@@ -302,6 +362,11 @@ def evaluate(config, workdir: str | pathlib.Path) -> dict:
     raise LsattnError(f"no checkpoint in {manager.directory}: train first with "
                       f"train.py --workdir={workdir}")
   state, _, step = restored
+  if run.validation_split is not None and (workdir / "best_checkpoint").is_dir():
+    best = _BestCheckpoint(workdir, run, signature)
+    if best.step is not None:
+      state, step, selection = best.restore(state)
+      return _final_evaluation(run, state, workdir, step=step, selection=selection)
   return _final_evaluation(run, state, workdir, step=step)
 
 

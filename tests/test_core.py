@@ -57,7 +57,7 @@ def _count_primitives(jaxpr, name):
   return count + sum(_count_primitives(sub, name) for sub in jax.extend.core.subjaxprs(jaxpr))
 
 
-@pytest.mark.parametrize("num_steps", [1, 2, 8])
+@pytest.mark.parametrize("num_steps", [2, 3, 8])
 def test_program_holds_one_scan_whatever_n(num_steps):
   config = dataclasses.replace(CONFIG, num_steps=num_steps)
   params, state = core.init_core(jax.random.key(0), SHAPES, config)
@@ -69,6 +69,17 @@ def test_program_holds_one_scan_whatever_n(num_steps):
   assert len(jaxpr.eqns) == len(jax.make_jaxpr(
       lambda p, s, f, k: core.apply_core(p, s, f, k, 0.5, train=True, config=CONFIG))(
           params, state, _features(SHAPES), jax.random.key(1)).jaxpr.eqns)
+
+
+def test_one_step_runs_without_a_loop_and_matches_the_reference():
+  config = dataclasses.replace(CONFIG, num_steps=1)
+  params, state = core.init_core(jax.random.key(0), SHAPES, config)
+  args = (params, state, _features(SHAPES), jax.random.key(1), 0.7)
+  jaxpr = jax.make_jaxpr(lambda *a: core.apply_core(*a, train=True, config=config))(*args)
+  assert _count_primitives(jaxpr.jaxpr, "scan") == 0
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+               core.apply_core(*args, train=True, config=config),
+               core.apply_core_unrolled(*args, train=True, config=config))
 
 
 def test_gradients_reach_every_parameter_group():

@@ -1,0 +1,477 @@
+r"""Train and eval step throughput of the real model, against the machine's own ceiling.
+
+  python benchmarks/step_throughput.py --image-size 224 --batch-size 8 --json out.jsonl
+  python benchmarks/step_throughput.py --image-size 112 --batch-size 8 \
+      --sweep steps --sweep scan --json out.jsonl
+
+For every configuration: the jitted train step (`training.make_train_step`,
+state donated, batch split over a mesh of ``--devices`` devices as in
+`lsattn.experiment`) and eval step (`training.make_eval_step`) are lowered and
+compiled (each timed on its own), run once (timed: first run), warmed up, then
+timed ``--repeats`` times over ``--iters`` calls each, with
+`jax.block_until_ready`. Reported: median ms/step with min, max and quartiles,
+images/s, XLA's FLOP count of the compiled step (``cost_analysis()``) and the
+achieved GFLOP/s.
+
+In the same process the machine's ceiling is measured once (benchmarks/measure.py):
+a large float32 matmul and GoogLeNet's dominant convolutions (forward, and
+forward+backward) through XLA. Utilisation = achieved GFLOP/s / matmul GFLOP/s.
+
+The base configuration is ``--config`` (default configs/default.py, the
+paper's pose model); flags override its fields. ``--sweep`` (repeatable) runs
+a family of configurations around that base (identical ones are measured once
+per run); ``--values NAME=V1,V2`` replaces a sweep's values. One JSON object
+per configuration is appended to ``--json``; ``--report FILE`` prints the
+tables of saved records. Timings are wall clock and this process's CPU time:
+on a shared machine the CPU time is the steadier measure of the work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import importlib.util
+import json
+import os
+import pathlib
+import sys
+import time
+
+import jax
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+  sys.path.insert(0, str(ROOT))
+
+from lsattn import core, model, parallel, training  # noqa: E402
+from measure import (compile_timed, load_average, machine_description,  # noqa: E402
+                     measure_ceiling, summarise, time_calls)
+
+ALL_LAYERS = ("3b", "4c", "4e", "5b")
+SWEEPS = ("steps", "layers", "batch", "frozen", "baseline", "scan")
+SWEEP_DEFAULTS = {
+    "steps": "1,2,3,4,5,6,7,8",
+    "layers": "1,2,3,4",
+    "batch": "1,2,4,8,16",
+    "frozen": "frozen,end_to_end",
+    "baseline": "posenet,layer_spatial",
+    "scan": "1,2,4,8",
+}
+
+
+# ----------------------------------------------------------------------------- model
+
+
+def load_config(spec: str):
+  """'path/to/config.py[:arg]' -> its get_config(arg) (as train.py reads it)."""
+  path, _, arg = spec.partition(":")
+  module_spec = importlib.util.spec_from_file_location("benchmark_config", ROOT / path
+                                                       if not os.path.isabs(path) else path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg) if arg else module.get_config()
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+  """One benchmark configuration (None = keep the base config's value)."""
+  batch_size: int | None = None
+  image_size: int | None = None
+  num_steps: int | None = None
+  layers: tuple[str, ...] | None = None
+  frozen: bool | None = None
+  dtype: str | None = None
+  unroll: int | None = None
+  variant: str | None = None
+  hidden_size: int | None = None
+
+
+def apply_setting(base, setting: Setting):
+  config = base.copy_and_resolve_references()
+  fields = {"batch_size": "batch_size", "image_size": "image_size",
+            "num_steps": "num_recurrent_steps", "layers": "candidate_layers",
+            "frozen": "freeze_backbone", "dtype": "dtype", "unroll": "scan_unroll",
+            "variant": "model_variant"}
+  for name, key in fields.items():
+    value = getattr(setting, name)
+    if value is not None:
+      config[key] = value
+  if setting.hidden_size is not None:
+    config.hidden_size = config.projection_size = setting.hidden_size
+  return config
+
+
+def fake_batch(batch_size: int, image_size: int, seed: int = 0) -> dict:
+  """A pose batch of the pipeline's shapes (ARCHITECTURE.md)."""
+  rng = np.random.default_rng(seed)
+  orientation = rng.standard_normal((batch_size, 4)).astype(np.float32)
+  orientation /= np.linalg.norm(orientation, axis=1, keepdims=True)
+  orientation *= np.where(orientation[:, :1] < 0, -1.0, 1.0).astype(np.float32)
+  return {"image": (rng.standard_normal((batch_size, image_size, image_size, 3)) * 50
+                    ).astype(np.float32),
+          "position": rng.standard_normal((batch_size, 3)).astype(np.float32),
+          "orientation": orientation}
+
+
+def initial_state(config, model_config, image_size: int, init: str) -> training.TrainState:
+  """The train state: `training.create_train_state` ('library'), or ('fast') the same
+  pytree filled on the host without compiling the initialisers.
+
+  'fast' exists because eager initialisation compiles every initialiser and
+  GoogLeNet op one at a time (tens of seconds on a busy 2-core CPU); step
+  timings do not depend on the values, which are still sensible: LeCun-normal
+  kernels, zero biases, unit scales and variances, zero optimiser moments.
+  """
+  key = jax.random.key(config.seed)
+  create_fn = lambda k: training.create_train_state(k, config, model_config,
+                                                    (image_size, image_size, 3))
+  if init == "library":
+    return create_fn(key)
+  if init != "fast":
+    raise ValueError(f"Unsupported init {init!r}")
+  rng = np.random.default_rng(config.seed)
+
+  def fill(path, leaf):
+    names = [str(getattr(entry, "key", getattr(entry, "name", ""))) for entry in path]
+    if names[0] == "params" and len(leaf.shape) >= 2:
+      fan_in = int(np.prod(leaf.shape[:-1]))
+      return (rng.standard_normal(leaf.shape) / np.sqrt(fan_in)).astype(leaf.dtype)
+    if names[0] in ("params", "model_state") and names[-1] in ("scale", "var"):
+      return np.ones(leaf.shape, leaf.dtype)
+    return np.zeros(leaf.shape, leaf.dtype)
+
+  abstract = jax.eval_shape(create_fn, key)
+  return jax.tree_util.tree_map_with_path(fill, abstract)
+
+
+class TrainStepRunner:
+  """The compiled train step of one config with its (donated) state, ready to call.
+
+  Attributes:
+    config, model_config: what is measured.
+    mesh: devices the batch is split over (parameters replicated).
+    batch: a fake pose batch of the config's shapes, on the mesh.
+    init_s: seconds to build the initial state.
+    compile: {'lower_s', 'compile_s', 'flops'} of the train step.
+  """
+
+  def __init__(self, config, *, devices: int | None = None, init: str = "library"):
+    self.config = config
+    self.model_config = model.ModelConfig.from_config(config)
+    self.mesh = parallel.create_mesh(jax.devices()[:devices] if devices else None)
+    self.replicated = parallel.replicated(self.mesh)
+    start = time.perf_counter()
+    self.state = parallel.replicate(
+        initial_state(config, self.model_config, config.image_size, init), self.mesh)
+    jax.block_until_ready(self.state)
+    self.init_s = time.perf_counter() - start
+    self.batch = self.shard(fake_batch(config.batch_size, config.image_size))
+    self.rng = jax.random.key(1)
+    train_jit = jax.jit(training.make_train_step(config, self.model_config), donate_argnums=0,
+                        out_shardings=(self.replicated, self.replicated))
+    self.compile, self.compiled = compile_timed(train_jit, (self.state, self.batch, self.rng))
+
+  def shard(self, batch: dict) -> dict:
+    """Host (numpy) batch -> arrays split over the mesh."""
+    return parallel.shard_batch(batch, self.mesh)
+
+  def __call__(self, batch: dict | None = None):
+    """One train step (on the fake batch by default); returns (state, metrics)."""
+    self.state, metrics = self.compiled(self.state, self.batch if batch is None else batch,
+                                        self.rng)
+    return self.state, metrics
+
+
+def scan_keeps_loop(num_steps: int, unroll: int) -> bool:
+  """Whether `jax.lax.scan(length=num_steps, unroll=unroll)` compiles to a while loop.
+
+  jax unrolls completely only for unroll=0 or unroll == length > 1: a scan of
+  length 1 with unroll=1 (or True) keeps a one-trip while loop. XLA's cost
+  analysis counts a while loop's body once, whatever its trip count.
+  """
+  return unroll != 0 and not (unroll != 1 and unroll == num_steps)
+
+
+def describe(runner: TrainStepRunner) -> dict:
+  model_config, config = runner.model_config, runner.config
+  uses_core = model_config.variant != "posenet"
+  unroll = core._unroll(model_config.core) if uses_core else None
+  return {
+      "variant": model_config.variant, "batch_size": config.batch_size,
+      "image_size": config.image_size,
+      "num_steps": model_config.core.num_steps if uses_core else 0,
+      "layers": list(model_config.layers), "frozen": bool(config.freeze_backbone),
+      "dtype": model_config.dtype, "hidden_size": model_config.core.hidden_size,
+      "scan_unroll": model_config.core.scan_unroll,
+      "scan_unroll_effective": unroll,
+      "scan_while_loop": uses_core and scan_keeps_loop(model_config.core.num_steps, unroll),
+      "backbone": model_config.backbone, "devices": runner.mesh.size,
+  }
+
+
+def measure_config(config, *, repeats: int, iters: int, warmup: int, devices: int | None,
+                   eval_step: bool = True, matmul_gflops: float | None = None,
+                   init: str = "library") -> dict:
+  """Compiles and times the train (and eval) step of one config; a JSON-able record."""
+  runner = TrainStepRunner(config, devices=devices, init=init)
+  record = {"config": describe(runner), "repeats": repeats, "iters": iters, "warmup": warmup,
+            "init": init, "init_s": runner.init_s}
+  train = dict(runner.compile)
+  start = time.perf_counter()
+  jax.block_until_ready(runner())
+  train["first_run_s"] = time.perf_counter() - start
+  wall, cpu = time_calls(runner, warmup=warmup, repeats=repeats, iters=iters)
+  train["ms"], train["cpu_ms"] = summarise(wall), summarise(cpu)
+  _rates(train, config.batch_size, matmul_gflops)
+  record["train"] = train
+  record["loss_finite"] = bool(np.isfinite(float(runner()[1]["loss"])))
+
+  if eval_step:
+    params, model_state = runner.state.params, runner.state.model_state
+    eval_jit = jax.jit(training.make_eval_step(runner.model_config),
+                       out_shardings=runner.replicated)
+    images = runner.batch["image"]
+    evaluation, eval_compiled = compile_timed(eval_jit, (params, model_state, images))
+    start = time.perf_counter()
+    jax.block_until_ready(eval_compiled(params, model_state, images))
+    evaluation["first_run_s"] = time.perf_counter() - start
+    wall, cpu = time_calls(lambda: eval_compiled(params, model_state, images), warmup=warmup,
+                           repeats=repeats, iters=iters)
+    evaluation["ms"], evaluation["cpu_ms"] = summarise(wall), summarise(cpu)
+    _rates(evaluation, config.batch_size, matmul_gflops)
+    record["eval"] = evaluation
+  return record
+
+
+def _rates(entry: dict, batch_size: int, matmul_gflops: float | None) -> None:
+  seconds = entry["ms"]["median"] / 1e3
+  entry["images_per_s"] = batch_size / seconds
+  entry["gflops_per_s"] = entry["flops"] / seconds / 1e9 if entry["flops"] else None
+  entry["utilisation"] = (entry["gflops_per_s"] / matmul_gflops
+                          if entry["gflops_per_s"] and matmul_gflops else None)
+
+
+# ----------------------------------------------------------------------------- sweeps
+
+
+def sweep_settings(name: str, values: str, base: Setting) -> list[Setting]:
+  """The configurations of one sweep around `base`."""
+  items = [v.strip() for v in values.split(",") if v.strip()]
+  replace = lambda **kw: dataclasses.replace(base, **kw)
+  if name == "steps":
+    return [replace(num_steps=int(v)) for v in items]
+  if name == "layers":
+    # Suffixes of 3b/4c/4e/5b: every set needs the backbone up to 5b, so only
+    # the attention core's work changes with the number of candidates.
+    return [replace(layers=ALL_LAYERS[len(ALL_LAYERS) - int(v):]) for v in items]
+  if name == "batch":
+    return [replace(batch_size=int(v)) for v in items]
+  if name == "frozen":
+    return [replace(frozen=(v == "frozen")) for v in items]
+  if name == "baseline":
+    return [replace(variant=v) for v in items]
+  if name == "scan":
+    return [replace(num_steps=int(v), unroll=unroll) for v in items
+            for unroll in sorted({1, int(v)})]
+  raise ValueError(f"Unsupported sweep {name!r}; choose from {SWEEPS}")
+
+
+def linear_fit(xs, ys) -> dict:
+  """Least-squares y = a + b x, with the largest relative residual."""
+  xs, ys = np.asarray(xs, float), np.asarray(ys, float)
+  slope, intercept = np.polyfit(xs, ys, 1)
+  fitted = intercept + slope * xs
+  return {"intercept": float(intercept), "slope": float(slope),
+          "max_relative_residual": float(np.max(np.abs(ys - fitted) / ys)),
+          "r2": float(1 - np.sum((ys - fitted) ** 2) / max(np.sum((ys - ys.mean()) ** 2), 1e-30))}
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def _fmt(value, spec=".1f"):
+  return "-" if value is None else format(value, spec)
+
+
+def _unroll_cell(config: dict) -> str:
+  unroll = config["scan_unroll_effective"]
+  if unroll is None:
+    return "-"
+  loop = config.get("scan_while_loop", scan_keeps_loop(config["num_steps"], unroll))
+  return f"{unroll}{' L' if loop else ''}"
+
+
+def print_table(records: list[dict], ceiling: dict) -> None:
+  print(f"\nmatmul {ceiling['matmul_size']}^2 float32: {ceiling['matmul_gflops']:.1f} GFLOP/s "
+        f"(best {ceiling['matmul_gflops_best']:.1f})")
+  for name, conv in ceiling["convs"].items():
+    print(f"conv {name} (batch {ceiling['conv_batch']}): forward "
+          f"{conv['forward_gflops']:.1f} GFLOP/s, forward+backward "
+          f"{conv['forward_backward_gflops']:.1f} GFLOP/s")
+  header = ("sweep", "variant", "B", "img", "N", "k", "frozen", "dtype", "unroll",
+            "train ms [min-max]", "cpu ms", "img/s", "lower+compile s", "GFLOP/step",
+            "GFLOP/s", "util", "eval ms", "eval img/s", "eval compile s")
+  rows = []
+  for r in records:
+    c, t, e = r["config"], r["train"], r.get("eval")
+    rows.append((
+        r.get("sweep", "-"), c["variant"], str(c["batch_size"]), str(c["image_size"]),
+        str(c["num_steps"]), str(len(c["layers"])), "y" if c["frozen"] else "n", c["dtype"],
+        _unroll_cell(c),
+        f"{t['ms']['median']:.0f} [{t['ms']['min']:.0f}-{t['ms']['max']:.0f}]",
+        _fmt(t.get("cpu_ms") and t["cpu_ms"]["median"], ".0f"),
+        _fmt(t["images_per_s"]), f"{t['lower_s']:.1f}+{t['compile_s']:.1f}",
+        _fmt(t["flops"] and t["flops"] / 1e9), _fmt(t["gflops_per_s"]),
+        _fmt(t["utilisation"] and 100 * t["utilisation"], ".0f") + "%",
+        _fmt(e and e["ms"]["median"], ".0f"), _fmt(e and e["images_per_s"]),
+        _fmt(e and e["lower_s"] + e["compile_s"])))
+  widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+  line = lambda cells: "  ".join(cell.rjust(w) for cell, w in zip(cells, widths))
+  print(line(header))
+  for row in rows:
+    print(line(row))
+  if any(row[8].endswith("L") for row in rows):
+    print("L: the N steps run in a while loop; XLA's cost analysis counts its body once, so "
+          "GFLOP/step, GFLOP/s and util of these rows are undercounts.")
+
+
+def parse_args(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--config", default="configs/default.py",
+                      help="base config file[:arg], relative to the repository root")
+  parser.add_argument("--batch-size", type=int)
+  parser.add_argument("--image-size", type=int)
+  parser.add_argument("--steps", type=int, help="N, recurrent steps")
+  parser.add_argument("--layers", help="candidate layers, comma list (e.g. 3b,4c,4e,5b)")
+  frozen = parser.add_mutually_exclusive_group()
+  frozen.add_argument("--frozen", dest="frozen", action="store_true", default=None)
+  frozen.add_argument("--end-to-end", dest="frozen", action="store_false")
+  parser.add_argument("--dtype", choices=("float32", "bfloat16"))
+  parser.add_argument("--unroll", type=int,
+                      help="CoreConfig.scan_unroll: 0 = auto (full unroll on CPU), 1 = one "
+                           "loop body")
+  parser.add_argument("--variant", choices=model.MODEL_VARIANTS)
+  parser.add_argument("--hidden-size", type=int, help="Conv-LSTM and projection width")
+  parser.add_argument("--devices", type=int, help="devices in the mesh (default: all)")
+  parser.add_argument("--repeats", type=int, default=5, help="timed samples per step")
+  parser.add_argument("--iters", type=int, default=1, help="calls per timed sample")
+  parser.add_argument("--warmup", type=int, default=1, help="untimed calls after the first")
+  parser.add_argument("--init", choices=("library", "fast"), default="library",
+                      help="initial state: training.create_train_state, or host-filled "
+                           "(same shapes, no initialiser compiles; see initial_state)")
+  parser.add_argument("--no-eval", dest="eval_step", action="store_false",
+                      help="time the train step only")
+  parser.add_argument("--sweep", action="append", choices=SWEEPS, default=[],
+                      help="repeatable; without it the base configuration alone is measured")
+  parser.add_argument("--values", action="append", default=[],
+                      help="NAME=V1,V2 (repeatable) replaces sweep NAME's values; a bare "
+                           "V1,V2 applies to a single --sweep")
+  parser.add_argument("--matmul-size", type=int, default=2048)
+  parser.add_argument("--conv-batch", type=int, default=8)
+  parser.add_argument("--ceiling-repeats", type=int, default=10)
+  parser.add_argument("--json", help="append one JSON object per configuration to this file")
+  parser.add_argument("--tag", default="", help="free text stored in every record")
+  parser.add_argument("--report", help="print the table of a JSON-lines file and exit (no "
+                                       "measurement)")
+  args = parser.parse_args(argv)
+  values = {}
+  for item in args.values:
+    name, _, listed = item.rpartition("=")
+    if not name and len(args.sweep) != 1:
+      parser.error("a bare --values needs exactly one --sweep (else write NAME=V1,V2)")
+    values[name or args.sweep[0]] = listed
+  if set(values) - set(args.sweep):
+    parser.error(f"--values for sweeps not requested: {sorted(set(values) - set(args.sweep))}")
+  args.values = values
+  return args
+
+
+def report(path: str) -> list[dict]:
+  """Prints the tables of saved records, one per run (records sharing a ceiling)."""
+  records = [json.loads(line) for line in open(path)]
+  records = [r for r in records if r.get("benchmark") == "step_throughput"]
+  runs: dict = {}
+  for record in records:
+    runs.setdefault((record["date"], record["tag"]), []).append(record)
+  for (date, tag), run in runs.items():
+    print(f"\n== {date} {tag}: {run[0]['machine']['cpu_model']}, "
+          f"{run[0]['machine']['usable_cores']} cores, jax {run[0]['machine']['jax']}")
+    print_table(run, run[0]["ceiling"])
+    print_fits(run)
+  return records
+
+
+def print_fits(records: list[dict]) -> None:
+  """Linear fits of train ms against N, the number of layers and the batch size."""
+  for name, x_fn in (("steps", lambda c: c["num_steps"]), ("layers", lambda c: len(c["layers"])),
+                     ("batch", lambda c: c["batch_size"])):
+    chosen = [r for r in records if r["sweep"] == name]
+    if len(chosen) < 3:
+      continue
+    xs = [x_fn(r["config"]) for r in chosen]
+    for measure in ("ms", "cpu_ms"):
+      if all(measure in r["train"] for r in chosen):
+        fit = linear_fit(xs, [r["train"][measure]["median"] for r in chosen])
+        print(f"train {measure} vs {name}: {fit['intercept']:.0f} + {fit['slope']:.1f} x "
+              f"(r2 {fit['r2']:.3f}, largest residual "
+              f"{100 * fit['max_relative_residual']:.0f}%)")
+
+
+def main(argv=None) -> list[dict]:
+  args = parse_args(argv)
+  if args.report:
+    return report(args.report)
+  base_config = load_config(args.config)
+  base = Setting(batch_size=args.batch_size, image_size=args.image_size, num_steps=args.steps,
+                 layers=tuple(args.layers.split(",")) if args.layers else None,
+                 frozen=args.frozen, dtype=args.dtype, unroll=args.unroll,
+                 variant=args.variant, hidden_size=args.hidden_size)
+  plan = [("base", base)] if not args.sweep else [
+      (name, setting) for name in args.sweep
+      for setting in sweep_settings(name, args.values.get(name, SWEEP_DEFAULTS[name]), base)]
+
+  machine = machine_description()
+  print(f"{machine['cpu_model']}, {machine['usable_cores']} usable cores, jax {machine['jax']} "
+        f"({machine['backend']}, {len(machine['devices'])} device(s)), load "
+        f"{machine['load_average_at_start']}", flush=True)
+  start = time.perf_counter()
+  ceiling = measure_ceiling(matmul_size=args.matmul_size, conv_batch=args.conv_batch,
+                            repeats=args.ceiling_repeats)
+  print(f"ceiling measured in {time.perf_counter() - start:.1f} s: matmul "
+        f"{ceiling['matmul_gflops']:.1f} GFLOP/s", flush=True)
+  date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+  records, cache = [], {}
+  for sweep, setting in plan:
+    config = apply_setting(base_config, setting)
+    # scan_unroll=0 means "auto": compare configurations by what is compiled.
+    resolved = config.copy_and_resolve_references()
+    resolved.scan_unroll = core._unroll(model.ModelConfig.from_config(config).core)
+    key = json.dumps(resolved.to_dict(), sort_keys=True, default=str)
+    if key not in cache:
+      start, load_before = time.perf_counter(), load_average()
+      cache[key] = measure_config(config, repeats=args.repeats, iters=args.iters,
+                                  warmup=args.warmup, devices=args.devices,
+                                  eval_step=args.eval_step, init=args.init,
+                                  matmul_gflops=ceiling["matmul_gflops"])
+      cache[key]["wall_s"] = time.perf_counter() - start
+      cache[key]["load_average"] = {"before": load_before, "after": load_average()}
+    record = {"benchmark": "step_throughput", "date": date, "tag": args.tag, "sweep": sweep,
+              "base_config": args.config, **cache[key], "ceiling": ceiling, "machine": machine}
+    records.append(record)
+    t = record["train"]
+    print(f"[{sweep}] {record['config']}: train {t['ms']['median']:.0f} ms "
+          f"({t['images_per_s']:.1f} img/s), compile {t['lower_s'] + t['compile_s']:.1f} s, "
+          f"{cache[key]['wall_s']:.0f} s wall", flush=True)
+    if args.json:
+      with open(args.json, "a") as file:
+        file.write(json.dumps(record) + "\n")
+  print_table(records, ceiling)
+  print_fits(records)
+  return records
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,96 @@
+"""The benchmark scripts run end to end at tiny sizes and write the fields the README uses.
+
+Each script runs once as a subprocess (as a user runs it). Sizes are tiny
+(image 32, batch 2, N=1, one candidate layer so the backbone stops at 3b, a
+128x128 matmul ceiling, 1 repeat); the input pipeline reads a 4-frame
+synthetic scene written here.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from lsattn.data import synthetic
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+BENCHMARKS = ROOT / "benchmarks"
+TIMING_KEYS = {"median", "min", "max", "q1", "q3", "n"}
+
+
+def _run(script: str, *args: str) -> None:
+  result = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, f"{script} failed:\n{result.stdout}\n{result.stderr}"
+
+
+def _read_lines(path: pathlib.Path) -> list[dict]:
+  return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def step_records(tmp_path_factory) -> tuple[pathlib.Path, list[dict]]:
+  path = tmp_path_factory.mktemp("steps") / "steps.jsonl"
+  _run("step_throughput.py", "--config", "configs/test.py", "--image-size", "32",
+       "--batch-size", "2", "--steps", "1", "--layers", "3b", "--repeats", "1", "--warmup", "0",
+       "--matmul-size", "128", "--conv-batch", "1", "--ceiling-repeats", "1", "--init", "fast",
+       "--json", str(path))
+  return path, _read_lines(path)
+
+
+def test_step_throughput_record(step_records):
+  _, records = step_records
+  assert len(records) == 1
+  record = records[0]
+  assert record["benchmark"] == "step_throughput" and record["sweep"] == "base"
+  config = record["config"]
+  assert (config["batch_size"], config["image_size"], config["num_steps"],
+          config["layers"]) == (2, 32, 1, ["3b"])
+  assert record["machine"]["backend"] and record["machine"]["cpu_count"] >= 1
+  ceiling = record["ceiling"]
+  assert ceiling["matmul_size"] == 128 and ceiling["matmul_gflops"] > 0
+  assert ceiling["matmul_xla_flops"] == pytest.approx(2 * 128 ** 3, rel=0.01)
+  assert {"conv2_3x3_56x56_64to192", "inception_3b_3x3_28x28_128to192"} <= set(ceiling["convs"])
+  for part in ("train", "eval"):
+    entry = record[part]
+    assert set(entry["ms"]) == set(entry["cpu_ms"]) == TIMING_KEYS and entry["ms"]["n"] == 1
+    assert entry["cpu_ms"]["median"] > 0 and entry["compile_cpu_s"] > 0
+    assert entry["ms"]["min"] <= entry["ms"]["median"] <= entry["ms"]["max"]
+    assert entry["lower_s"] > 0 and entry["compile_s"] > 0 and entry["first_run_s"] > 0
+    assert entry["images_per_s"] == pytest.approx(2e3 / entry["ms"]["median"])
+    assert entry["flops"] > 0
+    assert entry["gflops_per_s"] == pytest.approx(entry["flops"] / entry["ms"]["median"] / 1e6)
+    assert entry["utilisation"] == pytest.approx(entry["gflops_per_s"]
+                                                 / ceiling["matmul_gflops"])
+  # The train step runs the forward pass and more.
+  assert record["train"]["flops"] > record["eval"]["flops"]
+  assert record["loss_finite"]
+
+
+def test_input_pipeline_record(step_records, tmp_path):
+  steps_path, [step_record] = step_records
+  synthetic.write_synthetic_seven_scenes(tmp_path / "manual", frames_per_sequence=4,
+                                         image_size=(24, 32))
+  out = tmp_path / "pipeline.jsonl"
+  _run("input_pipeline.py", "--data-dir", str(tmp_path / "data"), "--manual-dir",
+       str(tmp_path / "manual"), "--sizes", "", "--resize", "40,64", "--image-size", "32",
+       "--batch-size", "2", "--batches", "2", "--repeats", "1", "--step-json", str(steps_path),
+       "--json", str(out))
+  [record] = _read_lines(out)
+  assert record["benchmark"] == "input_pipeline" and record["preset"] == "custom"
+  assert (record["resize_size"], record["image_size"], record["batch_size"]) == ([40, 64], 32, 2)
+  assert record["train_examples"] > 0 and record["stored_size"] == [256, 455, 3]
+  rate = record["pipeline"]["images_per_s"]
+  assert rate > 0 and record["pipeline"]["batches_per_repeat"] == 2
+  assert record["pipeline"]["cpu_ms_per_image"] > 0
+  assert record["step"]["images_per_s"] == pytest.approx(step_record["train"]["images_per_s"])
+  assert record["pipeline_over_step"] == pytest.approx(rate / record["step"]["images_per_s"])
+  assert record["target_3x_met"] == (record["pipeline_over_step"] >= 3)
+  assert record["step"]["cpu_ms_per_image"] == pytest.approx(
+      step_record["train"]["cpu_ms"]["median"] / 2)
+  assert record["step_over_pipeline_cpu"] == pytest.approx(
+      record["step"]["cpu_ms_per_image"] / record["pipeline"]["cpu_ms_per_image"])
