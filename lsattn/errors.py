@@ -8,6 +8,7 @@ exceptions with tracebacks.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Callable, TypeVar
 
@@ -27,4 +28,9 @@ def run_cli(main: Callable[..., T], *args, **kwargs) -> T:
     return main(*args, **kwargs)
   except LsattnError as error:
     print(f"error: {error}", file=sys.stderr)
-    sys.exit(2)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Exit at once: a normal interpreter shutdown lets background threads
+    # (orbax's event loop after a failed restore) print tracebacks after the
+    # one-line message.
+    os._exit(2)

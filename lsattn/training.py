@@ -161,17 +161,12 @@ def _task_loss(params, outputs: model.ModelOutputs, batch, config, model_config)
   return parts
 
 
-def make_train_step(config, model_config: model.ModelConfig) -> Callable:
-  """The pure train step ``(state, batch, rng) -> (state, metrics)``.
+def make_loss_fn(config, model_config: model.ModelConfig) -> Callable:
+  """``loss_fn(params, model_state, batch, key, temperature) -> (loss, (parts, outputs, state))``.
 
-  Per-step randomness is ``fold_in(rng, step)``, so a resumed run draws the
-  same Gumbel noise as an uninterrupted one. A step whose loss or gradients
-  are not finite leaves params, statistics and optimiser state unchanged
-  (and is counted), decided inside the step without a host sync.
+  With ``freeze_backbone`` the backbone runs in inference mode with no
+  backward pass through it.
   """
-  optimizer = make_optimizer(config)
-  temperature_fn = temperature_schedule(config)
-  learning_rate_fn = learning_rate_schedule(config)
   frozen = config.freeze_backbone
 
   def loss_fn(params, model_state, batch, key, temperature):
@@ -188,6 +183,22 @@ def make_train_step(config, model_config: model.ModelConfig) -> Callable:
                                              temperature, train=True, config=model_config)
     parts = _task_loss(params, outputs, batch, config, model_config)
     return parts["loss"], (parts, outputs, new_state)
+
+  return loss_fn
+
+
+def make_train_step(config, model_config: model.ModelConfig) -> Callable:
+  """The pure train step ``(state, batch, rng) -> (state, metrics)``.
+
+  Per-step randomness is ``fold_in(rng, step)``, so a resumed run draws the
+  same Gumbel noise as an uninterrupted one. A step whose loss or gradients
+  are not finite leaves params, statistics and optimiser state unchanged
+  (and is counted), decided inside the step without a host sync.
+  """
+  optimizer = make_optimizer(config)
+  temperature_fn = temperature_schedule(config)
+  learning_rate_fn = learning_rate_schedule(config)
+  loss_fn = make_loss_fn(config, model_config)
 
   def train_step(state: TrainState, batch, rng):
     key = jax.random.fold_in(rng, state.step)
