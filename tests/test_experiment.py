@@ -14,21 +14,11 @@ import pytest
 
 from configs import test as test_config
 from lsattn import experiment
-from lsattn.data import synthetic
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 POSE_KEYS = {"median_translation_m", "median_rotation_deg", "mean_translation_m",
              "mean_rotation_deg", "baseline_median_translation_m",
              "baseline_median_rotation_deg", "layer_selection_frequency", "num_examples"}
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-  """A few-frame synthetic scene in the 7-Scenes layout, and a data_dir for it."""
-  root = tmp_path_factory.mktemp("data")
-  synthetic.write_synthetic_seven_scenes(root / "manual", frames_per_sequence=8,
-                                         image_size=(48, 64))
-  return {"manual_dir": str(root / "manual"), "data_dir": str(root / "built")}
 
 
 def _config(data, **overrides):

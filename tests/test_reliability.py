@@ -45,15 +45,6 @@ TIMEOUT = 600
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-  """A few-frame synthetic scene (7-Scenes layout); built by the first run."""
-  root = tmp_path_factory.mktemp("data")
-  synthetic.write_synthetic_seven_scenes(root / "manual", frames_per_sequence=8,
-                                         image_size=(48, 64))
-  return {"manual_dir": str(root / "manual"), "data_dir": str(root / "built")}
-
-
-@pytest.fixture(scope="module")
 def env(tmp_path_factory):
   """Subprocess environment: no injected faults, a shared compilation cache."""
   clean = {key: value for key, value in os.environ.items()
