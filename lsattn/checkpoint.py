@@ -24,11 +24,13 @@ after its files are written and before the rename that completes it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import errno
 import os
 import pathlib
 import sys
+import threading
 from typing import Any
 
 import jax
@@ -169,12 +171,34 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_state, signature: di
                       f"old values.")
   path = manager.directory / str(step)
   try:
-    restored = manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state)))
+    with _quiet_helper_threads():
+      restored = manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract_state)))
   except Exception as error:
     raise LsattnError(f"checkpoint {path} is unreadable ({_describe(error)}); "
                       f"delete that folder to resume from an earlier step") from None
   return restored.state, meta, step
+
+
+@contextlib.contextmanager
+def _quiet_helper_threads():
+  """Silences orbax's helper threads while a restore runs.
+
+  When a damaged checkpoint fails to read, TensorStore callbacks still
+  running on other threads hit orbax's closed event loop and print
+  tracebacks ("Event loop is closed") around our one-line error. The error
+  itself is raised in this thread and reported normally.
+  """
+  thread_hook, unraisable_hook = threading.excepthook, sys.unraisablehook
+  threading.excepthook = lambda args: None
+  sys.unraisablehook = lambda args: None
+  try:
+    yield
+  except BaseException:
+    # Leave the hooks quiet: the process is about to report the error and exit.
+    raise
+  else:
+    threading.excepthook, sys.unraisablehook = thread_hook, unraisable_hook
 
 
 def abstract_like(state, sharding=None):
