@@ -12,11 +12,23 @@ import csv
 import json
 import pathlib
 
+import jax
 import numpy as np
 import tqdm
 
-from lsattn import figures, metrics, parallel
+from lsattn import figures, metrics, parallel, training
 from lsattn.data import pipeline
+
+_EVAL_STEPS: dict = {}
+
+
+def compiled_eval_step(model_config, mesh):
+  """The jitted eval step, compiled once per model and mesh in a process."""
+  key = (model_config, mesh)
+  if key not in _EVAL_STEPS:
+    _EVAL_STEPS[key] = jax.jit(training.make_eval_step(model_config),
+                               out_shardings=parallel.replicated(mesh))
+  return _EVAL_STEPS[key]
 
 
 def evaluate_split(eval_step, params, model_state, split: pipeline.Split, *, task: str,

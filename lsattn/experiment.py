@@ -94,7 +94,6 @@ def initial_state(run: Setup) -> training.TrainState:
   position_mean = None
   if config.task == "pose":
     position_mean = run.train_split.labels["position"].mean(axis=0)
-  backbone_params = None
   rng = jax.random.key(config.seed)
   state = training.create_train_state(rng, config, run.model_config, run.image_shape,
                                       position_mean=position_mean)
@@ -249,7 +248,7 @@ def _check_nonfinite(state, config, step: int) -> None:
 
 
 def _evaluate(run: Setup, state, split, name) -> tuple[dict, dict]:
-  eval_step = _eval_step(run)
+  eval_step = evaluation.compiled_eval_step(run.model_config, run.mesh)
   outputs = evaluation.evaluate_split(eval_step, state.params, state.model_state, split,
                                       task=run.config.task, options=run.options,
                                       batch_size=run.config.eval_batch_size, mesh=run.mesh,
@@ -261,17 +260,6 @@ def _evaluate(run: Setup, state, split, name) -> tuple[dict, dict]:
     result = evaluation.classification_metrics(outputs, split, run.class_names,
                                                run.model_config.layer_names)
   return outputs, result
-
-
-_EVAL_STEPS = {}
-
-
-def _eval_step(run: Setup):
-  if run.model_config not in _EVAL_STEPS:
-    replicated = parallel.replicated(run.mesh)
-    _EVAL_STEPS[run.model_config] = jax.jit(training.make_eval_step(run.model_config),
-                                            out_shardings=replicated)
-  return _EVAL_STEPS[run.model_config]
 
 
 LAST_STEP = ("the last step of training (no validation split); the test split is evaluated "

@@ -30,7 +30,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from lsattn import checkpoint, config_checks, figures, geometry, parallel, training
+from lsattn import (checkpoint, config_checks, evaluation, figures, geometry, parallel,
+                    training)
 from lsattn.data import builders, datasets, pipeline, splits
 from lsattn.errors import LsattnError
 
@@ -160,19 +161,7 @@ def load_predictor(workdir: str | pathlib.Path, config) -> Predictor:
                                   channel_mean=tuple(float(v) for v in mean))
   return Predictor(model_config, state.params, state.model_state, options, tuple(stored_size),
                    class_names, int(step), config.eval_batch_size, mesh,
-                   _eval_step(model_config, mesh))
-
-
-_EVAL_STEPS = {}
-
-
-def _eval_step(model_config, mesh):
-  """The jitted eval step, compiled once per model and mesh in a process."""
-  key = (model_config, mesh)
-  if key not in _EVAL_STEPS:
-    _EVAL_STEPS[key] = jax.jit(training.make_eval_step(model_config),
-                               out_shardings=parallel.replicated(mesh))
-  return _EVAL_STEPS[key]
+                   evaluation.compiled_eval_step(model_config, mesh))
 
 
 def _load(path: pathlib.Path, predictor: Predictor) -> np.ndarray | str:
