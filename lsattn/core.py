@@ -210,6 +210,12 @@ def _prepare(params, state, features, key, temperature, *, train, config):
   batch = features[0].shape[0]
   dtype = features[0].dtype
 
+  # The projections P_i are 1x1 convolutions and the mask scales positions, so
+  # P_i(alpha * f_i) = alpha * (f_i W_i) + b_i: f_i W_i [B, h_i, w_i, D] is
+  # computed once for all N steps instead of projecting C_i channels per step.
+  projected_features = [f @ params["project"][i]["kernel"][0, 0].astype(dtype)
+                        for i, f in enumerate(features)]
+
   def step_fn(carry, step_key):
     (c, h), state = carry
     new_state = {"attend": []}
@@ -223,16 +229,17 @@ def _prepare(params, state, features, key, temperature, *, train, config):
     mask = 0.0
     for i, f in enumerate(features):
       height, width = f.shape[1:3]
+      bias = params["project"][i]["bias"].astype(dtype)
       if config.spatial_attention:
-        attended, layer_mask, layer_state = attention.spatial_attention(
+        layer_mask, layer_state = attention.attention_mask(
             params["attend"][i], state["attend"][i], layers.resize(h, height, width), f,
             train=train, nonlinearity=config.attention_nonlinearity)
         new_state["attend"].append(layer_state)
+        projected = layer_mask[..., None] * projected_features[i] + bias
       else:
-        attended = f
         layer_mask = jnp.full((batch, height, width), 1.0 / (height * width), dtype)
-      projected = layers.resize(layers.conv2d(params["project"][i], attended),
-                                common_h, common_w)
+        projected = projected_features[i] + bias
+      projected = layers.resize(projected, common_h, common_w)
       weight = choice[:, i][:, None, None]
       lstm_input = lstm_input + weight[..., None] * projected
       mask = mask + weight * layers.resize(layer_mask[..., None], finest_h, finest_w)[..., 0]

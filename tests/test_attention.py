@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lsattn import LsattnError, attention
+from lsattn import LsattnError, attention, layers
 
 
 def _attention_inputs(batch=3, height=5, width=4, hidden=6, channels=7):
@@ -68,3 +68,33 @@ def test_layer_selection_gives_one_hot_and_its_gradient_reaches_every_parameter(
   grads = jax.grad(loss)(params)
   for path, grad in jax.tree_util.tree_leaves_with_path(grads):
     assert np.all(np.isfinite(grad)) and np.any(grad != 0), path
+
+
+@pytest.mark.parametrize("kernel_sizes,grid", [((1, 3, 5), (6, 5)), ((3,), (4, 4)), ((1, 7), (3, 9))])
+def test_mask_head_equals_branch_convolutions_then_mix(kernel_sizes, grid):
+  """The matmul-and-shift mask head computes C_A exactly as separate k x k convs + 1x1 mix."""
+  channels = 12
+  params, _ = attention.init_spatial_attention(jax.random.key(0), hidden_size=4,
+                                               feature_channels=channels,
+                                               kernel_sizes=kernel_sizes)
+  # Non-zero biases so that their mixing is checked too.
+  for i, branch in enumerate(params["mask_branches"]):
+    branch["bias"] = jnp.full((1,), 0.3 * (i + 1))
+  params["mask_mix"]["bias"] = jnp.full((1,), -0.7)
+  activated = jax.random.normal(jax.random.key(1), (2, *grid, channels))
+
+  def reference(params, activated):
+    stacked = jnp.concatenate([layers.conv2d(b, activated) for b in params["mask_branches"]],
+                              axis=-1)
+    return layers.conv2d(params["mask_mix"], stacked)[..., 0]
+
+  def fast(params, activated):
+    return attention._mask_logits(params["mask_branches"], params["mask_mix"], activated)
+
+  np.testing.assert_allclose(fast(params, activated), reference(params, activated),
+                             rtol=1e-5, atol=1e-5)
+  loss = lambda fn: lambda p, a: jnp.sum(jnp.sin(fn(p, a)))
+  fast_grads = jax.grad(loss(fast), argnums=(0, 1))(params, activated)
+  reference_grads = jax.grad(loss(reference), argnums=(0, 1))(params, activated)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+               fast_grads, reference_grads)
