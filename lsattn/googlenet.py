@@ -26,12 +26,14 @@ Module names follow the Caffe layer names (``conv1``, ``conv2_reduce``,
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from lsattn import pooling
 from lsattn.errors import LsattnError
 
 TAP_NAMES = ("3b", "4c", "4e", "5b")
@@ -95,17 +97,45 @@ def _ceil_padding(size: int, window: int, stride: int, padding: int) -> tuple[in
 def max_pool_ceil(x: jax.Array, window: int, stride: int, padding: int = 0) -> jax.Array:
   """Ceil-mode max pooling of x [B, H, W, C]; padding never wins the max."""
   pads = [_ceil_padding(x.shape[axis], window, stride, padding) for axis in (1, 2)]
-  return nn.max_pool(x, (window, window), strides=(stride, stride), padding=pads)
+  return pooling.max_pool(x, window, stride, pads)
 
 
 def local_response_norm(x: jax.Array, *, size: int = 5, alpha: float = 1e-4,
                         beta: float = 0.75, k: float = 1.0) -> jax.Array:
   """Caffe's across-channel LRN: x / (k + alpha / size * sum_window x^2) ** beta."""
-  squared = jnp.square(x)
+  return _lrn(x, size, alpha, beta, k)
+
+
+def _channel_window_sum(x: jax.Array, size: int) -> jax.Array:
+  """sum_{|j - i| <= size // 2} x[..., j] (zero beyond the ends)."""
   half = size // 2
-  padded = jnp.pad(squared, [(0, 0)] * 3 + [(half, half)])
-  window_sum = sum(padded[..., i:i + x.shape[-1]] for i in range(size))
-  return x / jnp.power(k + alpha / size * window_sum, beta)
+  padded = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(half, half)])
+  return sum(padded[..., i:i + x.shape[-1]] for i in range(size))
+
+
+# An explicit gradient: autodiff's version recomputes the power for every
+# element of every window, and XLA's CPU fusion of it took longer than the
+# convolution next to it (benchmarks/README.md).
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4))
+def _lrn(x, size, alpha, beta, k):
+  return _lrn_fwd(x, size, alpha, beta, k)[0]
+
+
+def _lrn_fwd(x, size, alpha, beta, k):
+  denominator = k + alpha / size * _channel_window_sum(jnp.square(x), size)
+  scale = jnp.power(denominator, -beta)
+  return x * scale, (x, scale, denominator)
+
+
+def _lrn_bwd(size, alpha, beta, k, residuals, g):
+  # y_i = x_i d_i^-b with d_j = k + a/n sum_{i in win(j)} x_i^2, so
+  # dL/dx_i = g_i d_i^-b - 2 a b / n x_i sum_{j in win(i)} g_j x_j d_j^-b / d_j.
+  x, scale, denominator = residuals
+  spread = _channel_window_sum(g * x * scale / denominator, size)
+  return (g * scale - (2 * alpha * beta / size) * x * spread,)
+
+
+_lrn.defvjp(_lrn_fwd, _lrn_bwd)
 
 
 class ConvUnit(nn.Module):

@@ -60,6 +60,21 @@ def test_caffe_lrn_matches_its_formula():
   np.testing.assert_allclose(local_response_norm(jnp.asarray(x)), expected, rtol=1e-5)
 
 
+def test_caffe_lrn_gradient_equals_autodiff_of_its_formula():
+  # Large activations so that the normalising term matters (alpha = 1e-4).
+  x = jnp.asarray(np.random.default_rng(1).normal(size=(2, 3, 3, 9)).astype(np.float32) * 80)
+  probe = jnp.asarray(np.random.default_rng(2).normal(size=x.shape).astype(np.float32))
+
+  def formula(x):
+    squared = jnp.pad(jnp.square(x), [(0, 0)] * 3 + [(2, 2)])
+    window = sum(squared[..., i:i + x.shape[-1]] for i in range(5))
+    return x / (1 + 1e-4 / 5 * window) ** 0.75
+
+  ours = jax.grad(lambda x: jnp.sum(local_response_norm(x) * probe))(x)
+  expected = jax.grad(lambda x: jnp.sum(formula(x) * probe))(x)
+  np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.parametrize("size", [7, 8, 13, 14, 112, 113])
 @pytest.mark.parametrize("window, stride", [(3, 2), (2, 2)])
 def test_ceil_mode_pooling_sizes_and_values(size, window, stride):
