@@ -87,6 +87,25 @@ def test_eval_is_deterministic_and_independent_of_the_batch():
                              rtol=1e-4, atol=1e-5)
 
 
+def test_bfloat16_backbone_stays_close_to_the_float32_reference():
+  """dtype='bfloat16' runs the backbone in bfloat16; the core and head stay float32."""
+  reference = _config(backbone="torchvision", variant="spatial_only", fixed_layer="4e")
+  half = dataclasses.replace(reference, dtype="bfloat16")
+  params, state = model.init_model(jax.random.key(0), reference, (32, 32, 3))
+  images = jax.random.normal(jax.random.key(1), (2, 32, 32, 3)) * 50
+
+  def predict(config):
+    apply = lambda p, s, x: model.apply_model(p, s, x, None, 1.0, train=False, config=config)
+    return jax.jit(apply)(params, state, images)[0].prediction
+
+  reference_out, half_out = predict(reference), predict(half)
+  assert half_out["position"].dtype == jnp.float32
+  assert not np.array_equal(half_out["position"], reference_out["position"])  # really bf16
+  np.testing.assert_allclose(half_out["position"], reference_out["position"], rtol=0.02,
+                             atol=0.02)
+  np.testing.assert_allclose(half_out["orientation"], reference_out["orientation"], atol=0.02)
+
+
 def test_position_head_starts_at_the_training_mean():
   params, _ = model.init_model(jax.random.key(0), _config(), (32, 32, 3),
                                position_mean=[10.0, -2.0, 3.0])
