@@ -213,7 +213,7 @@ def _prepare(params, state, features, key, temperature, *, train, config):
   # The projections P_i are 1x1 convolutions and the mask scales positions, so
   # P_i(alpha * f_i) = alpha * (f_i W_i) + b_i: f_i W_i [B, h_i, w_i, D] is
   # computed once for all N steps instead of projecting C_i channels per step.
-  projected_features = [f @ params["project"][i]["kernel"][0, 0].astype(dtype)
+  projected_features = [layers.conv2d({"kernel": params["project"][i]["kernel"]}, f)
                         for i, f in enumerate(features)]
 
   def step_fn(carry, step_key):
