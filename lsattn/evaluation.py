@@ -151,7 +151,7 @@ def write_outputs(eval_dir: pathlib.Path, outputs: dict, result: dict, split: pi
         train_positions)
   else:
     paths["confusion"] = figures.confusion_matrix_plot(
-        eval_dir / "confusion.png", np.asarray(result["confusion"]), class_names)
+        eval_dir / "confusion.png", np.asarray(result["confusion_matrix"]), class_names)
   return {name: str(path) for name, path in paths.items()}
 
 
