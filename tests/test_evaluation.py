@@ -7,21 +7,13 @@ import numpy as np
 from PIL import Image
 
 from lsattn import evaluation, metrics
-from lsattn.data import datasets, pipeline
-
-NAMES = ["bar/a.jpg", "bar/b.jpg", "kitchen/c.jpg", "kitchen/d.jpg", "kitchen/e.jpg",
-         "bar/f.jpg"]
+from lsattn.data import datasets, pipeline, synthetic
 
 
 def _class_split(root):
-  """mit67/full with 'bar' (label 4) and 'kitchen' (label 37): 4 train and 2 test images."""
-  manual = root / "manual"
-  for index, name in enumerate(NAMES):
-    (manual / "Images" / name).parent.mkdir(parents=True, exist_ok=True)
-    pixels = np.full((48, 48, 3), 40 * index, np.uint8)
-    Image.fromarray(pixels).save(manual / "Images" / name, quality=95)
-  (manual / "TrainImages.txt").write_text("".join(f"{n}\n" for n in NAMES[:4]))
-  (manual / "TestImages.txt").write_text("".join(f"{n}\n" for n in NAMES[4:]))
+  """mit67/full built from lsattn's synthetic MIT-67 writer: 2 classes, 1 test image each."""
+  manual = synthetic.write_synthetic_mit67(root / "manual", num_classes=2, train_per_class=2,
+                                           test_per_class=1, image_size=(48, 48))
   builder = datasets.prepare("mit67/full", data_dir=root / "data", manual_dir=manual)
   return pipeline.Split(builder, "test"), tuple(builder.info.features["label"].names)
 
@@ -32,7 +24,7 @@ def test_classification_outputs_include_metrics_predictions_and_confusion(tmp_pa
   num_classes = len(class_names)
   logits = np.zeros((2, num_classes), np.float32)
   logits[0, labels[0]] = 5.0  # right
-  logits[1, 0] = 5.0  # wrong (class 0 is neither bar nor kitchen)
+  logits[1, (labels[1] + 1) % num_classes] = 5.0  # wrong
   steps, layers = 2, 4
   outputs = {"logits": logits,
              "layer_choices": np.eye(layers, dtype=np.float32)[[[0, 1], [2, 3]]],
