@@ -15,7 +15,10 @@ achieved GFLOP/s.
 
 In the same process the machine's ceiling is measured once (benchmarks/measure.py):
 a large float32 matmul and GoogLeNet's dominant convolutions (forward, and
-forward+backward) through XLA. Utilisation = achieved GFLOP/s / matmul GFLOP/s.
+forward+backward) through XLA, under XLA's default compiler options and under
+those the steps are compiled with (config.xla_cpu_ynn_fusions, see
+lsattn/compilation.py); the ceiling is the faster matmul of the two.
+Utilisation = achieved GFLOP/s / ceiling matmul GFLOP/s.
 
 The base configuration is ``--config`` (default configs/default.py, the
 paper's pose model); flags override its fields. ``--sweep`` (repeatable) runs
@@ -45,12 +48,12 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
   sys.path.insert(0, str(ROOT))
 
-from lsattn import core, model, parallel, training  # noqa: E402
+from lsattn import compilation, core, model, parallel, training  # noqa: E402
 from measure import (compile_timed, load_average, machine_description,  # noqa: E402
                      measure_ceiling, summarise, time_calls)
 
 ALL_LAYERS = ("3b", "4c", "4e", "5b")
-SWEEPS = ("steps", "layers", "batch", "frozen", "baseline", "scan")
+SWEEPS = ("steps", "layers", "batch", "frozen", "baseline", "scan", "ynn")
 SWEEP_DEFAULTS = {
     "steps": "1,2,3,4,5,6,7,8",
     "layers": "1,2,3,4",
@@ -58,6 +61,8 @@ SWEEP_DEFAULTS = {
     "frozen": "frozen,end_to_end",
     "baseline": "posenet,layer_spatial",
     "scan": "1,2,4,8",
+    # config.xla_cpu_ynn_fusions values, '+' for ',' ('none' = '').
+    "ynn": "xla_default,dot+reduce,none",
 }
 
 
@@ -86,6 +91,7 @@ class Setting:
   unroll: int | None = None
   variant: str | None = None
   hidden_size: int | None = None
+  ynn_fusions: str | None = None  # config.xla_cpu_ynn_fusions
 
 
 def apply_setting(base, setting: Setting):
@@ -93,7 +99,7 @@ def apply_setting(base, setting: Setting):
   fields = {"batch_size": "batch_size", "image_size": "image_size",
             "num_steps": "num_recurrent_steps", "layers": "candidate_layers",
             "frozen": "freeze_backbone", "dtype": "dtype", "unroll": "scan_unroll",
-            "variant": "model_variant"}
+            "variant": "model_variant", "ynn_fusions": "xla_cpu_ynn_fusions"}
   for name, key in fields.items():
     value = getattr(setting, name)
     if value is not None:
@@ -169,8 +175,10 @@ class TrainStepRunner:
     self.init_s = time.perf_counter() - start
     self.batch = self.shard(fake_batch(config.batch_size, config.image_size))
     self.rng = jax.random.key(1)
+    self.compiler_options = compilation.step_compiler_options(config)
     train_jit = jax.jit(training.make_train_step(config, self.model_config), donate_argnums=0,
-                        out_shardings=(self.replicated, self.replicated))
+                        out_shardings=(self.replicated, self.replicated),
+                        compiler_options=self.compiler_options)
     self.compile, self.compiled = compile_timed(train_jit, (self.state, self.batch, self.rng))
 
   def shard(self, batch: dict) -> dict:
@@ -208,6 +216,8 @@ def describe(runner: TrainStepRunner) -> dict:
       "scan_unroll_effective": unroll,
       "scan_while_loop": uses_core and scan_keeps_loop(model_config.core.num_steps, unroll),
       "backbone": model_config.backbone, "devices": runner.mesh.size,
+      "xla_cpu_ynn_fusions": config.xla_cpu_ynn_fusions,
+      "compiler_options": runner.compiler_options,
   }
 
 
@@ -231,7 +241,7 @@ def measure_config(config, *, repeats: int, iters: int, warmup: int, devices: in
   if eval_step:
     params, model_state = runner.state.params, runner.state.model_state
     eval_jit = jax.jit(training.make_eval_step(runner.model_config),
-                       out_shardings=runner.replicated)
+                       out_shardings=runner.replicated, compiler_options=runner.compiler_options)
     images = runner.batch["image"]
     evaluation, eval_compiled = compile_timed(eval_jit, (params, model_state, images))
     start = time.perf_counter()
@@ -272,6 +282,8 @@ def sweep_settings(name: str, values: str, base: Setting) -> list[Setting]:
     return [replace(frozen=(v == "frozen")) for v in items]
   if name == "baseline":
     return [replace(variant=v) for v in items]
+  if name == "ynn":
+    return [replace(ynn_fusions="" if v == "none" else v.replace("+", ",")) for v in items]
   if name == "scan":
     return [replace(num_steps=int(v), unroll=unroll) for v in items
             for unroll in sorted({1, int(v)})]
@@ -303,14 +315,25 @@ def _unroll_cell(config: dict) -> str:
   return f"{unroll}{' L' if loop else ''}"
 
 
+def _ynn_cell(config: dict) -> str:
+  """The run's config.xla_cpu_ynn_fusions ('?' for records that predate the key)."""
+  value = config.get("xla_cpu_ynn_fusions")
+  return "?" if value is None else (value.replace(",", "+") or "none")
+
+
 def print_table(records: list[dict], ceiling: dict) -> None:
-  print(f"\nmatmul {ceiling['matmul_size']}^2 float32: {ceiling['matmul_gflops']:.1f} GFLOP/s "
-        f"(best {ceiling['matmul_gflops_best']:.1f})")
-  for name, conv in ceiling["convs"].items():
-    print(f"conv {name} (batch {ceiling['conv_batch']}): forward "
-          f"{conv['forward_gflops']:.1f} GFLOP/s, forward+backward "
-          f"{conv['forward_backward_gflops']:.1f} GFLOP/s")
-  header = ("sweep", "variant", "B", "img", "N", "k", "frozen", "dtype", "unroll",
+  # Records before 2026-11-25 measured the ceiling under XLA's defaults only.
+  variants = ceiling.get("variants", {"xla_default": ceiling})
+  for label, kernels in variants.items():
+    chosen = " (the ceiling)" if len(variants) > 1 and label == ceiling.get(
+        "ceiling_options") else ""
+    print(f"\ncompiler options {label}{chosen}: matmul {ceiling['matmul_size']}^2 float32 "
+          f"{kernels['matmul_gflops']:.1f} GFLOP/s (best {kernels['matmul_gflops_best']:.1f})")
+    for name, conv in kernels["convs"].items():
+      print(f"  conv {name} (batch {ceiling['conv_batch']}): forward "
+            f"{conv['forward_gflops']:.1f} GFLOP/s, forward+backward "
+            f"{conv['forward_backward_gflops']:.1f} GFLOP/s")
+  header = ("sweep", "variant", "B", "img", "N", "k", "frozen", "dtype", "unroll", "ynn",
             "train ms [min-max]", "cpu ms", "img/s", "lower+compile s", "GFLOP/step",
             "GFLOP/s", "util", "eval ms", "eval img/s", "eval compile s")
   rows = []
@@ -319,7 +342,7 @@ def print_table(records: list[dict], ceiling: dict) -> None:
     rows.append((
         r.get("sweep", "-"), c["variant"], str(c["batch_size"]), str(c["image_size"]),
         str(c["num_steps"]), str(len(c["layers"])), "y" if c["frozen"] else "n", c["dtype"],
-        _unroll_cell(c),
+        _unroll_cell(c), _ynn_cell(c),
         f"{t['ms']['median']:.0f} [{t['ms']['min']:.0f}-{t['ms']['max']:.0f}]",
         _fmt(t.get("cpu_ms") and t["cpu_ms"]["median"], ".0f"),
         _fmt(t["images_per_s"]), f"{t['lower_s']:.1f}+{t['compile_s']:.1f}",
@@ -355,6 +378,8 @@ def parse_args(argv=None):
                            "loop body")
   parser.add_argument("--variant", choices=model.MODEL_VARIANTS)
   parser.add_argument("--hidden-size", type=int, help="Conv-LSTM and projection width")
+  parser.add_argument("--ynn-fusions", help="config.xla_cpu_ynn_fusions (e.g. dot,reduce; '' = "
+                                            "none; xla_default = XLA's choice)")
   parser.add_argument("--devices", type=int, help="devices in the mesh (default: all)")
   parser.add_argument("--repeats", type=int, default=5, help="timed samples per step")
   parser.add_argument("--iters", type=int, default=1, help="calls per timed sample")
@@ -428,7 +453,8 @@ def main(argv=None) -> list[dict]:
   base = Setting(batch_size=args.batch_size, image_size=args.image_size, num_steps=args.steps,
                  layers=tuple(args.layers.split(",")) if args.layers else None,
                  frozen=args.frozen, dtype=args.dtype, unroll=args.unroll,
-                 variant=args.variant, hidden_size=args.hidden_size)
+                 variant=args.variant, hidden_size=args.hidden_size,
+                 ynn_fusions=args.ynn_fusions)
   plan = [("base", base)] if not args.sweep else [
       (name, setting) for name in args.sweep
       for setting in sweep_settings(name, args.values.get(name, SWEEP_DEFAULTS[name]), base)]
@@ -438,10 +464,17 @@ def main(argv=None) -> list[dict]:
         f"({machine['backend']}, {len(machine['devices'])} device(s)), load "
         f"{machine['load_average_at_start']}", flush=True)
   start = time.perf_counter()
+  # The matmul ceiling under XLA's defaults and under every option set the steps use.
+  option_sets = {"xla_default": None}
+  for _, setting in plan:
+    fusions = apply_setting(base_config, setting).xla_cpu_ynn_fusions
+    options = compilation.step_compiler_options(apply_setting(base_config, setting))
+    if options is not None:
+      option_sets[fusions.replace(",", "+") or "none"] = options
   ceiling = measure_ceiling(matmul_size=args.matmul_size, conv_batch=args.conv_batch,
-                            repeats=args.ceiling_repeats)
+                            repeats=args.ceiling_repeats, option_sets=option_sets)
   print(f"ceiling measured in {time.perf_counter() - start:.1f} s: matmul "
-        f"{ceiling['matmul_gflops']:.1f} GFLOP/s", flush=True)
+        f"{ceiling['matmul_gflops']:.1f} GFLOP/s ({ceiling['ceiling_options']})", flush=True)
   date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
   records, cache = [], {}
   for sweep, setting in plan:

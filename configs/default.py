@@ -29,6 +29,8 @@ Keys (flax-examples names where one exists):
   ``num_train_steps``, ``log_every_steps``, ``eval_every_steps``,
   ``checkpoint_every_steps``, ``keep_checkpoints``, ``nonfinite_policy``
   ('skip' | 'stop') with ``max_consecutive_nonfinite``.
+* compilation: ``scan_unroll``, ``xla_cpu_ynn_fusions`` (see
+  lsattn/compilation.py; ignored off CPU).
 """
 
 import ml_collections
@@ -63,6 +65,9 @@ def get_config():
   config.attention_nonlinearity = "leaky_relu"
   config.dtype = "float32"
   config.scan_unroll = 0  # 0: auto (full unroll on CPU, see CoreConfig)
+  # Op kinds XLA's CPU compiler gives YNNPACK ('xla_default' = XLA's choice); its
+  # convolutions are slower than XLA's own here (lsattn/compilation.py).
+  config.xla_cpu_ynn_fusions = "dot,reduce"
   # Loss.
   config.beta = 500.0
   config.learned_loss_weighting = False

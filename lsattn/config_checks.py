@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.util
 import pathlib
 
-from lsattn import model, training
+from lsattn import compilation, model, training
 from lsattn.errors import LsattnError
 
 DEFAULT_CONFIG = pathlib.Path(__file__).resolve().parent.parent / "configs" / "default.py"
@@ -70,6 +70,7 @@ def check_config(config) -> model.ModelConfig:
            config.channel_mean, "() (the dataset's mean) or three numbers (R, G, B)")
   _require(config.random_flip is False or config.task == "classification", "random_flip",
            config.random_flip, "False for pose regression (a mirrored image has another pose)")
+  compilation.parse_ynn_fusions(config.xla_cpu_ynn_fusions)
   try:
     return model.ModelConfig.from_config(config)
   except LsattnError as error:

@@ -22,12 +22,16 @@ from lsattn.data import pipeline
 _EVAL_STEPS: dict = {}
 
 
-def compiled_eval_step(model_config, mesh):
-  """The jitted eval step, compiled once per model and mesh in a process."""
-  key = (model_config, mesh)
+def compiled_eval_step(model_config, mesh, compiler_options: dict | None = None):
+  """The jitted eval step, compiled once per model, mesh and options in a process.
+
+  `compiler_options`: see `compilation.step_compiler_options`.
+  """
+  key = (model_config, mesh, tuple(sorted((compiler_options or {}).items())))
   if key not in _EVAL_STEPS:
     _EVAL_STEPS[key] = jax.jit(training.make_eval_step(model_config),
-                               out_shardings=parallel.replicated(mesh))
+                               out_shardings=parallel.replicated(mesh),
+                               compiler_options=compiler_options)
   return _EVAL_STEPS[key]
 
 

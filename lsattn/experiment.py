@@ -28,7 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from lsattn import checkpoint, config_checks, evaluation, parallel, training, weights
+from lsattn import (checkpoint, compilation, config_checks, evaluation, parallel, training,
+                    weights)
 from lsattn.data import datasets, pipeline, splits
 from lsattn.errors import LsattnError
 
@@ -177,7 +178,8 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
   start_step = int(jax.device_get(state.step))
 
   train_step = jax.jit(training.make_train_step(config, run.model_config), donate_argnums=0,
-                       out_shardings=(replicated, replicated))
+                       out_shardings=(replicated, replicated),
+                       compiler_options=compilation.step_compiler_options(config))
   train_rng = jax.random.fold_in(jax.random.key(config.seed), 1)
   batches = pipeline.TrainBatches(
       run.train_split, task=config.task, options=run.options, batch_size=config.batch_size,
@@ -248,7 +250,8 @@ def _check_nonfinite(state, config, step: int) -> None:
 
 
 def _evaluate(run: Setup, state, split, name) -> tuple[dict, dict]:
-  eval_step = evaluation.compiled_eval_step(run.model_config, run.mesh)
+  eval_step = evaluation.compiled_eval_step(
+      run.model_config, run.mesh, compilation.step_compiler_options(run.config))
   outputs = evaluation.evaluate_split(eval_step, state.params, state.model_state, split,
                                       task=run.config.task, options=run.options,
                                       batch_size=run.config.eval_batch_size, mesh=run.mesh,

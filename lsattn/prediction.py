@@ -30,8 +30,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from lsattn import (checkpoint, config_checks, evaluation, figures, geometry, parallel,
-                    training)
+from lsattn import (checkpoint, compilation, config_checks, evaluation, figures, geometry,
+                    parallel, training)
 from lsattn.data import builders, datasets, pipeline, splits
 from lsattn.errors import LsattnError
 
@@ -161,7 +161,8 @@ def load_predictor(workdir: str | pathlib.Path, config) -> Predictor:
                                   channel_mean=tuple(float(v) for v in mean))
   return Predictor(model_config, state.params, state.model_state, options, tuple(stored_size),
                    class_names, int(step), config.eval_batch_size, mesh,
-                   evaluation.compiled_eval_step(model_config, mesh))
+                   evaluation.compiled_eval_step(model_config, mesh,
+                                                 compilation.step_compiler_options(config)))
 
 
 def _load(path: pathlib.Path, predictor: Predictor) -> np.ndarray | str:

@@ -55,6 +55,13 @@ def test_step_throughput_record(step_records):
   assert ceiling["matmul_size"] == 128 and ceiling["matmul_gflops"] > 0
   assert ceiling["matmul_xla_flops"] == pytest.approx(2 * 128 ** 3, rel=0.01)
   assert {"conv2_3x3_56x56_64to192", "inception_3b_3x3_28x28_128to192"} <= set(ceiling["convs"])
+  # The ceiling is the faster matmul of XLA's defaults and the steps' own options.
+  assert config["xla_cpu_ynn_fusions"] == "dot,reduce"
+  variants = ceiling["variants"]
+  assert set(variants) == {"xla_default", "dot+reduce"}
+  assert variants["xla_default"]["compiler_options"] is None
+  assert variants["dot+reduce"]["compiler_options"] == config["compiler_options"]
+  assert ceiling["matmul_gflops"] == max(v["matmul_gflops"] for v in variants.values())
   for part in ("train", "eval"):
     entry = record[part]
     assert set(entry["ms"]) == set(entry["cpu_ms"]) == TIMING_KEYS and entry["ms"]["n"] == 1

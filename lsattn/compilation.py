@@ -1,0 +1,77 @@
+"""XLA compiler options for the jitted train, eval and prediction steps.
+
+On CPU, XLA (jaxlib 0.10) hands dots, reductions and convolutions to the
+YNNPACK library by default. On GoogLeNet's shapes YNNPACK's convolutions run
+slower than XLA's own (Eigen) kernels: the train step at 224x224, batch 8 on
+the reference machine takes 1595 ms with XLA's default and 1236-1308 ms with
+YNNPACK kept for dots and reductions only (benchmarks/README.md). The config
+key ``xla_cpu_ynn_fusions`` chooses; other backends ignore it.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+
+import jax
+import numpy as np
+
+from lsattn.errors import LsattnError
+
+# XLA's per-compile option and the names it accepts (xla/backends/cpu/*fusion*).
+YNN_OPTION = "xla_cpu_experimental_ynn_fusion_type"
+YNN_FUSION_KINDS = ("dot", "reduce", "eltwise", "individual_dot", "individual_convolution")
+XLA_DEFAULT = "xla_default"
+
+
+def parse_ynn_fusions(value: str) -> tuple[str, ...] | None:
+  """'dot,reduce' -> ('dot', 'reduce'); '' -> () (no YNNPACK); 'xla_default' -> None."""
+  if not isinstance(value, str):
+    raise LsattnError(f"config.xla_cpu_ynn_fusions = {value!r}: expected a comma list of "
+                      f"{YNN_FUSION_KINDS}, '' or {XLA_DEFAULT!r}")
+  if value.strip() == XLA_DEFAULT:
+    return None
+  kinds = tuple(kind.strip() for kind in value.split(",") if kind.strip())
+  unknown = [kind for kind in kinds if kind not in YNN_FUSION_KINDS]
+  if unknown:
+    raise LsattnError(f"config.xla_cpu_ynn_fusions = {value!r}: unknown kind(s) {unknown}; "
+                      f"expected a comma list of {YNN_FUSION_KINDS}, '' (none) or "
+                      f"{XLA_DEFAULT!r} (XLA's own choice)")
+  return kinds
+
+
+def cpu_options(ynn_fusions: str) -> dict[str, str]:
+  """The compiler options that give YNNPACK exactly the `ynn_fusions` op kinds."""
+  kinds = parse_ynn_fusions(ynn_fusions)
+  if kinds is None:
+    return {}
+  return {YNN_OPTION: ",".join(f"LIBRARY_FUSION_TYPE_{kind.upper()}" for kind in kinds)}
+
+
+@functools.cache
+def _accepted(options: tuple[tuple[str, str], ...]) -> bool:
+  """Whether this jaxlib's CPU compiler knows `options` (a tiny probe compile)."""
+  try:
+    jax.jit(lambda x: x + 1).lower(np.zeros(2, np.float32)).compile(
+        compiler_options=dict(options))
+  except Exception as error:  # XLA reports unknown options as a runtime error.
+    warnings.warn(f"this jaxlib rejects the compiler options {dict(options)} "
+                  f"({type(error).__name__}: {str(error)[:200]}); compiling with XLA's "
+                  f"defaults instead", RuntimeWarning, stacklevel=3)
+    return False
+  return True
+
+
+def step_compiler_options(config, platform: str | None = None) -> dict[str, str] | None:
+  """`jax.jit(..., compiler_options=...)` for a run's steps on `platform`.
+
+  None (XLA's defaults) off CPU, when the config asks for XLA's default, or
+  when this jaxlib does not know the option.
+  """
+  platform = platform or jax.default_backend()
+  if platform != "cpu":
+    return None
+  options = cpu_options(config.xla_cpu_ynn_fusions)
+  if not options or not _accepted(tuple(sorted(options.items()))):
+    return None
+  return options
