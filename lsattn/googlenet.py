@@ -123,14 +123,23 @@ def _lrn(x, size, alpha, beta, k):
 
 def _lrn_fwd(x, size, alpha, beta, k):
   denominator = k + alpha / size * _channel_window_sum(jnp.square(x), size)
-  scale = jnp.power(denominator, -beta)
-  return x * scale, (x, scale, denominator)
+  return x * _power(denominator, -beta), (x, denominator)
+
+
+def _power(d: jax.Array, exponent: float) -> jax.Array:
+  """d ** exponent; Caffe's -0.75 as rsqrt(d) * sqrt(rsqrt(d)), which the CPU
+  computes several times faster than a general power (exp and log)."""
+  if exponent == -0.75:
+    root = jax.lax.rsqrt(d)
+    return root * jnp.sqrt(root)
+  return jnp.power(d, exponent)
 
 
 def _lrn_bwd(size, alpha, beta, k, residuals, g):
   # y_i = x_i d_i^-b with d_j = k + a/n sum_{i in win(j)} x_i^2, so
   # dL/dx_i = g_i d_i^-b - 2 a b / n x_i sum_{j in win(i)} g_j x_j d_j^-b / d_j.
-  x, scale, denominator = residuals
+  x, denominator = residuals
+  scale = _power(denominator, -beta)  # recomputed: cheaper than storing it
   spread = _channel_window_sum(g * x * scale / denominator, size)
   return (g * scale - (2 * alpha * beta / size) * x * spread,)
 

@@ -51,13 +51,15 @@ def test_real_forward_is_finite_and_depends_on_input():
   assert not np.allclose(outputs["logits"][0], outputs["logits"][1])
 
 
-def test_caffe_lrn_matches_its_formula():
-  x = np.random.default_rng(0).normal(size=(1, 2, 3, 7)).astype(np.float32) * 50
+@pytest.mark.parametrize("beta", [0.75, 0.5])  # Caffe's 0.75 has its own fast power
+def test_caffe_lrn_matches_its_formula(beta):
+  x = np.random.default_rng(0).normal(size=(1, 2, 3, 7)).astype(np.float32) * 500
   expected = np.empty_like(x)
   for c in range(7):
     window = x[..., max(0, c - 2):c + 3]
-    expected[..., c] = x[..., c] / (1 + 1e-4 / 5 * np.sum(window ** 2, -1)) ** 0.75
-  np.testing.assert_allclose(local_response_norm(jnp.asarray(x)), expected, rtol=1e-5)
+    expected[..., c] = x[..., c] / (1 + 1e-4 / 5 * np.sum(window ** 2, -1)) ** beta
+  np.testing.assert_allclose(local_response_norm(jnp.asarray(x), beta=beta), expected,
+                             rtol=1e-5)
 
 
 def test_caffe_lrn_gradient_equals_autodiff_of_its_formula():
