@@ -5,12 +5,15 @@ r"""Demo: camera pose on lsattn's synthetic room (7-Scenes layout), CPU-sized.
 Writes the synthetic scene (4 training and 1 test sequence of 200 frames,
 ~40 s), builds the dataset, trains the layer-spatial attention model with a
 frozen, randomly initialised GoogLeNet (no weights are downloaded) on
-112x112 crops for 1000 steps, and evaluates the test sequence. Measured
+112x112 crops for 1250 steps, and evaluates the test sequence. Measured
 (2026-11-25, 2-core machine, the README's first command from a clean
-checkout: install, data, training, evaluation, figures): 8 min 48 s and, after
-the pooling/LRN changes, 8 min 27 s with identical errors; median
-translation 0.199 m against 0.414 m for the mean-pose baseline (0.48x),
-median rotation 4.9 deg against 16.7 deg (0.30x). The run is deterministic.
+checkout: install, data, training, evaluation, figures): 9 min 20 s; median
+translation 0.169 m against 0.414 m for the mean-pose baseline (0.41x),
+median rotation 4.96 deg against 16.65 deg (0.30x). The run is deterministic
+on one machine, but its errors move with floating-point rounding: with 1000
+steps they were 0.199, 0.181 and 0.228 m for three numerically different
+versions of the same function (YNNPACK or XLA convolutions, LRN power as a
+pow or as rsqrt; the last above the 0.207 m half-baseline line), hence 1250.
 """
 
 from configs import default
@@ -34,7 +37,7 @@ def get_config():
   config.learning_rate = 1e-3
   config.learning_rate_schedule = "cosine"
   config.warmup_steps = 20
-  config.num_train_steps = 1000
+  config.num_train_steps = 1250  # 1000 left the translation criterion within rounding of failing
   config.log_every_steps = 20
   config.eval_every_steps = 250
   config.checkpoint_every_steps = 250
