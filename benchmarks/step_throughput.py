@@ -467,10 +467,10 @@ def main(argv=None) -> list[dict]:
   # The matmul ceiling under XLA's defaults and under every option set the steps use.
   option_sets = {"xla_default": None}
   for _, setting in plan:
-    fusions = apply_setting(base_config, setting).xla_cpu_ynn_fusions
-    options = compilation.step_compiler_options(apply_setting(base_config, setting))
+    config = apply_setting(base_config, setting)
+    options = compilation.step_compiler_options(config)
     if options is not None:
-      option_sets[fusions.replace(",", "+") or "none"] = options
+      option_sets[config.xla_cpu_ynn_fusions.replace(",", "+") or "none"] = options
   ceiling = measure_ceiling(matmul_size=args.matmul_size, conv_batch=args.conv_batch,
                             repeats=args.ceiling_repeats, option_sets=option_sets)
   print(f"ceiling measured in {time.perf_counter() - start:.1f} s: matmul "
