@@ -11,6 +11,10 @@ import tempfile
 
 import pytest
 
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+  sys.path.insert(0, str(ROOT))
+
 # Many tests compile the same programs: train.py/eval.py subprocesses of one
 # tiny config, resumed runs, the same model in several tests. JAX's
 # persistent cache (set before jax is imported; subprocesses inherit it)
@@ -24,6 +28,7 @@ if ("JAX_COMPILATION_CACHE_DIR" not in os.environ
   atexit.register(shutil.rmtree, _cache, ignore_errors=True)
   os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
   os.environ["LSATTN_TESTS_CACHE_OWNER"] = _WORKER
+
 
 @pytest.fixture(scope="session")
 def data(tmp_path_factory):
