@@ -9,9 +9,31 @@ state h_t (already on f's grid):
    O_{att} = \alpha \odot f,
 
 with :math:`\phi` ReLU (main text) or leaky ReLU (supplement, the default) and
-:math:`C_A` a multi-convolution (supplementary C.1): 1x1, 3x3 and 5x5 kernels
-each give one channel of unscaled mask, stacked and mixed by a 1x1
-convolution into the mask logits.
+:math:`C_A` a multi-convolution (supplementary C.1, figure 6).
+
+**The multi-convolution C_A** (our reading of C.1). The paper: "we converted
+each convolutional layer into multi-convolutional layers ... three
+convolutional kernels with kernel sizes of 1x1, 3x3 & 5x5 and stacked their
+final output together", "similar to an inception module", and credits it
+with a clear gain over a plain convolution (its tables 4 and 5). In an
+inception module every branch is a convolution *followed by its ReLU*, and
+the stacked branch outputs feed the next layer. So here each kernel size k
+is a branch of ``branch_channels`` (m) outputs, the attention's own
+non-linearity :math:`\phi` is applied to every branch, the 3m stacked
+channels are mixed by a 1x1 convolution into one channel of mask logits:
+
+.. math::
+   C_A(a) = W_{mix} * [\phi(W_1 * a), \phi(W_3 * a), \phi(W_5 * a)].
+
+Without the inner :math:`\phi` the branches and the mix would collapse
+into one 5x5 convolution (what this module computed before, and what C.1's
+"plain convolution" baseline is); with it, C_A is a small two-layer
+network whose 1x1, 3x3 and 5x5 features compete. m is ours (the paper
+gives no width; 4 by default, benchmarks/README.md has its cost). E_h
+stays the paper's one 1x1 convolution: its job is to convert the hidden
+state's channels to f's (fig. 6: "first converted to the appropriate
+channel size"), and a multi-kernel E_h on every candidate layer would cost
+as much as the rest of the core.
 
 Layer selection (supplementary A): average-pool h_t, a gate embedding of size
 E << C (dense, BN, ReLU), dense logits over the k candidate layers, and a
@@ -42,13 +64,15 @@ def _nonlinearity(name: str):
 
 
 def init_spatial_attention(key: jax.Array, *, hidden_size: int, feature_channels: int,
-                           kernel_sizes: Sequence[int] = (1, 3, 5)) -> tuple[dict, dict]:
+                           kernel_sizes: Sequence[int] = (1, 3, 5),
+                           branch_channels: int = 4) -> tuple[dict, dict]:
   """Parameters and batch-norm state of one layer's spatial attention.
 
   Returns:
     params {'embed': 1x1 conv hidden -> C (E_h), 'norm': BN [C],
-    'mask_branches': [conv k x k, C -> 1 per kernel size], 'mask_mix': 1x1 conv
-    len(kernel_sizes) -> 1}, state {'norm': running statistics}.
+    'mask_branches': [conv k x k, C -> branch_channels per kernel size],
+    'mask_mix': 1x1 conv len(kernel_sizes) * branch_channels -> 1},
+    state {'norm': running statistics}.
   """
   embed_key, mix_key, *branch_keys = jax.random.split(key, 2 + len(kernel_sizes))
   norm_params, norm_state = layers.init_batch_norm(feature_channels)
@@ -57,9 +81,11 @@ def init_spatial_attention(key: jax.Array, *, hidden_size: int, feature_channels
                                 out_channels=feature_channels),
       "norm": norm_params,
       "mask_branches": [
-          layers.init_conv(k, kernel_size=size, in_channels=feature_channels, out_channels=1)
+          layers.init_conv(k, kernel_size=size, in_channels=feature_channels,
+                           out_channels=branch_channels)
           for size, k in zip(kernel_sizes, branch_keys)],
-      "mask_mix": layers.init_conv(mix_key, kernel_size=1, in_channels=len(kernel_sizes),
+      "mask_mix": layers.init_conv(mix_key, kernel_size=1,
+                                   in_channels=len(kernel_sizes) * branch_channels,
                                    out_channels=1),
   }
   return params, {"norm": norm_state}
@@ -98,41 +124,47 @@ def attention_mask(params: dict, state: dict, hidden: jax.Array, features: jax.A
   embedded = layers.conv2d(params["embed"], hidden) + features
   normed, norm_state = layers.batch_norm(params["norm"], state["norm"], embedded, train=train)
   activated = _nonlinearity(nonlinearity)(normed)
-  mask_logits = _mask_logits(params["mask_branches"], params["mask_mix"], activated)
+  mask_logits = mask_head(params["mask_branches"], params["mask_mix"], activated,
+                          nonlinearity=nonlinearity)
   batch, height, width = mask_logits.shape
   mask = jax.nn.softmax(mask_logits.reshape(batch, height * width), axis=-1)
   return mask.reshape(batch, height, width), {"norm": norm_state}
 
 
-def _mask_logits(branches: Sequence[dict], mix: dict, activated: jax.Array) -> jax.Array:
-  """C_A: k x k convolutions C -> 1 per branch, mixed by a 1x1 convolution -> [B, h, w].
+def mask_head(branches: Sequence[dict], mix: dict, activated: jax.Array, *,
+              nonlinearity: str = "leaky_relu") -> jax.Array:
+  """C_A: phi(k x k conv, C -> m) per branch, stacked, 1x1 conv -> [B, h, w] logits.
 
-  The whole head is linear in `activated`, so it equals one K x K convolution
-  (K the largest kernel) whose kernel is the mix of the branches' kernels,
-  zero-padded to K x K. A C -> 1 convolution runs far below the machine's
-  matmul rate on CPU, so it is computed as one matmul [B*h*w, C] x [C, K*K]
-  followed by a sum of K*K shifted slices: the same function and parameters,
-  ~5x faster (benchmarks/README.md).
+  A convolution with few outputs runs far below the machine's matmul rate
+  on CPU, so every branch is computed from one matmul
+  [B*h*w, C] x [C, sum_k k*k*m] followed, per branch, by a sum of k*k
+  shifted slices: the same function and parameters as separate
+  convolutions (tests/test_attention.py), several times faster.
   """
-  size = max(branch["kernel"].shape[0] for branch in branches)
-  mix_weights = mix["kernel"][0, 0, :, 0]  # [num_branches]
-  kernel = 0.0
-  bias = mix["bias"][0]
-  for weight, branch in zip(mix_weights, branches):
-    pad = (size - branch["kernel"].shape[0]) // 2
-    kernel = kernel + weight * jnp.pad(branch["kernel"][..., 0], ((pad, pad), (pad, pad), (0, 0)))
-    bias = bias + weight * branch["bias"][0]
+  phi = _nonlinearity(nonlinearity)
   dtype = activated.dtype
   channels = activated.shape[-1]
-  # taps[b, y, x, dy*K + dx] = activated[b, y, x] . kernel[dy, dx]
-  taps = activated @ kernel.reshape(size * size, channels).T.astype(dtype)
-  batch, height, width, _ = taps.shape
-  half = size // 2
-  taps = jnp.pad(taps, ((0, 0), (half, half), (half, half), (0, 0)))
-  # 'SAME' cross-correlation: out[y, x] = sum_{dy, dx} activated[y+dy-half, x+dx-half] . kernel[dy, dx]
-  logits = sum(taps[:, dy:dy + height, dx:dx + width, dy * size + dx]
-               for dy in range(size) for dx in range(size))
-  return logits + bias.astype(dtype)
+  batch, height, width, _ = activated.shape
+  # One matmul for all branches: columns (branch, dy, dx, j).
+  kernels = [branch["kernel"].reshape(-1, channels, branch["kernel"].shape[-1])  # [k*k, C, m]
+             for branch in branches]
+  stacked = jnp.concatenate([jnp.moveaxis(k, 1, 0).reshape(channels, -1) for k in kernels],
+                            axis=1)
+  taps = activated @ stacked.astype(dtype)  # [B, h, w, sum_k k*k*m]
+  outputs, start = [], 0
+  for branch, kernel in zip(branches, kernels):
+    size = branch["kernel"].shape[0]
+    outs = kernel.shape[-1]
+    half = size // 2
+    part = taps[..., start:start + size * size * outs]
+    start += size * size * outs
+    part = jnp.pad(part, ((0, 0), (half, half), (half, half), (0, 0)))
+    # 'SAME' cross-correlation: out[y, x] = sum_{dy,dx} a[y+dy-half, x+dx-half] . W[dy, dx]
+    out = sum(part[:, dy:dy + height, dx:dx + width,
+                   (dy * size + dx) * outs:(dy * size + dx + 1) * outs]
+              for dy in range(size) for dx in range(size))
+    outputs.append(phi(out + branch["bias"].astype(dtype)))
+  return layers.conv2d(mix, jnp.concatenate(outputs, axis=-1))[..., 0]
 
 
 def init_layer_selection(key: jax.Array, *, hidden_size: int, num_layers: int,

@@ -70,6 +70,8 @@ def check_config(config) -> model.ModelConfig:
            config.channel_mean, "() (the dataset's mean) or three numbers (R, G, B)")
   _require(config.random_flip is False or config.task == "classification", "random_flip",
            config.random_flip, "False for pose regression (a mirrored image has another pose)")
+  _require(config.step_loss in training.STEP_LOSSES, "step_loss", config.step_loss,
+           f"one of {training.STEP_LOSSES}")
   compilation.parse_ynn_fusions(config.xla_cpu_ynn_fusions)
   try:
     return model.ModelConfig.from_config(config)

@@ -14,8 +14,21 @@ gate; the branches' gate channels are concatenated (stacked), so a branch with
 a large kernel sees wide context while the cell keeps ``hidden_size``
 channels. With a single kernel size this is exactly the plain cell.
 
-The initial state (c0, h0) is learned (supplementary C): one vector per
-channel, broadcast over the spatial grid so any input size works.
+**Initial state.** Supplementary C: "Similar to [47], we learn the initial
+states". [47] (Show, Attend and Tell, section 3.1.2) predicts them from the
+image: "The initial memory state and hidden state of the LSTM are predicted
+by an average of the annotation vectors fed through two separate MLPs
+(f_init,c and f_init,h)"; its code makes each MLP one dense layer with tanh.
+``initial_state='image'`` does exactly that with the spatial mean of every
+candidate feature map (concatenated: the state that chooses the first layer
+should know all of them), c0 = tanh(W_c m + b_c), h0 = tanh(W_h m + b_h),
+broadcast over the state's grid. Our choice of the spatial *mean* (rather
+than a learned map of the taps brought to the common grid) follows [47]
+literally, keeps the parameter count at 2 * sum(C_i) * hidden, and works
+for any input size; spatial detail enters from step 1 on through the
+attention, which sees f itself. ``initial_state='constant'`` (ours, for
+comparison) learns one vector per channel for c0 and h0, the same for
+every image: then step 1's layer choice cannot depend on the image.
 """
 
 from __future__ import annotations
@@ -29,6 +42,7 @@ from lsattn import layers
 from lsattn.errors import LsattnError
 
 Carry = tuple[jax.Array, jax.Array]
+INITIAL_STATES = ("image", "constant")
 
 
 def init_convlstm(key: jax.Array, *, input_channels: int, hidden_size: int,
@@ -36,9 +50,9 @@ def init_convlstm(key: jax.Array, *, input_channels: int, hidden_size: int,
   """Parameters of a (multi-)convolutional LSTM cell.
 
   Returns:
-    {'branches': [ {'input': conv, 'hidden': conv} per kernel size ],
-     'c0': [hidden_size], 'h0': [hidden_size]}; branch j's convolutions have
-    kernel_sizes[j] and 4 * hidden_size / len(kernel_sizes) outputs.
+    {'branches': [ {'input': conv, 'hidden': conv} per kernel size ]}; branch
+    j's convolutions have kernel_sizes[j] and 4 * hidden_size /
+    len(kernel_sizes) outputs.
   """
   if hidden_size % len(kernel_sizes):
     raise LsattnError(
@@ -55,16 +69,58 @@ def init_convlstm(key: jax.Array, *, input_channels: int, hidden_size: int,
                                    in_channels=hidden_size, out_channels=4 * branch_size,
                                    use_bias=False),
     })
-  zeros = jnp.zeros((hidden_size,), jnp.float32)
-  return {"branches": branches, "c0": zeros, "h0": zeros}
+  return {"branches": branches}
+
+
+def init_initial_state(key: jax.Array, *, kind: str, hidden_size: int,
+                       context_channels: int = 0) -> dict:
+  """Parameters of the initial (c0, h0).
+
+  Args:
+    key: PRNG key.
+    kind: 'image' (from a context vector, [47]) or 'constant'.
+    hidden_size: channels of the state.
+    context_channels: width of the context vector (for 'image').
+
+  Returns:
+    'image': {'c': dense context -> hidden, 'h': dense context -> hidden};
+    'constant': {'c0': [hidden], 'h0': [hidden]} (zeros).
+  """
+  if kind == "constant":
+    zeros = jnp.zeros((hidden_size,), jnp.float32)
+    return {"c0": zeros, "h0": zeros}
+  if kind != "image":
+    raise LsattnError(f"initial_state must be one of {INITIAL_STATES}, got {kind!r}")
+  if context_channels < 1:
+    raise LsattnError(f"initial_state='image' needs context_channels >= 1, got "
+                      f"{context_channels}")
+  c_key, h_key = jax.random.split(key)
+  return {"c": layers.init_dense(c_key, in_features=context_channels, out_features=hidden_size),
+          "h": layers.init_dense(h_key, in_features=context_channels, out_features=hidden_size)}
 
 
 def initial_carry(params: dict, *, batch_size: int, height: int, width: int,
-                  dtype=jnp.float32) -> Carry:
-  """The learned initial (c0, h0), each [B, H, W, hidden]."""
-  shape = (batch_size, height, width, params["c0"].shape[0])
-  return (jnp.broadcast_to(params["c0"].astype(dtype), shape),
-          jnp.broadcast_to(params["h0"].astype(dtype), shape))
+                  context: jax.Array | None = None, dtype=jnp.float32) -> Carry:
+  """The initial (c0, h0), each [B, H, W, hidden].
+
+  Args:
+    params: from `init_initial_state`.
+    batch_size, height, width: the state's shape.
+    context: [B, context_channels] for the image-conditioned state (the
+      spatial means of the feature maps); ignored by the constant one.
+    dtype: of the state.
+  """
+  if "c0" in params:
+    vectors = (params["c0"].astype(dtype), params["h0"].astype(dtype))
+    shape = (batch_size, height, width, params["c0"].shape[0])
+  else:
+    if context is None or context.shape[0] != batch_size:
+      raise ValueError(f"the image-conditioned initial state needs a context [B={batch_size}, "
+                       f"C], got {None if context is None else context.shape}")
+    vectors = tuple(jnp.tanh(layers.dense(params[name], context.astype(dtype)))[:, None, None]
+                    for name in ("c", "h"))
+    shape = (batch_size, height, width, vectors[0].shape[-1])
+  return tuple(jnp.broadcast_to(v, shape) for v in vectors)
 
 
 def convlstm_step(params: dict, carry: Carry, x: jax.Array) -> tuple[Carry, jax.Array]:

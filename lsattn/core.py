@@ -11,6 +11,21 @@ f_1..f_k of different shapes (GoogLeNet taps, e.g. 28x28x480, 14x14x512,
    resized to the common grid; the Conv-LSTM input is x = sum_i z_i P_i(O_i);
 4. (c, h) <- ConvLSTM((c, h), x).
 
+Before step 1, (c0, h0) is predicted from the spatial means of the
+candidate maps (``initial_state='image'``, [47] via supplementary C; see
+`lsattn.convlstm`), so the first layer choice already depends on the image.
+
+**Per-step batch norm.** The batch norms of layer selection and spatial
+attention (paper 3.4) keep one set of running statistics *per recurrent
+step*: the state's leaves are stacked [N, ...], ``lax.scan`` hands step t
+its slice as a per-step input and returns the updated slices as per-step
+outputs, and evaluation normalises step t with step t's statistics. The
+distributions differ between steps (step 1 sees h0 of the image's mean
+features, later steps a state that has attended), and one shared set would
+mix them. The scale and offset are shared by all steps, like every other
+weight of the recurrence (our choice, as in Cooijmans et al., "Recurrent
+Batch Normalization", 2017, who keep separate statistics per time step).
+
 **Common shapes.** The Conv-LSTM state lives on one grid, the median spatial
 size of the candidates (14x14 for 3b/4c/4e/5b at 224 input), so the finest
 tap is averaged 2x2 and the coarsest upsampled 2x, each by bilinear
@@ -52,6 +67,10 @@ class CoreConfig:
     attention_kernel_sizes: kernels of the multi-convolutional mask head.
     gate_embedding_size: E of the layer selection gate embedding (E << C).
     attention_nonlinearity: 'leaky_relu' (supplement) or 'relu' (eq. 1).
+    attention_branch_channels: outputs m of each branch of the mask head C_A
+      (ours; see `lsattn.attention`).
+    initial_state: 'image' ((c0, h0) from the taps' means, [47]) or
+      'constant' (learned vectors, the same for every image).
     select_layer: layer selection ("what"); False needs exactly one layer.
     spatial_attention: spatial attention ("where").
     scan_unroll: steps per iteration of the compiled scan loop (`unroll` of
@@ -67,12 +86,15 @@ class CoreConfig:
   attention_kernel_sizes: tuple[int, ...] = (1, 3, 5)
   gate_embedding_size: int = 16
   attention_nonlinearity: str = "leaky_relu"
+  attention_branch_channels: int = 4
+  initial_state: str = "image"
   select_layer: bool = True
   spatial_attention: bool = True
   scan_unroll: int = 0
 
   def __post_init__(self):
-    for name in ("num_steps", "hidden_size", "projection_size", "gate_embedding_size"):
+    for name in ("num_steps", "hidden_size", "projection_size", "gate_embedding_size",
+                 "attention_branch_channels"):
       value = getattr(self, name)
       if not isinstance(value, int) or value < 1:
         raise LsattnError(f"core: {name} must be a positive integer, got {value!r}")
@@ -82,6 +104,9 @@ class CoreConfig:
         raise LsattnError(f"core: {name} must be odd positive integers, got {sizes!r}")
     if not isinstance(self.scan_unroll, int) or self.scan_unroll < 0:
       raise LsattnError(f"core: scan_unroll must be an integer >= 0, got {self.scan_unroll!r}")
+    if self.initial_state not in convlstm.INITIAL_STATES:
+      raise LsattnError(f"core: initial_state must be one of {convlstm.INITIAL_STATES}, "
+                        f"got {self.initial_state!r}")
     if self.attention_nonlinearity not in attention.NONLINEARITIES:
       raise LsattnError(f"core: attention_nonlinearity must be one of "
                         f"{attention.NONLINEARITIES}, got {self.attention_nonlinearity!r}")
@@ -132,11 +157,14 @@ def init_core(key: jax.Array, feature_shapes: Sequence[tuple[int, int, int]],
 
   Returns:
     (params, state): params {'select' (if selecting), 'attend' [per layer],
-    'project' [per layer], 'lstm'}; state {'select', 'attend' [per layer]}.
+    'project' [per layer], 'lstm', 'initial'}; state {'select', 'attend'
+    [per layer]}, every leaf stacked [N, ...] (one set of batch-norm
+    statistics per step).
   """
   feature_shapes = [tuple(int(d) for d in s) for s in feature_shapes]
   _check_shapes(feature_shapes, config)
-  select_key, lstm_key, *layer_keys = jax.random.split(key, 2 + len(feature_shapes))
+  select_key, lstm_key, initial_key, *layer_keys = jax.random.split(
+      key, 3 + len(feature_shapes))
   params, state = {"attend": [], "project": []}, {"attend": []}
   if config.select_layer:
     params["select"], state["select"] = attention.init_layer_selection(
@@ -147,7 +175,8 @@ def init_core(key: jax.Array, feature_shapes: Sequence[tuple[int, int, int]],
     if config.spatial_attention:
       attend_params, attend_state = attention.init_spatial_attention(
           attend_key, hidden_size=config.hidden_size, feature_channels=channels,
-          kernel_sizes=config.attention_kernel_sizes)
+          kernel_sizes=config.attention_kernel_sizes,
+          branch_channels=config.attention_branch_channels)
       params["attend"].append(attend_params)
       state["attend"].append(attend_state)
     params["project"].append(layers.init_conv(
@@ -155,6 +184,11 @@ def init_core(key: jax.Array, feature_shapes: Sequence[tuple[int, int, int]],
   params["lstm"] = convlstm.init_convlstm(
       lstm_key, input_channels=config.projection_size, hidden_size=config.hidden_size,
       kernel_sizes=config.convlstm_kernel_sizes)
+  params["initial"] = convlstm.init_initial_state(
+      initial_key, kind=config.initial_state, hidden_size=config.hidden_size,
+      context_channels=sum(channels for _, _, channels in feature_shapes))
+  # One copy of the statistics per step (distinct buffers: the train step donates them).
+  state = jax.tree.map(lambda x: jnp.stack([x] * config.num_steps), state)
   return params, state
 
 
@@ -174,15 +208,15 @@ def apply_core(params: dict, state: dict, features: Sequence[jax.Array],
   Returns:
     (CoreOutputs, new state).
   """
-  step_fn, carry, step_keys = _prepare(params, state, features, key, temperature,
-                                       train=train, config=config)
+  step_fn, carry, step_inputs = _prepare(params, state, features, key, temperature,
+                                         train=train, config=config)
   if config.num_steps == 1:
     # One step needs no loop (XLA keeps a while loop for a length-1 scan).
-    carry, per_step = step_fn(carry, None if step_keys is None else step_keys[0])
-    return _finish(carry, jax.tree.map(lambda x: x[None], per_step))
-  carry, per_step = jax.lax.scan(step_fn, carry, step_keys, length=config.num_steps,
-                                 unroll=_unroll(config))
-  return _finish(carry, per_step)
+    carry, per_step = step_fn(carry, jax.tree.map(lambda x: x[0], step_inputs))
+    return _finish(jax.tree.map(lambda x: x[None], per_step))
+  _, per_step = jax.lax.scan(step_fn, carry, step_inputs, length=config.num_steps,
+                             unroll=_unroll(config))
+  return _finish(per_step)
 
 
 def _unroll(config: CoreConfig) -> int:
@@ -193,19 +227,23 @@ def _unroll(config: CoreConfig) -> int:
 
 def apply_core_unrolled(params, state, features, key, temperature, *, train, config):
   """`apply_core` with a Python loop over steps: a reference for tests and benchmarks."""
-  step_fn, carry, step_keys = _prepare(params, state, features, key, temperature,
-                                       train=train, config=config)
+  step_fn, carry, step_inputs = _prepare(params, state, features, key, temperature,
+                                         train=train, config=config)
   outputs = []
   for t in range(config.num_steps):
-    carry, out = step_fn(carry, None if step_keys is None else step_keys[t])
+    carry, out = step_fn(carry, jax.tree.map(lambda x, t=t: x[t], step_inputs))
     outputs.append(out)
   per_step = jax.tree.map(lambda *xs: jnp.stack(xs), *outputs)
-  return _finish(carry, per_step)
+  return _finish(per_step)
 
 
 def _prepare(params, state, features, key, temperature, *, train, config):
   feature_shapes = [tuple(f.shape[1:]) for f in features]
   _check_shapes(feature_shapes, config)
+  stored_steps = {leaf.shape[0] for leaf in jax.tree.leaves(state)}
+  if stored_steps - {config.num_steps}:
+    raise LsattnError(f"core: the state holds batch-norm statistics for {sorted(stored_steps)} "
+                      f"steps, but num_steps={config.num_steps}; init_core with this config")
   (common_h, common_w), (finest_h, finest_w) = grids(feature_shapes)
   batch = features[0].shape[0]
   dtype = features[0].dtype
@@ -216,8 +254,9 @@ def _prepare(params, state, features, key, temperature, *, train, config):
   projected_features = [layers.conv2d({"kernel": params["project"][i]["kernel"]}, f)
                         for i, f in enumerate(features)]
 
-  def step_fn(carry, step_key):
-    (c, h), state = carry
+  def step_fn(carry, step_input):
+    c, h = carry
+    step_key, state = step_input  # this step's Gumbel key and batch-norm statistics
     new_state = {"attend": []}
     if config.select_layer:
       choice, logits, new_state["select"] = attention.layer_selection(
@@ -244,17 +283,18 @@ def _prepare(params, state, features, key, temperature, *, train, config):
       lstm_input = lstm_input + weight[..., None] * projected
       mask = mask + weight * layers.resize(layer_mask[..., None], finest_h, finest_w)[..., 0]
     (c, h), _ = convlstm.convlstm_step(params["lstm"], (c, h), lstm_input)
-    return ((c, h), new_state), (h, choice, logits, mask)
+    return (c, h), ((h, choice, logits, mask), new_state)
 
-  carry = (convlstm.initial_carry(params["lstm"], batch_size=batch, height=common_h,
-                                  width=common_w, dtype=dtype), state)
+  # [47]: the initial state from the average of the image's features.
+  context = jnp.concatenate([jnp.mean(f, axis=(1, 2)) for f in features], axis=-1)
+  carry = convlstm.initial_carry(params["initial"], batch_size=batch, height=common_h,
+                                 width=common_w, context=context, dtype=dtype)
   step_keys = None if key is None else jax.random.split(key, config.num_steps)
-  return step_fn, carry, step_keys
+  return step_fn, carry, (step_keys, state)
 
 
-def _finish(carry, per_step):
-  (_, _), new_state = carry
-  hidden_states, choices, logits, masks = per_step
+def _finish(per_step):
+  (hidden_states, choices, logits, masks), new_state = per_step
   pooled = jnp.mean(hidden_states, axis=(2, 3))  # [N, B, hidden]
   pooled = jnp.transpose(pooled, (1, 0, 2)).reshape(pooled.shape[1], -1)
   return CoreOutputs(pooled, hidden_states, choices, logits, masks), new_state

@@ -8,16 +8,28 @@ Variants (paper table 1 and the ablation of table 3), chosen by
 * ``'spatial_only'``: spatial attention on one ``fixed_layer``, no selection;
 * ``'layer_only'``: layer selection over ``candidate_layers``, no spatial
   attention (the selected map itself feeds the Conv-LSTM);
-* ``'posenet'``: the PoseNet baseline: Conv-5B average-pooled, a 2048-wide
-  ReLU layer and direct regression (no recurrence, no attention; the
-  per-step outputs are then empty, N = 0).
+* baselines on Conv-5B (`lsattn.baselines`; no recurrence, no attention,
+  so the per-step outputs are empty, N = 0): ``'posenet'`` (PoseNet [21]),
+  ``'lstm_posenet'`` (LSTM-PoseNet [42]) and ``'googlenet'`` (GoogLeNet's
+  own classifier on pooled Conv-5B, the MIT-67 baseline [38]).
 
 Heads: pose regression gives ``position`` [B, 3] and a unit ``orientation``
 quaternion [B, 4] (normalised at the output); classification gives
 ``logits`` [B, C].
 
-``params`` = {'backbone', 'core', 'head'}; ``state`` = {'backbone' (batch
-norm statistics, torchvision variant), 'core' (attention batch norm)}.
+**A prediction at every step** (supplementary A: "At each time step the
+LSTM output is used for prediction"; tables 1, 7, 8 report Step-1 ... Step-N).
+Our reading: the head of step t reads what section 3.3's head reads after t
+steps, the concatenated, average-pooled hidden states of steps 1..t
+([B, t * hidden]), with its own weights. The head of step N is exactly the
+paper's head (section 3.3) and gives ``prediction``; heads 1..N-1 give the
+rest of ``step_predictions``. Which heads the training loss reaches is the
+config's ``step_loss`` (`lsattn.training`). The other reading of the tables,
+one model trained per N, is ``--config.num_recurrent_steps=t``.
+
+``params`` = {'backbone', 'core', 'head' (step N), 'step_heads' (steps
+1..N-1, a list; absent when N < 2)}; ``state`` = {'backbone' (batch norm
+statistics, torchvision variant), 'core' (attention batch norm, per step)}.
 """
 
 from __future__ import annotations
@@ -28,13 +40,13 @@ from typing import NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 
-from lsattn import core, layers
+from lsattn import baselines, core, layers
 from lsattn.errors import LsattnError
 from lsattn.googlenet import TAP_NAMES, VARIANTS as BACKBONES, GoogLeNet
 
 TASKS = ("pose", "classification")
-MODEL_VARIANTS = ("layer_spatial", "spatial_only", "layer_only", "posenet")
-POSENET_WIDTH = 2048
+RECURRENT_VARIANTS = ("layer_spatial", "spatial_only", "layer_only")
+MODEL_VARIANTS = RECURRENT_VARIANTS + baselines.BASELINES
 MIN_IMAGE_SIZE = 32
 
 
@@ -80,6 +92,8 @@ class ModelConfig:
           attention_kernel_sizes=tuple(config.attention_kernel_sizes),
           gate_embedding_size=config.gate_embedding_size,
           attention_nonlinearity=config.attention_nonlinearity,
+          attention_branch_channels=config.get("attention_branch_channels", 4),
+          initial_state=config.get("initial_state", "image"),
           select_layer=variant in ("layer_spatial", "layer_only"),
           spatial_attention=variant in ("layer_spatial", "spatial_only"),
           scan_unroll=config.get("scan_unroll", 0))
@@ -93,7 +107,7 @@ class ModelConfig:
   @property
   def layers(self) -> tuple[str, ...]:
     """The taps the attention core sees, in order."""
-    if self.variant == "posenet":
+    if self.variant in baselines.BASELINES:
       return ("5b",)
     if self.variant == "spatial_only":
       return (self.fixed_layer,)
@@ -114,12 +128,19 @@ class ModelOutputs(NamedTuple):
   """Predictions and what the attention did.
 
   Attributes:
-    prediction: {'position' [B, 3], 'orientation' [B, 4]} or {'logits' [B, C]}.
-    layer_choices: [N, B, k] one-hot layer per step (N = 0 for 'posenet').
+    prediction: {'position' [B, 3], 'orientation' [B, 4]} or {'logits' [B, C]}
+      (the final step's).
+    step_predictions: the same entries with a leading step axis [N, B, ...];
+      entry N - 1 equals `prediction` (N = 0 for the baselines).
+    features: [B, F] what the final head reads (F = N * hidden for the
+      recurrent variants); `step_predictions` from them is `step_heads`.
+    layer_choices: [N, B, k] one-hot layer per step (N = 0 for baselines).
     layer_logits: [N, B, k].
     attention_masks: [N, B, Hm, Wm] chosen layer's mask on the finest grid.
   """
   prediction: dict
+  step_predictions: dict
+  features: jax.Array
   layer_choices: jax.Array
   layer_logits: jax.Array
   attention_masks: jax.Array
@@ -130,10 +151,20 @@ def backbone_module(config: ModelConfig) -> GoogLeNet:
                    dtype=jnp.dtype(config.dtype))
 
 
-def _head_inputs(config: ModelConfig) -> int:
-  if config.variant == "posenet":
-    return POSENET_WIDTH
-  return config.core.num_steps * config.core.hidden_size
+def num_steps(config: ModelConfig) -> int:
+  """N, the number of recurrent steps (0 for the baselines)."""
+  return 0 if config.variant in baselines.BASELINES else config.core.num_steps
+
+
+def _init_head(key, config: ModelConfig, in_features: int, position_mean) -> dict:
+  outputs = 7 if config.task == "pose" else config.num_classes
+  head = layers.init_dense(key, in_features=in_features, out_features=outputs)
+  if config.task == "pose":
+    bias = jnp.zeros(7).at[3].set(1.0)  # identity rotation
+    if position_mean is not None:
+      bias = bias.at[:3].set(jnp.asarray(position_mean, jnp.float32))
+    head["bias"] = bias
+  return head
 
 
 def init_model(key: jax.Array, config: ModelConfig, image_shape: Sequence[int] = (224, 224, 3),
@@ -148,7 +179,7 @@ def init_model(key: jax.Array, config: ModelConfig, image_shape: Sequence[int] =
     position_mean: optional training-set mean position; the position head's
       bias starts there so early predictions are in the scene.
   """
-  backbone_key, core_key, head_key, posenet_key = jax.random.split(key, 4)
+  backbone_key, core_key, head_key, baseline_key = jax.random.split(key, 4)
   images = jnp.zeros((1, *image_shape), jnp.float32)
   backbone = backbone_module(config)
   variables = backbone.init(backbone_key, images, train=False)
@@ -156,19 +187,19 @@ def init_model(key: jax.Array, config: ModelConfig, image_shape: Sequence[int] =
   params = {"backbone": variables["params"]}
   state = {"backbone": variables.get("batch_stats", {}), "core": {}}
   shapes = [tuple(taps[name].shape[1:]) for name in config.layers]
-  if config.variant == "posenet":
-    params["core"] = layers.init_dense(posenet_key, in_features=shapes[0][2],
-                                       out_features=POSENET_WIDTH)
-  else:
-    params["core"], state["core"] = core.init_core(core_key, shapes, config.core)
-  outputs = 7 if config.task == "pose" else config.num_classes
-  head = layers.init_dense(head_key, in_features=_head_inputs(config), out_features=outputs)
-  if config.task == "pose":
-    bias = jnp.zeros(7).at[3].set(1.0)  # identity rotation
-    if position_mean is not None:
-      bias = bias.at[:3].set(jnp.asarray(position_mean, jnp.float32))
-    head["bias"] = bias
-  params["head"] = head
+  if config.variant in baselines.BASELINES:
+    params["core"] = baselines.init_baseline(baseline_key, config.variant, shapes[0][2])
+    params["head"] = _init_head(head_key, config,
+                                baselines.feature_size(config.variant, shapes[0][2]),
+                                position_mean)
+    return params, state
+  params["core"], state["core"] = core.init_core(core_key, shapes, config.core)
+  steps, hidden = config.core.num_steps, config.core.hidden_size
+  head_keys = jax.random.split(head_key, steps)
+  params["head"] = _init_head(head_keys[-1], config, steps * hidden, position_mean)
+  if steps > 1:
+    params["step_heads"] = [_init_head(head_keys[t], config, (t + 1) * hidden, position_mean)
+                            for t in range(steps - 1)]
   return params, state
 
 
@@ -197,9 +228,9 @@ def apply_head(params: dict, state: dict, taps: Sequence[jax.Array], key: jax.Ar
     (ModelOutputs, new core state).
   """
   batch = taps[0].shape[0]
-  if config.variant == "posenet":
-    pooled = jnp.mean(taps[0].astype(jnp.float32), axis=(1, 2))
-    features = jax.nn.relu(layers.dense(params["core"], pooled))
+  if config.variant in baselines.BASELINES:
+    features = baselines.baseline_features(params["core"], config.variant,
+                                           taps[0].astype(jnp.float32))
     height, width = taps[0].shape[1:3]
     choices = logits = jnp.zeros((0, batch, 1))
     masks = jnp.zeros((0, batch, height, width))
@@ -210,14 +241,42 @@ def apply_head(params: dict, state: dict, taps: Sequence[jax.Array], key: jax.Ar
         train=train, config=config.core)
     features = outputs.pooled
     choices, logits, masks = outputs.layer_choices, outputs.layer_logits, outputs.attention_masks
-  head = layers.dense(params["head"], features)
-  if config.task == "pose":
-    quaternion = head[:, 3:]
-    norm = jnp.sqrt(jnp.sum(jnp.square(quaternion), axis=-1, keepdims=True) + 1e-12)
-    prediction = {"position": head[:, :3], "orientation": quaternion / norm}
+  steps = step_heads(params, features, config)
+  if num_steps(config):
+    prediction = jax.tree.map(lambda x: x[-1], steps)
   else:
-    prediction = {"logits": head}
-  return ModelOutputs(prediction, choices, logits, masks), new_core_state
+    prediction = _predict(params["head"], features, config)
+  return ModelOutputs(prediction, steps, features, choices, logits, masks), new_core_state
+
+
+def _predict(head: dict, features: jax.Array, config: ModelConfig) -> dict:
+  """One head on features [B, F] -> {'position', 'orientation'} or {'logits'}."""
+  output = layers.dense(head, features)
+  if config.task == "pose":
+    quaternion = output[:, 3:]
+    norm = jnp.sqrt(jnp.sum(jnp.square(quaternion), axis=-1, keepdims=True) + 1e-12)
+    return {"position": output[:, :3], "orientation": quaternion / norm}
+  return {"logits": output}
+
+
+def step_heads(params: dict, features: jax.Array, config: ModelConfig) -> dict:
+  """Every step's prediction from the final features [B, N * hidden].
+
+  Step t's head reads the first t * hidden features (the pooled hidden
+  states of steps 1..t); step N's is ``params['head']``.
+
+  Returns:
+    The prediction entries stacked [N, B, ...] (N = 0 for the baselines).
+  """
+  steps = num_steps(config)
+  if steps == 0:
+    shapes = jax.eval_shape(lambda: _predict(params["head"], features, config))
+    return {name: jnp.zeros((0, *shape.shape), shape.dtype) for name, shape in shapes.items()}
+  hidden = config.core.hidden_size
+  heads = list(params.get("step_heads", [])) + [params["head"]]
+  per_step = [_predict(head, features[:, :(t + 1) * hidden], config)
+              for t, head in enumerate(heads)]
+  return jax.tree.map(lambda *xs: jnp.stack(xs), *per_step)
 
 
 def apply_model(params: dict, state: dict, images: jax.Array, key: jax.Array | None,

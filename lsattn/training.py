@@ -23,6 +23,7 @@ from lsattn.errors import LsattnError
 LEARNING_RATE_SCHEDULES = ("constant", "cosine")
 TEMPERATURE_SCHEDULES = ("exponential", "linear", "cosine", "constant")
 NONFINITE_POLICIES = ("skip", "stop")
+STEP_LOSSES = ("final", "mean")
 
 
 @flax.struct.dataclass
@@ -146,9 +147,8 @@ def create_train_state(rng: jax.Array, config, model_config: model.ModelConfig,
   return jax.tree.map(lambda x: jnp.array(x, copy=True), state)
 
 
-def _task_loss(params, outputs: model.ModelOutputs, batch, config, model_config):
-  """Scalar loss and its parts for one batch."""
-  prediction = outputs.prediction
+def _task_loss(params, prediction: dict, batch, config, model_config):
+  """Scalar loss and its parts for one batch and one prediction."""
   if model_config.task == "classification":
     return losses.cross_entropy_loss(prediction["logits"], batch["label"])
   parts = losses.posenet_loss(prediction["position"], prediction["orientation"],
@@ -161,12 +161,53 @@ def _task_loss(params, outputs: model.ModelOutputs, batch, config, model_config)
   return parts
 
 
+def _step_losses(params, step_predictions: dict, batch, config, model_config) -> dict:
+  """The task loss parts of every step's prediction, each [N]."""
+  return jax.vmap(lambda prediction: _task_loss(params, prediction, batch, config,
+                                                model_config))(step_predictions)
+
+
+def _combined_loss(params, outputs: model.ModelOutputs, batch, config, model_config) -> dict:
+  """The loss to minimise under ``config.step_loss``, and its parts.
+
+  'final' (section 3.3, the default): the final step's loss trains the
+  model. The heads of steps 1..N-1 are trained too, on features whose
+  gradient is stopped: they read out what the state holds after t steps
+  (for the Step-t metrics) without changing the model or the final head.
+  'mean' (ours): the mean of all N steps' losses trains everything, so
+  early steps are pushed to be useful on their own.
+
+  Returns:
+    The final step's parts ('loss' replaced by the combined loss) plus
+    'final_loss' and, when N > 1, 'step_heads_loss' (mean loss of heads
+    1..N-1).
+  """
+  parts = dict(_task_loss(params, outputs.prediction, batch, config, model_config))
+  parts["final_loss"] = parts["loss"]
+  steps = model.num_steps(model_config)
+  if steps < 2:
+    return parts
+  if config.step_loss == "mean":
+    step_parts = _step_losses(params, outputs.step_predictions, batch, config, model_config)
+    parts["step_heads_loss"] = jnp.mean(step_parts["loss"][:-1])
+    parts["loss"] = jnp.mean(step_parts["loss"])
+    return parts
+  probes = model.step_heads(params, jax.lax.stop_gradient(outputs.features), model_config)
+  early = jax.tree.map(lambda x: x[:-1], probes)
+  step_parts = _step_losses(params, early, batch, config, model_config)
+  parts["step_heads_loss"] = jnp.mean(step_parts["loss"])
+  parts["loss"] = parts["final_loss"] + parts["step_heads_loss"]
+  return parts
+
+
 def make_loss_fn(config, model_config: model.ModelConfig) -> Callable:
   """``loss_fn(params, model_state, batch, key, temperature) -> (loss, (parts, outputs, state))``.
 
   With ``freeze_backbone`` the backbone runs in inference mode with no
   backward pass through it.
   """
+  if config.step_loss not in STEP_LOSSES:
+    raise LsattnError(f"config.step_loss = {config.step_loss!r}: expected one of {STEP_LOSSES}")
   frozen = config.freeze_backbone
 
   def loss_fn(params, model_state, batch, key, temperature):
@@ -181,7 +222,7 @@ def make_loss_fn(config, model_config: model.ModelConfig) -> Callable:
     else:
       outputs, new_state = model.apply_model(params, model_state, batch["image"], key,
                                              temperature, train=True, config=model_config)
-    parts = _task_loss(params, outputs, batch, config, model_config)
+    parts = _combined_loss(params, outputs, batch, config, model_config)
     return parts["loss"], (parts, outputs, new_state)
 
   return loss_fn
@@ -239,9 +280,10 @@ def make_eval_step(model_config: model.ModelConfig) -> Callable:
   """The pure eval step ``(params, model_state, images) -> outputs``.
 
   Deterministic: no Gumbel noise (argmax layer choice), batch norm in
-  inference mode. Per-example outputs are batch-major:
-  prediction entries [B, ...], layer_choices [B, N, k], attention_masks
-  [B, N, Hm, Wm].
+  inference mode (each step with its own statistics). Per-example outputs
+  are batch-major: prediction entries [B, ...] (the final step's), the same
+  for every step as 'step_<name>' [B, N, ...] (e.g. 'step_position'
+  [B, N, 3]), layer_choices [B, N, k], attention_masks [B, N, Hm, Wm].
   """
 
   def eval_step(params, model_state, images):
@@ -249,6 +291,8 @@ def make_eval_step(model_config: model.ModelConfig) -> Callable:
                                    config=model_config)
     return {
         **outputs.prediction,
+        **{f"step_{name}": jnp.moveaxis(value, 0, 1)
+           for name, value in outputs.step_predictions.items()},
         "layer_choices": jnp.moveaxis(outputs.layer_choices, 0, 1),
         "attention_masks": jnp.moveaxis(outputs.attention_masks, 0, 1),
     }

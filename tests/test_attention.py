@@ -70,26 +70,28 @@ def test_layer_selection_gives_one_hot_and_its_gradient_reaches_every_parameter(
     assert np.all(np.isfinite(grad)) and np.any(grad != 0), path
 
 
-@pytest.mark.parametrize("kernel_sizes,grid", [((1, 3, 5), (6, 5)), ((3,), (4, 4)), ((1, 7), (3, 9))])
-def test_mask_head_equals_branch_convolutions_then_mix(kernel_sizes, grid):
-  """The matmul-and-shift mask head computes C_A exactly as separate k x k convs + 1x1 mix."""
+@pytest.mark.parametrize("kernel_sizes,grid,branch_channels", [
+    ((1, 3, 5), (6, 5), 4), ((3,), (4, 4), 1), ((1, 7), (3, 9), 2)])
+def test_mask_head_equals_branch_convolutions_then_mix(kernel_sizes, grid, branch_channels):
+  """The matmul-and-shift mask head computes C_A exactly as separate k x k convs, phi, 1x1 mix."""
   channels = 12
   params, _ = attention.init_spatial_attention(jax.random.key(0), hidden_size=4,
                                                feature_channels=channels,
-                                               kernel_sizes=kernel_sizes)
-  # Non-zero biases so that their mixing is checked too.
+                                               kernel_sizes=kernel_sizes,
+                                               branch_channels=branch_channels)
+  # Non-zero biases so that their place (before phi) is checked too.
   for i, branch in enumerate(params["mask_branches"]):
-    branch["bias"] = jnp.full((1,), 0.3 * (i + 1))
+    branch["bias"] = jnp.full((branch_channels,), 0.3 * (i + 1))
   params["mask_mix"]["bias"] = jnp.full((1,), -0.7)
   activated = jax.random.normal(jax.random.key(1), (2, *grid, channels))
 
   def reference(params, activated):
-    stacked = jnp.concatenate([layers.conv2d(b, activated) for b in params["mask_branches"]],
-                              axis=-1)
+    stacked = jnp.concatenate([jax.nn.leaky_relu(layers.conv2d(b, activated))
+                               for b in params["mask_branches"]], axis=-1)
     return layers.conv2d(params["mask_mix"], stacked)[..., 0]
 
   def fast(params, activated):
-    return attention._mask_logits(params["mask_branches"], params["mask_mix"], activated)
+    return attention.mask_head(params["mask_branches"], params["mask_mix"], activated)
 
   np.testing.assert_allclose(fast(params, activated), reference(params, activated),
                              rtol=1e-5, atol=1e-5)
@@ -98,3 +100,15 @@ def test_mask_head_equals_branch_convolutions_then_mix(kernel_sizes, grid):
   reference_grads = jax.grad(loss(reference), argnums=(0, 1))(params, activated)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
                fast_grads, reference_grads)
+
+
+def test_multi_convolution_is_not_one_linear_convolution():
+  """With phi between branches and mix, C_A is not linear (it was one 5x5 conv before)."""
+  params, _ = attention.init_spatial_attention(jax.random.key(0), hidden_size=4,
+                                               feature_channels=6, branch_channels=4)
+  head = lambda a: attention.mask_head(params["mask_branches"], params["mask_mix"], a,
+                                       nonlinearity="relu")
+  a = jax.random.normal(jax.random.key(1), (1, 5, 5, 6))
+  b = jax.random.normal(jax.random.key(2), (1, 5, 5, 6))
+  # All biases are zero at init, so a linear head would be additive.
+  assert np.max(np.abs(head(a) + head(b) - head(a + b))) > 1e-2

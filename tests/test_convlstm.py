@@ -38,7 +38,9 @@ def test_multi_kernel_stacks_branches_into_hidden_channels():
                                   kernel_sizes=(1, 3, 5, 7))
   assert [b["input"]["kernel"].shape for b in params["branches"]] == [
       (k, k, 6, 8) for k in (1, 3, 5, 7)]  # 4 gates x 8/4 channels each
-  carry = convlstm.initial_carry(params, batch_size=2, height=7, width=9)
+  carry = convlstm.initial_carry(
+      convlstm.init_initial_state(jax.random.key(2), kind="constant", hidden_size=8),
+      batch_size=2, height=7, width=9)
   x = jax.random.normal(jax.random.key(1), (2, 7, 9, 6))
   (c, h), _ = convlstm.convlstm_step(params, carry, x)
   assert c.shape == h.shape == (2, 7, 9, 8)
@@ -48,13 +50,29 @@ def test_multi_kernel_stacks_branches_into_hidden_channels():
   assert np.any(grads[0, 3, 7] != 0) and np.all(grads[0, 3, 8] == 0)
 
 
-def test_learned_initial_state_is_broadcast():
-  params = convlstm.init_convlstm(jax.random.key(0), input_channels=2, hidden_size=4,
-                                  kernel_sizes=(3,))
+def test_constant_initial_state_is_broadcast():
+  params = convlstm.init_initial_state(jax.random.key(0), kind="constant", hidden_size=4)
   params["c0"] = jnp.arange(4.0)
   c, h = convlstm.initial_carry(params, batch_size=3, height=2, width=5)
-  assert c.shape == (3, 2, 5, 4)
+  assert c.shape == h.shape == (3, 2, 5, 4)
   np.testing.assert_array_equal(c[2, 1, 4], jnp.arange(4.0))
+
+
+def test_image_initial_state_follows_show_attend_and_tell():
+  """c0 = tanh(W_c m + b_c), h0 = tanh(W_h m + b_h) from the context m, broadcast over space."""
+  params = convlstm.init_initial_state(jax.random.key(0), kind="image", hidden_size=4,
+                                       context_channels=6)
+  context = jax.random.normal(jax.random.key(1), (3, 6))
+  c, h = convlstm.initial_carry(params, batch_size=3, height=2, width=5, context=context)
+  assert c.shape == h.shape == (3, 2, 5, 4)
+  for state, name in ((c, "c"), (h, "h")):
+    expected = np.tanh(context @ params[name]["kernel"] + params[name]["bias"])
+    np.testing.assert_allclose(state[:, 1, 3], expected, rtol=1e-5)
+  assert np.max(np.abs(c[0, 0, 0] - c[1, 0, 0])) > 1e-3  # differs between images
+  with pytest.raises(ValueError, match="context"):
+    convlstm.initial_carry(params, batch_size=3, height=2, width=5)
+  with pytest.raises(LsattnError, match="initial_state"):
+    convlstm.init_initial_state(jax.random.key(0), kind="zeros", hidden_size=4)
 
 
 def test_hidden_size_must_split_over_kernels():

@@ -66,6 +66,7 @@ def test_program_holds_one_scan_whatever_n(num_steps):
           params, state, _features(SHAPES), jax.random.key(1)).jaxpr
   assert _count_primitives(jaxpr, "scan") == 1
   # The step body is traced once: the program does not grow with N.
+  params, state = core.init_core(jax.random.key(0), SHAPES, CONFIG)
   assert len(jaxpr.eqns) == len(jax.make_jaxpr(
       lambda p, s, f, k: core.apply_core(p, s, f, k, 0.5, train=True, config=CONFIG))(
           params, state, _features(SHAPES), jax.random.key(1)).jaxpr.eqns)

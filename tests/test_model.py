@@ -106,10 +106,71 @@ def test_bfloat16_backbone_stays_close_to_the_float32_reference():
   np.testing.assert_allclose(half_out["orientation"], reference_out["orientation"], atol=0.02)
 
 
-def test_position_head_starts_at_the_training_mean():
+def test_position_heads_start_at_the_training_mean():
   params, _ = model.init_model(jax.random.key(0), _config(), (32, 32, 3),
                                position_mean=[10.0, -2.0, 3.0])
-  np.testing.assert_array_equal(params["head"]["bias"], [10, -2, 3, 1, 0, 0, 0])
+  for head in [params["head"], *params["step_heads"]]:
+    np.testing.assert_array_equal(head["bias"], [10, -2, 3, 1, 0, 0, 0])
+
+
+def _step1_logits(config, train):
+  """Step-1 layer logits of three different images through the public API."""
+  params, state = model.init_model(jax.random.key(0), config, (64, 64, 3))
+  images = jax.random.normal(jax.random.key(1), (3, 64, 64, 3)) * 50
+  outputs, _ = jax.jit(lambda p, s, x, k: model.apply_model(
+      p, s, x, k, 1.0, train=train, config=config))(
+          params, state, images, jax.random.key(2) if train else None)
+  return np.asarray(outputs.layer_logits[0])
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_step1_layer_logits_depend_on_the_image(train):
+  """[47]'s image-conditioned initial state: step 1 chooses per image, not per dataset."""
+  logits = _step1_logits(_config(backbone="torchvision"), train)
+  spread = np.max(np.abs(logits - logits[0]), axis=0)
+  assert np.max(spread) > 1e-3, logits
+  # The constant initial state (the old behaviour) gives every image the same logits.
+  constant = dataclasses.replace(TINY_CORE, initial_state="constant")
+  logits = _step1_logits(model.ModelConfig(backbone="torchvision", core=constant), train)
+  np.testing.assert_allclose(logits, np.broadcast_to(logits[0], logits.shape), atol=1e-6)
+
+
+def test_each_step_keeps_and_uses_its_own_batch_norm_statistics():
+  config = _config(backbone="torchvision")
+  params, state = model.init_model(jax.random.key(0), config, (64, 64, 3))
+  images = jax.random.normal(jax.random.key(1), (4, 64, 64, 3)) * 50
+  train = jax.jit(lambda s, k: model.apply_model(params, s, images, k, 1.0, train=True,
+                                                 config=config)[1])
+  for step in range(3):
+    state = train(state, jax.random.key(step))
+  for leaf in jax.tree.leaves(state["core"]):
+    assert leaf.shape[0] == 2  # N = 2 steps, one set of statistics each
+    assert np.max(np.abs(leaf[0] - leaf[1])) > 1e-6
+  # Evaluation normalises step t with step t's statistics: changing step 2's
+  # leaves step 1 alone and changes step 2.
+  evaluate = jax.jit(lambda s: model.apply_model(params, s, images, None, 1.0, train=False,
+                                                 config=config)[0].layer_logits)
+  changed = dict(state, core=jax.tree.map(lambda x: x.at[1].add(0.5), state["core"]))
+  before, after = evaluate(state), evaluate(changed)
+  np.testing.assert_array_equal(before[0], after[0])
+  assert np.max(np.abs(before[1] - after[1])) > 1e-4
+
+
+def test_every_step_predicts_and_the_last_is_the_prediction():
+  config = _config(task="classification", num_classes=5, backbone="torchvision")
+  params, state = model.init_model(jax.random.key(0), config, (48, 48, 3))
+  assert [h["kernel"].shape for h in params["step_heads"]] == [(8, 5)]
+  assert params["head"]["kernel"].shape == (16, 5)
+  images = jax.random.normal(jax.random.key(1), (3, 48, 48, 3)) * 50
+  outputs, _ = model.apply_model(params, state, images, None, 1.0, train=False, config=config)
+  assert outputs.step_predictions["logits"].shape == (2, 3, 5)
+  np.testing.assert_array_equal(outputs.step_predictions["logits"][-1],
+                                outputs.prediction["logits"])
+  # Step 1's head reads only step 1's pooled state (the first hidden_size features).
+  expected = outputs.features[:, :8] @ params["step_heads"][0]["kernel"] + params[
+      "step_heads"][0]["bias"]
+  np.testing.assert_allclose(outputs.step_predictions["logits"][0], expected, rtol=1e-5,
+                             atol=1e-5)
 
 
 def _config_dict(**overrides):
