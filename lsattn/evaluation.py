@@ -4,6 +4,13 @@
 (padded last batch, masked) and returns per-example numpy arrays;
 ``write_outputs`` writes ``metrics.json``, ``predictions.csv`` and the
 figures into ``<workdir>/eval/``.
+
+Besides the final prediction, the recurrent models predict at every one of
+their N steps (Supplementary A; the Step-1 ... Step-N rows of Tables 1, 7
+and 8): ``step_position`` [E, N, 3] and ``step_orientation`` [E, N, 4], or
+``step_logits`` [E, N, C]. Their metrics go to ``per_step``; the top-level
+numbers are those of the final prediction. Baselines without steps have
+N = 0 (or no step entries at all) and an empty ``per_step``.
 """
 
 from __future__ import annotations
@@ -41,8 +48,9 @@ def evaluate_split(eval_step, params, model_state, split: pipeline.Split, *, tas
   """Per-example outputs of `eval_step` over `split`, in split order.
 
   Returns:
-    Dict of arrays with leading axis len(split): the prediction entries,
-    'layer_choices' [E, N, k] and 'attention_masks' [E, N, Hm, Wm].
+    Dict of arrays with leading axis len(split): the prediction entries
+    (final and per step), 'layer_choices' [E, N, k] and 'attention_masks'
+    [E, N, Hm, Wm].
   """
   rows = parallel.process_batch_slice(batch_size)
   collected: dict[str, list] = {}
@@ -58,8 +66,30 @@ def evaluate_split(eval_step, params, model_state, split: pipeline.Split, *, tas
   return {name: np.concatenate(values) for name, values in collected.items()}
 
 
+def num_prediction_steps(outputs: dict, key: str) -> int:
+  """N of the per-step predictions `outputs[key]` [E, N, ...]; 0 when absent."""
+  value = outputs.get(key)
+  return 0 if value is None else int(np.shape(value)[1])
+
+
 def pose_metrics(outputs: dict, split: pipeline.Split, train_split: pipeline.Split,
                  layer_names) -> dict:
+  """Pose metrics of the final prediction, of the mean pose, and of every step.
+
+  Args:
+    outputs: 'position' [E, 3], 'orientation' [E, 4], 'layer_choices'
+      [E, N, k], and optionally 'step_position' [E, N, 3] and
+      'step_orientation' [E, N, 4].
+    split: the evaluated split (E examples).
+    train_split: its training split, for the mean-pose baseline.
+    layer_names: k display names.
+
+  Returns:
+    `metrics.pose_summary` of the final prediction, the `baseline_*` keys of
+    `metrics.mean_pose_baseline`, 'layer_selection_frequency', and
+    'per_step': one dict per step t (N of them, [] without steps) holding
+    `metrics.pose_summary` of step t's predictions and 'step': t + 1.
+  """
   true_position = split.labels["position"]
   true_orientation = split.labels["orientation"]
   result = metrics.pose_summary(outputs["position"], outputs["orientation"], true_position,
@@ -68,14 +98,44 @@ def pose_metrics(outputs: dict, split: pipeline.Split, train_split: pipeline.Spl
                                            train_split.labels["orientation"], true_position,
                                            true_orientation))
   result["layer_selection_frequency"] = _frequencies(outputs, layer_names)
+  result["per_step"] = [
+      {**metrics.pose_summary(outputs["step_position"][:, t], outputs["step_orientation"][:, t],
+                              true_position, true_orientation), "step": t + 1}
+      for t in range(num_prediction_steps(outputs, "step_position"))]
   return result
+
+
+_CLASSIFICATION_STEP_KEYS = ("accuracy", "mean_class_accuracy", "num_examples")
 
 
 def classification_metrics(outputs: dict, split: pipeline.Split, class_names,
                            layer_names) -> dict:
-  result = metrics.classification_summary(outputs["logits"], split.labels["label"],
-                                          len(class_names))
+  """Classification metrics of the final prediction and of every step.
+
+  Args:
+    outputs: 'logits' [E, C], 'layer_choices' [E, N, k], and optionally
+      'step_logits' [E, N, C].
+    split: the evaluated split (E examples).
+    class_names: C names.
+    layer_names: k display names.
+
+  Returns:
+    `metrics.classification_summary` of the final prediction (with its
+    confusion matrix), 'layer_selection_frequency', and 'per_step': one dict
+    per step t (N of them, [] without steps) with 'accuracy',
+    'mean_class_accuracy' and 'num_examples' of step t's predictions and
+    'step': t + 1. The per-step confusion matrices are left out: C x C
+    numbers each (4,489 for MIT-67) would swamp metrics.json.
+  """
+  labels = split.labels["label"]
+  result = metrics.classification_summary(outputs["logits"], labels, len(class_names))
   result["layer_selection_frequency"] = _frequencies(outputs, layer_names)
+  result["per_step"] = []
+  for t in range(num_prediction_steps(outputs, "step_logits")):
+    summary = metrics.classification_summary(outputs["step_logits"][:, t], labels,
+                                             len(class_names))
+    result["per_step"].append({**{key: summary[key] for key in _CLASSIFICATION_STEP_KEYS},
+                               "step": t + 1})
   return result
 
 
@@ -88,7 +148,15 @@ def _frequencies(outputs, layer_names):
 
 def write_predictions_csv(path: pathlib.Path, outputs: dict, split: pipeline.Split, *,
                           task: str, layer_names, class_names=None) -> None:
-  """One row per image: name, ground truth, prediction, errors, layer per step."""
+  """One row per image: name, ground truth, prediction, errors, layer per step.
+
+  Columns (pose): image, x..qz, pred_x..pred_qz, translation_error_m,
+  rotation_error_deg (final prediction), layer_step1..N, then the errors of
+  each step's prediction, translation_error_m_step1..N and
+  rotation_error_deg_step1..N. Classification: image, label, predicted,
+  probability, correct, layer_step1..N, predicted_step1..N. No per-step
+  prediction columns when the outputs have none.
+  """
   names = split.labels["image_name"]
   steps = outputs["layer_choices"].shape[1]
   chosen = [[layer_names[int(np.argmax(c))] for c in per_image]
@@ -101,23 +169,36 @@ def write_predictions_csv(path: pathlib.Path, outputs: dict, split: pipeline.Spl
       pred_p, pred_q = outputs["position"], outputs["orientation"]
       t_err = metrics.translation_errors(pred_p, true_p)
       r_err = metrics.rotation_errors_deg(pred_q, true_q)
+      prediction_steps = range(num_prediction_steps(outputs, "step_position"))
+      step_t_err = np.zeros((len(names), len(prediction_steps)))  # [E, N]
+      step_r_err = np.zeros((len(names), len(prediction_steps)))
+      for t in prediction_steps:
+        step_t_err[:, t] = metrics.translation_errors(outputs["step_position"][:, t], true_p)
+        step_r_err[:, t] = metrics.rotation_errors_deg(outputs["step_orientation"][:, t], true_q)
       writer.writerow(["image", "x", "y", "z", "qw", "qx", "qy", "qz", "pred_x", "pred_y",
                        "pred_z", "pred_qw", "pred_qx", "pred_qy", "pred_qz",
-                       "translation_error_m", "rotation_error_deg", *layer_columns])
+                       "translation_error_m", "rotation_error_deg", *layer_columns,
+                       *(f"translation_error_m_step{t + 1}" for t in prediction_steps),
+                       *(f"rotation_error_deg_step{t + 1}" for t in prediction_steps)])
       for i in np.argsort(names, kind="stable"):
         writer.writerow([names[i], *_fmt(true_p[i]), *_fmt(true_q[i]), *_fmt(pred_p[i]),
-                         *_fmt(pred_q[i]), f"{t_err[i]:.6f}", f"{r_err[i]:.6f}", *chosen[i]])
+                         *_fmt(pred_q[i]), f"{t_err[i]:.6f}", f"{r_err[i]:.6f}", *chosen[i],
+                         *_fmt(step_t_err[i]), *_fmt(step_r_err[i])])
     else:
       labels = split.labels["label"]
       logits = outputs["logits"]
       probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
       probabilities /= probabilities.sum(axis=1, keepdims=True)
       predicted = np.argmax(logits, axis=1)
-      writer.writerow(["image", "label", "predicted", "probability", "correct", *layer_columns])
+      prediction_steps = range(num_prediction_steps(outputs, "step_logits"))
+      step_predicted = (np.argmax(outputs["step_logits"], axis=2) if prediction_steps
+                        else np.zeros((len(names), 0), np.int64))  # [E, N]
+      writer.writerow(["image", "label", "predicted", "probability", "correct", *layer_columns,
+                       *(f"predicted_step{t + 1}" for t in prediction_steps)])
       for i in np.argsort(names, kind="stable"):
         writer.writerow([names[i], class_names[labels[i]], class_names[predicted[i]],
                          f"{probabilities[i, predicted[i]]:.6f}", int(predicted[i] == labels[i]),
-                         *chosen[i]])
+                         *chosen[i], *(class_names[c] for c in step_predicted[i])])
 
 
 def _fmt(values):
@@ -160,7 +241,8 @@ def write_outputs(eval_dir: pathlib.Path, outputs: dict, result: dict, split: pi
 
 
 def summary_table(result: dict, task: str) -> str:
-  """A short human-readable table of the headline numbers."""
+  """A short human-readable table of the headline numbers, then one line per step."""
+  per_step = result.get("per_step") or []
   if task == "pose":
     rows = [("median translation (m)", result["median_translation_m"],
              result["baseline_median_translation_m"]),
@@ -172,8 +254,17 @@ def summary_table(result: dict, task: str) -> str:
              result["baseline_mean_rotation_deg"])]
     lines = [f"{'metric':<24}{'model':>10}{'mean pose':>12}"]
     lines += [f"{name:<24}{value:>10.3f}{baseline:>12.3f}" for name, value, baseline in rows]
+    lines.append(f"{'examples':<24}{result['num_examples']:>10d}")
+    if per_step:
+      lines.append(f"{'per step (medians)':<24}{'m':>10}{'deg':>12}")
+      lines += [f"{'  step ' + str(entry['step']):<24}{entry['median_translation_m']:>10.3f}"
+                f"{entry['median_rotation_deg']:>12.3f}" for entry in per_step]
   else:
     lines = [f"{'accuracy':<24}{result['accuracy']:>10.4f}",
-             f"{'mean class accuracy':<24}{result['mean_class_accuracy']:>10.4f}"]
-  lines.append(f"{'examples':<24}{result['num_examples']:>10d}")
+             f"{'mean class accuracy':<24}{result['mean_class_accuracy']:>10.4f}",
+             f"{'examples':<24}{result['num_examples']:>10d}"]
+    if per_step:
+      lines.append(f"{'per step':<24}{'accuracy':>10}{'mean class':>12}")
+      lines += [f"{'  step ' + str(entry['step']):<24}{entry['accuracy']:>10.4f}"
+                f"{entry['mean_class_accuracy']:>12.4f}" for entry in per_step]
   return "\n".join(lines)

@@ -3,7 +3,8 @@
 ``predict(workdir, config, paths)`` restores the latest checkpoint of a run
 and returns, per image, its camera pose (position, orientation; the pose
 convention of `lsattn.geometry`) or its class and class probabilities, with
-the layer chosen at each recurrent step. Only the run folder is needed, not
+the layer chosen at each recurrent step and, with ``per_step=True``, the
+prediction of every recurrent step. Only the run folder is needed, not
 the dataset: the state template comes from the config, the channel mean
 from the checkpoint's meta (for classification, the class names from the
 dataset's builder config, or its built copy in ``config.data_dir``).
@@ -186,24 +187,47 @@ def _run(predictor: Predictor, images: list[np.ndarray]) -> dict[str, np.ndarray
   return {name: np.asarray(value)[:count] for name, value in outputs.items()}
 
 
-def _result(path: pathlib.Path, outputs: dict, i: int, predictor: Predictor) -> dict:
+def _pose(position, orientation) -> dict:
+  """position [3] and orientation [4] as lists; the quaternion unit and canonical sign."""
+  orientation = geometry.canonical_quaternion(geometry.normalize_quaternion(orientation))
+  return {"position": [float(v) for v in position],
+          "orientation": [float(v) for v in orientation]}
+
+
+def _probabilities(logits) -> np.ndarray:
+  """Softmax [C] of logits [C], in float64."""
+  logits = np.asarray(logits, np.float64)
+  probabilities = np.exp(logits - logits.max())
+  return probabilities / probabilities.sum()
+
+
+def _best_class(probabilities: np.ndarray, class_names) -> dict:
+  """'class' and 'probability' of the most probable class; probabilities: [C]."""
+  best = int(np.argmax(probabilities))
+  return {"class": class_names[best], "probability": float(probabilities[best])}
+
+
+def _result(path: pathlib.Path, outputs: dict, i: int, predictor: Predictor, *,
+            per_step: bool = False) -> dict:
+  """The entry of image `i` of `outputs` (see `predict`'s Returns)."""
   names = predictor.model_config.layer_names
   result = {"path": str(path),
             "layers": [names[int(np.argmax(c))] for c in outputs["layer_choices"][i]]}
   if predictor.class_names is None:
-    orientation = geometry.canonical_quaternion(
-        geometry.normalize_quaternion(outputs["orientation"][i]))
-    result["position"] = [float(v) for v in outputs["position"][i]]
-    result["orientation"] = [float(v) for v in orientation]
+    result.update(_pose(outputs["position"][i], outputs["orientation"][i]))
+    if per_step:
+      steps = evaluation.num_prediction_steps(outputs, "step_position")
+      result["steps"] = [_pose(outputs["step_position"][i, t], outputs["step_orientation"][i, t])
+                         for t in range(steps)]
   else:
-    logits = np.asarray(outputs["logits"][i], np.float64)
-    probabilities = np.exp(logits - logits.max())
-    probabilities /= probabilities.sum()
-    best = int(np.argmax(probabilities))
-    result["class"] = predictor.class_names[best]
-    result["probability"] = float(probabilities[best])
+    probabilities = _probabilities(outputs["logits"][i])
+    result.update(_best_class(probabilities, predictor.class_names))
     result["probabilities"] = {name: float(p)
                                for name, p in zip(predictor.class_names, probabilities)}
+    if per_step:
+      steps = evaluation.num_prediction_steps(outputs, "step_logits")
+      result["steps"] = [_best_class(_probabilities(outputs["step_logits"][i, t]),
+                                     predictor.class_names) for t in range(steps)]
   return result
 
 
@@ -217,7 +241,7 @@ def _overlay_path(folder: pathlib.Path, path: pathlib.Path, used: set) -> pathli
 
 
 def predict(workdir: str | pathlib.Path, config, paths: Sequence[str | pathlib.Path], *,
-            overlays: str | pathlib.Path | None = None) -> list[dict]:
+            overlays: str | pathlib.Path | None = None, per_step: bool = False) -> list[dict]:
   """Predicts every image of `paths` with the latest checkpoint of `workdir`.
 
   Args:
@@ -227,13 +251,18 @@ def predict(workdir: str | pathlib.Path, config, paths: Sequence[str | pathlib.P
     overlays: a folder to write one attention figure per image into
       (`<stem>.attention.png`: the crop and each step's attention, the chosen
       layer named), or None.
+    per_step: also give the prediction of every recurrent step.
 
   Returns:
     One dict per image, in input order: 'path'; then either 'error' (why
     the file could not be used), or 'layers' (display name of the layer
     chosen at each step, [N]) with 'position' [3] and 'orientation' [4]
     (pose), or 'class', 'probability' and 'probabilities' {class: p}
-    (classification); 'overlay' when `overlays` is given.
+    (classification) of the final prediction; 'overlay' when `overlays` is
+    given; with `per_step`, 'steps': N dicts, step 1 first, each
+    {'position', 'orientation'} (pose; the orientation canonical as the
+    top-level one) or {'class', 'probability'} (classification), [] for a
+    model without recurrent steps. The last step is the final prediction.
 
   Raises:
     LsattnError: no image given, or the run cannot be restored.
@@ -261,7 +290,7 @@ def predict(workdir: str | pathlib.Path, config, paths: Sequence[str | pathlib.P
           _warn(f"skipped: {image}")
           results.append({"path": str(path), "error": image})
           continue
-        result = _result(path, outputs, position, predictor)
+        result = _result(path, outputs, position, predictor, per_step=per_step)
         if overlay_dir is not None:
           crop = np.clip(image + mean, 0, 255).astype(np.uint8)
           result["overlay"] = str(figures.attention_overlays(
@@ -277,8 +306,11 @@ def write_predictions(path: str | pathlib.Path | None, results: Sequence[dict]) 
   """Writes `predict`'s results as CSV or JSON (by suffix); None: CSV to stdout.
 
   CSV columns: path; x, y, z, qw, qx, qy, qz (pose) or class, probability
-  and p_<class> per class (classification); layer_step1..N; error (empty
-  for predicted images).
+  and p_<class> per class (classification); layer_step1..N; when the results
+  have 'steps', each step's prediction, step 1 first: x_step<t>, y_step<t>,
+  z_step<t>, qw_step<t>, qx_step<t>, qy_step<t>, qz_step<t> (pose) or
+  class_step<t>, probability_step<t> (classification); error (empty for
+  predicted images).
   """
   if path is not None:
     path = pathlib.Path(path).expanduser()
@@ -287,11 +319,15 @@ def write_predictions(path: str | pathlib.Path | None, results: Sequence[dict]) 
       path.write_text(json.dumps(list(results), indent=2) + "\n")
       return
   steps = max((len(r.get("layers", [])) for r in results), default=0)
+  prediction_steps = max((len(r.get("steps", [])) for r in results), default=0)
   classes = next((list(r["probabilities"]) for r in results if "probabilities" in r), [])
   is_pose = any("position" in r for r in results) or not classes
   values = (["x", "y", "z", "qw", "qx", "qy", "qz"] if is_pose
             else ["class", "probability", *(f"p_{name}" for name in classes)])
-  header = ["path", *values, *(f"layer_step{t + 1}" for t in range(steps)), "error"]
+  step_values = values if is_pose else ["class", "probability"]
+  header = ["path", *values, *(f"layer_step{t + 1}" for t in range(steps)),
+            *(f"{name}_step{t + 1}" for t in range(prediction_steps) for name in step_values),
+            "error"]
   rows = []
   for r in results:
     if "error" in r:
@@ -299,10 +335,14 @@ def write_predictions(path: str | pathlib.Path | None, results: Sequence[dict]) 
       continue
     if is_pose:
       numbers = [f"{v:.6f}" for v in (*r["position"], *r["orientation"])]
+      step_numbers = [f"{v:.6f}" for step in r.get("steps", [])
+                      for v in (*step["position"], *step["orientation"])]
     else:
       numbers = [r["class"], f"{r['probability']:.6f}",
                  *(f"{r['probabilities'][name]:.6f}" for name in classes)]
-    rows.append([r["path"], *numbers, *r["layers"], ""])
+      step_numbers = [value for step in r.get("steps", [])
+                      for value in (step["class"], f"{step['probability']:.6f}")]
+    rows.append([r["path"], *numbers, *r["layers"], *step_numbers, ""])
   if path is None:
     csv.writer(sys.stdout).writerows([header, *rows])
     return

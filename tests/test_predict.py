@@ -184,3 +184,72 @@ def test_classification_results_and_csv(tmp_path):
   assert list(rows[0]) == ["path", "class", "probability", "p_bar", "p_kitchen", "p_office",
                            "layer_step1", "layer_step2", "error"]
   assert rows[0]["p_kitchen"] == "0.600000" and rows[1]["error"] == "bad"
+
+
+def test_per_step_pose_results_csv_and_json(tmp_path):
+  # Per-step output handling on hand-made eval-step outputs: 2 steps, the last the final one.
+  predictor = types.SimpleNamespace(
+      class_names=None, model_config=types.SimpleNamespace(layer_names=("Conv-3B", "Conv-5B")))
+  turn = [np.cos(np.pi / 8), 0.0, 0.0, np.sin(np.pi / 8)]
+  outputs = {"position": np.array([[1.0, 2.0, 3.0]]),
+             "orientation": np.array([[0.0, 0.0, 0.0, -2.0]]),
+             "step_position": np.array([[[0.0, 2.0, 3.0], [1.0, 2.0, 3.0]]]),  # [1, N, 3]
+             "step_orientation": np.array([[np.negative(turn), [0.0, 0.0, 0.0, -1.0]]]),
+             "layer_choices": np.array([[[0.0, 1.0], [1.0, 0.0]]])}
+  assert "steps" not in prediction._result(pathlib.Path("a.jpg"), outputs, 0, predictor)
+  result = prediction._result(pathlib.Path("a.jpg"), outputs, 0, predictor, per_step=True)
+  first, last = result["steps"]
+  assert first["position"] == [0.0, 2.0, 3.0]
+  # Unit, with the canonical sign, as the top-level orientation.
+  np.testing.assert_allclose(first["orientation"], turn)
+  assert result["orientation"] == [0.0, 0.0, 0.0, 1.0]
+  assert last == {"position": result["position"], "orientation": result["orientation"]}
+
+  prediction.write_predictions(tmp_path / "p.json", [result])
+  assert json.loads((tmp_path / "p.json").read_text())[0]["steps"] == [first, last]
+  prediction.write_predictions(tmp_path / "p.csv", [result, {"path": "b.jpg", "error": "bad"}])
+  with open(tmp_path / "p.csv") as handle:
+    rows = list(csv.DictReader(handle))
+  pose_columns = ["x", "y", "z", "qw", "qx", "qy", "qz"]
+  assert list(rows[0]) == ["path", *pose_columns, "layer_step1", "layer_step2",
+                           *(f"{name}_step1" for name in pose_columns),
+                           *(f"{name}_step2" for name in pose_columns), "error"]
+  assert [float(rows[0][f"{name}_step1"]) for name in pose_columns] == pytest.approx(
+      first["position"] + first["orientation"], abs=1e-6)
+  assert all(rows[0][f"{name}_step2"] == rows[0][name] for name in pose_columns)
+  assert rows[1]["x_step1"] == "" and rows[1]["error"] == "bad"
+
+
+def test_per_step_classification_results_and_csv(tmp_path):
+  predictor = types.SimpleNamespace(
+      class_names=("bar", "kitchen", "office"),
+      model_config=types.SimpleNamespace(layer_names=("Conv-3B", "Conv-5B")))
+  logits = np.array([0.0, np.log(3.0), 0.0])
+  outputs = {"logits": logits[None],
+             "step_logits": np.array([[[np.log(2.0), 0.0, 0.0], logits]]),  # [1, N, C]
+             "layer_choices": np.array([[[0.0, 1.0], [1.0, 0.0]]])}
+  result = prediction._result(pathlib.Path("a.jpg"), outputs, 0, predictor, per_step=True)
+  assert result["steps"] == [{"class": "bar", "probability": pytest.approx(0.5)},
+                             {"class": "kitchen", "probability": pytest.approx(0.6)}]
+  assert result["class"] == "kitchen"
+  prediction.write_predictions(tmp_path / "p.csv", [result])
+  with open(tmp_path / "p.csv") as handle:
+    rows = list(csv.DictReader(handle))
+  assert list(rows[0])[-5:] == ["class_step1", "probability_step1", "class_step2",
+                                "probability_step2", "error"]
+  assert rows[0]["class_step1"] == "bar" and rows[0]["probability_step1"] == "0.500000"
+
+
+@pytest.mark.parametrize("task", ["pose", "classification"])
+def test_per_step_without_recurrent_steps_is_empty(tmp_path, task):
+  predictor = types.SimpleNamespace(
+      class_names=None if task == "pose" else ("bar", "kitchen"),
+      model_config=types.SimpleNamespace(layer_names=("Conv-5B",)))
+  outputs = {"position": np.zeros((1, 3)), "orientation": np.array([[1.0, 0, 0, 0]]),
+             "logits": np.zeros((1, 2)), "layer_choices": np.zeros((1, 0, 1))}
+  result = prediction._result(pathlib.Path("a.jpg"), outputs, 0, predictor, per_step=True)
+  assert result["steps"] == [] and result["layers"] == []
+  prediction.write_predictions(tmp_path / "p.csv", [result])
+  with open(tmp_path / "p.csv") as handle:
+    header = next(csv.reader(handle))
+  assert header[-1] == "error" and not [column for column in header if "step" in column]
