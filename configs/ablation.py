@@ -6,7 +6,14 @@ Variants (layers Conv-{3B, 4E, 5B} as in the paper):
   spatial_3b | spatial_4e | spatial_5b  spatial attention only, one fixed layer
   layer_only                            layer selection only (no spatial attention)
   layer_spatial                         both (the full model)
-Datasets as in the paper: old_hospital, office, tum_lsi, mit67.
+Datasets as in the paper: old_hospital, office, tum_lsi, mit67. Each run
+takes the data, protocol, training budget and beta of the dataset's config
+(cambridge.py, seven_scenes.py, tum_lsi.py, mit67.py): the whole official
+training split, a fixed budget, the last checkpoint evaluated once on the
+test split. Those configs list which of these values are the paper's and
+which are ours; the spatial-only and layer-only variants are ours in every
+detail the paper does not give (same core, one branch switched off:
+lsattn/core.py).
 
 Paper (median m/deg, or mean accuracy), columns in the order above:
   Old Hospital 1.49/4.29, 1.42/4.37, 1.76/4.44, 2.36/6.28, 1.36/3.95

@@ -1,9 +1,81 @@
-"""Default hyper-parameters: the paper's pose model (supplementary C).
+r"""Default hyper-parameters: the paper's pose model, and our values where it is silent.
 
 Every other config imports this one and overrides fields. Launch:
 
   python train.py --config=configs/default.py --workdir=runs/x \
       --config.dataset=seven_scenes/chess --config.manual_dir=/data/7scenes
+
+The dataset configs (seven_scenes.py, cambridge.py, tum_lsi.py, mit67.py)
+set beta, the protocol and the training budget; the values below are shared.
+
+Paper (what it states, and where):
+
+* GoogLeNet on Places (Caffe weights) as feature extractor, trained end to
+  end with Adam (3.4, supplementary C): ``backbone='caffe'``,
+  ``backbone_weights`` (the user's file), ``freeze_backbone=False``.
+* Candidate layers Conv-{3B, 4C, 4E, 5B} (3.4); Conv-LSTM hidden size 96
+  (3.4, supplementary C); N = 3 steps for pose, 2 for classification (4.2).
+* Multi-convolutions, their branches "stacked": Conv-LSTM kernels 1/3/5/7,
+  attention mask kernels 1/3/5 (supplementary C.1); leaky ReLU in spatial attention (supplementary
+  A; eq. 1 writes ReLU).
+* Layer selection: pooled state, a gate embedding E << C, logits,
+  straight-through Gumbel-softmax whose temperature is "progressively
+  lowered" (3.2, supplementary A); argmax without noise at test (3.2).
+* Batch norm "with default parameters" in layer selection and spatial
+  attention (3.4).
+* Initial state learned "similar to [47]" (supplementary C; [47] predicts
+  c0, h0 from the image's mean features): ``initial_state='image'``.
+* After N steps the hidden states are concatenated, average-pooled and fed
+  to one fully connected layer (3.3): ``step_loss='final'``. "At each time
+  step the LSTM output is used for prediction" (supplementary A; step rows
+  in tables 1, 7, 8).
+* Loss eq. 4 (pose; beta per dataset, ranges in supplementary C; so
+  ``learned_loss_weighting=False``) or eq. 5 (classification); batch 40
+  (supplementary C).
+* Images resized to 256x455 (pose) or 256x256 (classification), 224x224
+  crops, random in training and central at test, horizontal flips for
+  classification only, per-channel mean subtraction (4.1, supplementary C).
+* Training on the official training split, evaluation on the test split
+  (supplementary B): ``validation_split='none'``.
+
+Ours (the paper is silent):
+
+* ``learning_rate`` 1e-4, constant, no warm-up (the paper names Adam only).
+* Gumbel temperature: exponential decay from ``temperature_init`` 1.0 to
+  ``temperature_final`` 0.5 over the whole run (``temperature_decay_steps``
+  0), then constant: the end points of Jang et al.'s annealing
+  (tau = max(0.5, exp(-rt)), the paper's reference [15]).
+* ``num_train_steps`` 30,000 here; each dataset config sets its own budget
+  and says why. The checkpoint evaluated is the last one (the paper does
+  not say which it reported); the test split never chooses one.
+* ``gate_embedding_size`` E = 16 (the paper: only E << C).
+* ``attention_branch_channels`` 4: channels of each 1x1/3x3/5x5 branch of the
+  mask head C_A before the non-linearity (lsattn/attention.py); the
+  Conv-LSTM's four branches give hidden_size / 4 channels of every gate each
+  (lsattn/convlstm.py).
+* The leaky-ReLU slope 0.01 (``jax.nn.leaky_relu``'s default; TensorFlow's
+  ``tf.nn.leaky_relu`` defaults to 0.2).
+* ``projection_size`` D = 96 and the common grid (the median spatial size of
+  the candidates, 14x14 at 224x224) on which maps of different sizes and
+  widths enter one Conv-LSTM (lsattn/core.py).
+* The form of the image-conditioned initial state: one dense layer with tanh
+  each for c0 and h0, from the spatial means of the candidate maps
+  (lsattn/convlstm.py). ``initial_state='constant'`` (learned constant
+  vectors) is for comparison.
+* Per-step heads (head t reads the pooled states of steps 1..t,
+  lsattn/model.py) and ``step_loss='mean'`` (the mean of their losses).
+* Batch norm momentum 0.99 and epsilon 1e-3 (the defaults of TensorFlow's
+  ``tf.layers.batch_normalization``: our reading of "default parameters"),
+  running statistics per recurrent step, scale and offset shared by the
+  steps (lsattn/core.py).
+* ``beta`` 500 here (inside both pose ranges); the dataset configs choose
+  per scene inside the paper's range.
+* ``channel_mean`` () subtracts the training split's mean colour, one value
+  per channel (a mean *image* per channel is the other reading of 4.1).
+* Initialisation: LeCun-normal kernels, the position head's bias at the
+  training split's mean position, the orientation's at the identity.
+* ``eval_batch_size``, ``seed``, ``dtype`` float32, the log, checkpoint and
+  compilation settings.
 
 Keys (flax-examples names where one exists):
 
@@ -11,24 +83,35 @@ Keys (flax-examples names where one exists):
   ``dataset`` ('<builder>/<config>', e.g. 'seven_scenes/chess'),
   ``data_dir`` (where tfds keeps built datasets), ``manual_dir`` (the user's
   download; for synthetic configs lsattn writes it), ``resize_size`` (H, W
-  before cropping; paper 256x455 for pose, 256x256 for classification),
-  ``image_size`` (square crop side, 224), ``random_flip`` (classification
-  only), ``validation_split`` (see lsattn/data/splits.py).
-* model: ``task``, ``num_classes``, ``model_variant``
-  ('layer_spatial' | 'spatial_only' | 'layer_only' | 'posenet'),
-  ``fixed_layer``, ``candidate_layers``, ``backbone`` ('caffe' | 'torchvision'),
-  ``backbone_weights`` (a .npz, Caffe pickle or torchvision .pth; '' = random
-  init), ``freeze_backbone``, ``num_recurrent_steps``, ``hidden_size``, ...
-* loss: ``beta`` (eq. 4), ``learned_loss_weighting`` (Kendall 2017).
+  before cropping), ``image_size`` (square crop side), ``random_flip``
+  (classification only), ``validation_split`` ('none': train on the whole
+  training split and evaluate the last checkpoint, the paper's protocol;
+  'auto': hold validation examples out of training and evaluate the best
+  checkpoint on them; see lsattn/data/splits.py).
+* model: ``task``, ``num_classes``, ``model_variant`` ('layer_spatial' |
+  'spatial_only' | 'layer_only' | 'posenet' | 'lstm_posenet' (LSTM-PoseNet,
+  Walch et al. [42]) | 'googlenet' (GoogLeNet classification baseline
+  [38])), ``fixed_layer``, ``candidate_layers``, ``backbone`` ('caffe' |
+  'torchvision'), ``backbone_weights`` (a .npz, Caffe pickle or torchvision
+  .pth; '' = random init), ``freeze_backbone``, ``num_recurrent_steps``,
+  ``hidden_size``, ``projection_size``, ``convlstm_kernel_sizes``,
+  ``attention_kernel_sizes``, ``gate_embedding_size``,
+  ``attention_nonlinearity`` ('leaky_relu' | 'relu'),
+  ``attention_branch_channels``, ``initial_state`` ('image' | 'constant'),
+  ``dtype``.
+* loss: ``beta`` (eq. 4), ``learned_loss_weighting`` (Kendall 2017),
+  ``step_loss`` ('final': the final step's prediction only, section 3.3 |
+  'mean': the mean of the per-step heads' losses).
 * optimisation: Adam; ``learning_rate``, ``learning_rate_schedule``
-  ('constant' | 'cosine' | 'exponential'), ``warmup_steps``;
-  Gumbel temperature ``temperature_schedule`` ('exponential' | 'linear' |
-  'cosine' | 'constant') from ``temperature_init`` to ``temperature_final``
-  over ``temperature_decay_steps`` (0 = num_train_steps).
-* loop: ``seed``, ``batch_size`` (global; paper 40), ``eval_batch_size``,
-  ``num_train_steps``, ``log_every_steps``, ``eval_every_steps``,
-  ``checkpoint_every_steps``, ``keep_checkpoints``, ``nonfinite_policy``
-  ('skip' | 'stop') with ``max_consecutive_nonfinite``.
+  ('constant' | 'cosine'), ``warmup_steps``; Gumbel temperature
+  ``temperature_schedule`` ('exponential' | 'linear' | 'cosine' |
+  'constant') from ``temperature_init`` to ``temperature_final`` over
+  ``temperature_decay_steps`` (0 = num_train_steps).
+* loop: ``seed``, ``batch_size`` (global), ``eval_batch_size``,
+  ``num_train_steps``, ``log_every_steps``, ``eval_every_steps``
+  (validation), ``checkpoint_every_steps``, ``keep_checkpoints``,
+  ``nonfinite_policy`` ('skip' | 'stop') with ``max_consecutive_nonfinite``,
+  ``num_figure_examples``, ``jax_distributed``.
 * compilation: ``scan_unroll``, ``xla_cpu_ynn_fusions`` (see
   lsattn/compilation.py; ignored off CPU).
 """
@@ -63,6 +146,8 @@ def get_config():
   config.attention_kernel_sizes = (1, 3, 5)
   config.gate_embedding_size = 16
   config.attention_nonlinearity = "leaky_relu"
+  config.attention_branch_channels = 4  # channels of each C_A branch (ours)
+  config.initial_state = "image"  # "image" ([47]-style, from the taps) or "constant"
   config.dtype = "float32"
   config.scan_unroll = 0  # 0: auto (full unroll on CPU, see CoreConfig)
   # Op kinds XLA's CPU compiler gives YNNPACK ('xla_default' = XLA's choice); its
@@ -71,6 +156,7 @@ def get_config():
   # Loss.
   config.beta = 500.0
   config.learned_loss_weighting = False
+  config.step_loss = "final"  # "final" (section 3.3) or "mean" over the per-step heads
   # Optimisation.
   config.learning_rate = 1e-4
   config.learning_rate_schedule = "constant"

@@ -15,18 +15,24 @@ so after changing the scene's files build it under a new name.
 Splits: the CSV's ``split`` column or the Cambridge pair; otherwise the last
 sequence, or the final 20% of the frames behind a gap, is the test split
 (`lsattn.data.splits.holdout_split`). ``validation_split='auto'`` then
-carves the validation set from the training sequences the same way; the
-test split is evaluated once, at the end.
+carves the validation set from the training sequences the same way (or
+takes the ``val`` rows); it is never trained on and chooses the checkpoint,
+and the test split is evaluated once, at the end (eval/metrics.json:
+``protocol`` 'validation_selected'). ``--config.validation_split=none``
+is the paper configs' protocol instead: the whole training split, the last
+checkpoint of ``num_train_steps`` (``protocol``
+'whole_train_split_last_checkpoint').
 
 beta weighs orientation against position error (paper eq. 4) and must be
 tuned per scene: the paper used 120 to 750 indoors and 250 to 2000 outdoors
 (PoseNet's rule: about the ratio of typical position error, in metres, to
 orientation error, in quaternion units). Start with 500 for a room and
 try half and double, choosing on the validation metrics in TensorBoard,
-never on the test split. Other defaults are the paper's pose model
-(configs/default.py); give --config.backbone_weights for a pretrained
-GoogLeNet (README), or --config.freeze_backbone=True to train faster
-without one.
+never on the test split. Other defaults are configs/default.py's: the
+paper's pose model where the paper gives a value, ours where it does not
+(its docstring says which), with its 30,000 steps. Give
+--config.backbone_weights for a pretrained GoogLeNet (README), or
+--config.freeze_backbone=True to train faster without one.
 """
 
 from configs import default

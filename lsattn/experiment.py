@@ -4,7 +4,10 @@ The loop: check the config (before any compute), build or open the
 dataset, create or restore the train state, then run the jitted train step
 (state donated, batch split over the device mesh) with checkpoints every
 ``checkpoint_every_steps``, logs every ``log_every_steps`` (the only host
-syncs), optional validation, and the test evaluation at the end. SIGTERM
+syncs), optional validation, and the test evaluation at the end, whose
+eval/metrics.json names its ``protocol`` (`PROTOCOLS`): the paper's (the
+whole training split, a fixed budget, the last checkpoint) or validation-
+based checkpoint selection (``validation_split='auto'``). SIGTERM
 and Ctrl-C save a checkpoint and stop with an `LsattnError` that says how to
 resume (train.py exits with status 2: the run is not finished). What is
 guaranteed, and the tests that prove it: RELIABILITY.md.
@@ -151,7 +154,19 @@ class _StopRequest:
 def _meta(run: Setup, signature) -> dict:
   return {"signature": signature, "dataset": run.config.dataset,
           "channel_mean": list(run.options.channel_mean),
-          "class_names": list(run.class_names or [])}
+          "class_names": list(run.class_names or []),
+          "validation_split": run.config.validation_split}
+
+
+def _check_validation_split(run: Setup, meta: dict, path) -> None:
+  """Refuses a config whose validation_split differs from the checkpoint's run:
+  it changes which examples are trained on, the protocol metrics.json reports
+  and the mean-pose baseline (computed on the training examples)."""
+  saved = meta.get("validation_split")
+  if saved is not None and saved != run.config.validation_split:
+    raise LsattnError(f"{path} was trained with validation_split={saved!r}, but the config "
+                      f"has {run.config.validation_split!r}. Pass "
+                      f"--config.validation_split={saved}, or use a new --workdir.")
 
 
 def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
@@ -171,6 +186,7 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
   restored = checkpoint.restore_latest(manager, checkpoint.abstract_like(state, replicated),
                                        signature)
   if restored is not None:
+    _check_validation_split(run, restored[1], manager.directory / str(restored[2]))
     state = restored[0]
     print(f"Resuming from {manager.directory / str(restored[2])} (step {restored[2]}).",
           file=sys.stderr)
@@ -220,7 +236,7 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
     checkpoint.save(manager, config.num_train_steps, state, _meta(run, signature), force=True)
   manager.wait_until_finished()
   compiles = train_step._cache_size()
-  step, selection = config.num_train_steps, LAST_STEP
+  step, selection = config.num_train_steps, None
   if best is not None:
     state, step, selection = best.restore(state)
   result = _final_evaluation(run, state, workdir, step=step, selection=selection)
@@ -265,8 +281,31 @@ def _evaluate(run: Setup, state, split, name) -> tuple[dict, dict]:
   return outputs, result
 
 
-LAST_STEP = ("the last step of training (no validation split); the test split is evaluated "
-             "only here, never used to choose a checkpoint")
+# metrics.json "protocol": how the evaluated checkpoint was trained and chosen.
+# The paper's: the whole training split, a fixed budget, the last checkpoint.
+WHOLE_TRAIN_SPLIT_LAST_CHECKPOINT = "whole_train_split_last_checkpoint"
+# validation_split='auto': validation examples never trained on pick the checkpoint.
+VALIDATION_SELECTED = "validation_selected"
+# A validation split was held out but no checkpoint was chosen with it (eval.py
+# after a run stopped before its first validation): the last one is evaluated.
+VALIDATION_HELD_OUT_LAST_CHECKPOINT = "validation_held_out_last_checkpoint"
+PROTOCOLS = (WHOLE_TRAIN_SPLIT_LAST_CHECKPOINT, VALIDATION_SELECTED,
+             VALIDATION_HELD_OUT_LAST_CHECKPOINT)
+_TEST_ONCE = "the test split is evaluated only here, never used to choose a checkpoint"
+
+
+def _last_checkpoint_protocol(run: Setup, step: int) -> tuple[str, str]:
+  """(protocol, checkpoint_selection) when the last checkpoint is evaluated."""
+  budget = run.config.num_train_steps
+  last = (f"the last checkpoint, step {step} of the fixed budget of {budget} steps"
+          + ("" if step == budget else " (training not finished)"))
+  if run.validation_split is None:
+    return WHOLE_TRAIN_SPLIT_LAST_CHECKPOINT, (
+        f"{last}, trained on the whole training split ({len(run.train_split)} examples, none "
+        f"held out); {_TEST_ONCE}")
+  return VALIDATION_HELD_OUT_LAST_CHECKPOINT, (
+      f"{last}, trained on {len(run.train_split)} examples; {len(run.validation_split)} "
+      f"validation examples were held out but chose no checkpoint; {_TEST_ONCE}")
 
 
 def validation_score(result: dict, task: str) -> float:
@@ -312,14 +351,26 @@ class _BestCheckpoint:
                  f"best validation mean class accuracy at step {step} of "
                  f"{self.run.config.num_train_steps} ({len(self.run.validation_split)} "
                  f"validation examples)")
-    return state, step, selection + "; the test split is evaluated only here"
+    return state, step, (f"{selection}; trained on {len(self.run.train_split)} examples, none "
+                         f"of them validation examples; {_TEST_ONCE}")
 
 
 def _final_evaluation(run: Setup, state, workdir: pathlib.Path, *, step: int,
-                      selection: str = LAST_STEP) -> dict:
+                      selection: str | None = None) -> dict:
+  """Evaluates the test split once and writes <workdir>/eval.
+
+  Args:
+    selection: how validation chose the checkpoint (`_BestCheckpoint.restore`);
+      None when it is the last one.
+  """
+  if selection is None:
+    protocol, selection = _last_checkpoint_protocol(run, step)
+  else:
+    protocol = VALIDATION_SELECTED
   outputs, result = _evaluate(run, state, run.test_split, "test")
   result["checkpoint_step"] = step
   result["skipped_nonfinite_steps"] = int(jax.device_get(state.skipped_steps))
+  result["protocol"] = protocol
   result["checkpoint_selection"] = selection
   result["dataset"] = run.config.dataset
   result["split"] = "test"
@@ -330,6 +381,7 @@ def _final_evaluation(run: Setup, state, workdir: pathlib.Path, *, step: int,
         train_split=run.train_split, class_names=run.class_names,
         num_figure_examples=run.config.num_figure_examples)
     print(evaluation.summary_table(result, run.config.task))
+    print(f"Protocol {protocol}: {selection}")
     print(f"Wrote {', '.join(sorted(paths.values()))}")
   return result
 
@@ -338,7 +390,8 @@ def evaluate(config, workdir: str | pathlib.Path) -> dict:
   """Evaluates the test split with the checkpoint train.py chose.
 
   That is the best one on validation when the run has a validation split
-  (<workdir>/best_checkpoint), else the latest.
+  (<workdir>/best_checkpoint), else the latest. The config's
+  ``validation_split`` must be the one the run was trained with.
   """
   run = setup(config)
   workdir = pathlib.Path(workdir).expanduser()
@@ -352,7 +405,8 @@ def evaluate(config, workdir: str | pathlib.Path) -> dict:
   if restored is None:
     raise LsattnError(f"no checkpoint in {manager.directory}: train first with "
                       f"train.py --workdir={workdir}")
-  state, _, step = restored
+  state, meta, step = restored
+  _check_validation_split(run, meta, manager.directory / str(step))
   if run.validation_split is not None and (workdir / "best_checkpoint").is_dir():
     best = _BestCheckpoint(workdir, run, signature)
     if best.step is not None:

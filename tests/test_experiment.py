@@ -4,6 +4,7 @@ import csv
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -56,7 +57,10 @@ def test_train_and_eval_cli_write_every_output(data, tmp_path):
   # Validation (the last training sequence) chose the checkpoint, among steps 2 and 3.
   best = [p.name for p in (workdir / "best_checkpoint").iterdir() if p.name.isdigit()]
   assert len(best) == 1 and metrics["checkpoint_step"] == int(best[0]) in (2, 3)
+  assert metrics["protocol"] == "validation_selected"
   assert metrics["checkpoint_selection"].startswith("best validation score")
+  assert "trained on 24 examples, none of them validation examples" in (
+      metrics["checkpoint_selection"])  # 4 training sequences of 8 frames, the last held out
   assert len(metrics["layer_selection_frequency"]) == 2  # one entry per recurrent step
   with open(workdir / "eval" / "predictions.csv") as handle:
     rows = list(csv.DictReader(handle))
@@ -64,26 +68,82 @@ def test_train_and_eval_cli_write_every_output(data, tmp_path):
   for figure in ("attention.png", "layer_frequency.png", "trajectory.png"):
     assert (workdir / "eval" / figure).stat().st_size > 1000
   (workdir / "eval" / "metrics.json").unlink()
-  _run("eval.py", *flags, "--config.num_train_steps=3")
+  _run("eval.py", *flags, "--config.num_train_steps=3", "--config.validation_split=auto")
   again = json.loads((workdir / "eval" / "metrics.json").read_text())
   assert again["median_translation_m"] == metrics["median_translation_m"]
+  assert (again["protocol"], again["checkpoint_step"]) == ("validation_selected",
+                                                           metrics["checkpoint_step"])
+  # Without a validation-chosen checkpoint (a run stopped before its first
+  # validation), eval.py takes the last one and says that validation chose nothing.
+  shutil.rmtree(workdir / "best_checkpoint")
+  unselected = experiment.evaluate(_config(data, num_train_steps=3, validation_split="auto"),
+                                   workdir)
+  assert (unselected["protocol"], unselected["checkpoint_step"]) == (
+      "validation_held_out_last_checkpoint", 3)
+  assert "8 validation examples were held out" in unselected["checkpoint_selection"]
 
 
-def test_resume_gives_the_same_params_as_an_uninterrupted_run(data, tmp_path):
-  whole = experiment.train_and_evaluate(_config(data, num_train_steps=4), tmp_path / "whole")
+@pytest.fixture(scope="module")
+def finished_run(data, tmp_path_factory):
+  """(workdir, result): configs/test.py trained for 4 steps with validation_split='none',
+  the paper configs' protocol. Tests that use it must not write to it."""
+  workdir = tmp_path_factory.mktemp("finished") / "run"
+  return workdir, experiment.train_and_evaluate(_config(data, num_train_steps=4), workdir)
+
+
+def test_resume_gives_the_same_params_as_an_uninterrupted_run(data, finished_run, tmp_path):
+  whole_dir, whole = finished_run
   assert whole["train_step_compilations"] == 1  # the loop compiles the train step once
   experiment.train_and_evaluate(_config(data, num_train_steps=2), tmp_path / "split")
   resumed = experiment.train_and_evaluate(_config(data, num_train_steps=4), tmp_path / "split")
-  jax.tree.map(np.testing.assert_array_equal, _restored_params(tmp_path / "whole", 4),
+  jax.tree.map(np.testing.assert_array_equal, _restored_params(whole_dir, 4),
                _restored_params(tmp_path / "split", 4))
   assert resumed["median_translation_m"] == whole["median_translation_m"]
 
 
-def test_resume_with_different_shapes_is_refused(data, tmp_path):
-  experiment.train_and_evaluate(_config(data, num_train_steps=2), tmp_path / "run")
+def test_metrics_name_the_protocol_of_the_evaluated_checkpoint(data, finished_run, tmp_path):
+  workdir = tmp_path / "run"  # a copy: eval.py below rewrites eval/
+  shutil.copytree(finished_run[0], workdir)
+  # validation_split='none': the whole training split, a fixed budget, the last checkpoint.
+  written = json.loads((workdir / "eval" / "metrics.json").read_text())
+  assert written["protocol"] == finished_run[1]["protocol"] == "whole_train_split_last_checkpoint"
+  assert written["checkpoint_step"] == 4 and not (workdir / "best_checkpoint").exists()
+  assert written["checkpoint_selection"].startswith(
+      "the last checkpoint, step 4 of the fixed budget of 4 steps, trained on the whole "
+      "training split (32 examples, none held out)")
+  # 'auto' trains on 24 of those 32: the last of the 4 sequences is held out.
+  held_out = experiment.setup(_config(data, validation_split="auto"))
+  assert (len(held_out.train_split), len(held_out.validation_split)) == (24, 8)
+  # eval.py on a checkpoint short of the budget says that training has not finished.
+  unfinished = experiment.evaluate(_config(data, num_train_steps=6), workdir)
+  assert unfinished["protocol"] == "whole_train_split_last_checkpoint"
+  assert "step 4 of the fixed budget of 6 steps (training not finished)" in (
+      unfinished["checkpoint_selection"])
+  # Another validation_split would change the training examples: refused, named.
+  with pytest.raises(experiment.LsattnError, match="validation_split='none'"):
+    experiment.evaluate(_config(data, num_train_steps=4, validation_split="auto"), workdir)
+  assert written["protocol"] in experiment.PROTOCOLS
+
+
+def test_paper_configs_train_on_the_whole_split_for_a_fixed_budget():
+  from configs import ablation, cambridge, mit67, own_scene, posenet, seven_scenes, tum_lsi
+  for config, steps in [(seven_scenes.get_config("redkitchen"), 20_000),
+                        (posenet.get_config("seven_scenes/heads"), 20_000),
+                        (cambridge.get_config("street"), 8_000),
+                        (ablation.get_config("spatial_3b,old_hospital"), 8_000),
+                        (tum_lsi.get_config(), 5_000), (mit67.get_config(), 8_000)]:
+    assert (config.validation_split, config.num_train_steps, config.batch_size) == (
+        "none", steps, 40), config.dataset
+  assert own_scene.get_config("room").validation_split == "auto"  # users' scenes: validation
+
+
+def test_resume_with_other_shapes_or_training_examples_is_refused(data, finished_run):
+  workdir = finished_run[0]  # both are refused before anything is written
   with pytest.raises(experiment.LsattnError, match="hidden_size"):
-    experiment.train_and_evaluate(_config(data, num_train_steps=4, hidden_size=16),
-                                  tmp_path / "run")
+    experiment.train_and_evaluate(_config(data, num_train_steps=6, hidden_size=16), workdir)
+  with pytest.raises(experiment.LsattnError, match="validation_split='none'"):
+    experiment.train_and_evaluate(_config(data, num_train_steps=6, validation_split="auto"),
+                                  workdir)
 
 
 @pytest.mark.parametrize("flag, message", [
