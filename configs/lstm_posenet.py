@@ -30,19 +30,10 @@ Paper Table 1, LSTM-PoseNet column (median m, deg):
   TUM-LSI: 1.31/2.79.
 """
 
-from configs import cambridge, seven_scenes, tum_lsi
+from configs import posenet
 
 
 def get_config(dataset="seven_scenes/chess"):
-  builder, _, scene = dataset.partition("/")
-  if builder == "seven_scenes":
-    config = seven_scenes.get_config(scene)
-  elif builder == "cambridge_landmarks":
-    config = cambridge.get_config(scene)
-  elif builder == "tum_lsi":
-    config = tum_lsi.get_config()
-  else:
-    raise ValueError(f"Unsupported LSTM-PoseNet dataset {dataset!r}; expected "
-                     f"seven_scenes/<scene>, cambridge_landmarks/<scene> or tum_lsi")
+  config = posenet.get_config(dataset)  # the same data, protocol and beta
   config.model_variant = "lstm_posenet"
   return config

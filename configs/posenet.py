@@ -24,6 +24,7 @@ def get_config(dataset="seven_scenes/chess"):
   elif builder == "tum_lsi":
     config = tum_lsi.get_config()
   else:
-    raise ValueError(f"Unsupported PoseNet dataset {dataset!r}")
+    raise ValueError(f"Unsupported pose dataset {dataset!r}; expected seven_scenes/<scene>, "
+                     f"cambridge_landmarks/<scene> or tum_lsi")
   config.model_variant = "posenet"
   return config
