@@ -62,6 +62,9 @@ def test_train_and_eval_cli_write_every_output(data, tmp_path):
   assert "trained on 24 examples, none of them validation examples" in (
       metrics["checkpoint_selection"])  # 4 training sequences of 8 frames, the last held out
   assert len(metrics["layer_selection_frequency"]) == 2  # one entry per recurrent step
+  # A prediction at every step; the final step's metrics are the top level's.
+  assert [entry["step"] for entry in metrics["per_step"]] == [1, 2]
+  assert metrics["per_step"][-1]["median_translation_m"] == metrics["median_translation_m"]
   with open(workdir / "eval" / "predictions.csv") as handle:
     rows = list(csv.DictReader(handle))
   assert len(rows) == 8 and {"image", "translation_error_m", "layer_step2"} <= set(rows[0])
@@ -123,6 +126,28 @@ def test_metrics_name_the_protocol_of_the_evaluated_checkpoint(data, finished_ru
   with pytest.raises(experiment.LsattnError, match="validation_split='none'"):
     experiment.evaluate(_config(data, num_train_steps=4, validation_split="auto"), workdir)
   assert written["protocol"] in experiment.PROTOCOLS
+
+
+def test_lstm_posenet_baseline_trains_and_evaluates(data, tmp_path):
+  result = experiment.train_and_evaluate(
+      _config(data, model_variant="lstm_posenet", num_train_steps=2), tmp_path / "run")
+  assert np.isfinite(result["median_translation_m"]) and result["per_step"] == []
+  metrics = json.loads((tmp_path / "run" / "eval" / "metrics.json").read_text())
+  assert metrics["median_rotation_deg"] == result["median_rotation_deg"]
+
+
+def test_googlenet_classification_baseline_trains_and_evaluates(tmp_path):
+  from lsattn.data import synthetic
+  classes = synthetic.DEFAULT_NUM_CLASSES
+  manual = synthetic.write_synthetic_mit67(tmp_path / "manual", train_per_class=2,
+                                           test_per_class=1, image_size=(40, 40))
+  config = _config({"data_dir": str(tmp_path / "data"), "manual_dir": str(manual)},
+                   dataset="mit67/synthetic", task="classification", num_classes=classes,
+                   model_variant="googlenet", resize_size=(36, 36), random_flip=True,
+                   num_train_steps=2)
+  result = experiment.train_and_evaluate(config, tmp_path / "run")
+  assert result["num_examples"] == classes and 0 <= result["mean_class_accuracy"] <= 1
+  assert result["per_step"] == [] and result["protocol"] == "whole_train_split_last_checkpoint"
 
 
 def test_paper_configs_train_on_the_whole_split_for_a_fixed_budget():
