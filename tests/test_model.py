@@ -113,32 +113,41 @@ def test_position_heads_start_at_the_training_mean():
     np.testing.assert_array_equal(head["bias"], [10, -2, 3, 1, 0, 0, 0])
 
 
-def _step1_logits(config, train):
-  """Step-1 layer logits of three different images through the public API."""
-  params, state = model.init_model(jax.random.key(0), config, (64, 64, 3))
-  images = jax.random.normal(jax.random.key(1), (3, 64, 64, 3)) * 50
-  outputs, _ = jax.jit(lambda p, s, x, k: model.apply_model(
-      p, s, x, k, 1.0, train=train, config=config))(
-          params, state, images, jax.random.key(2) if train else None)
-  return np.asarray(outputs.layer_logits[0])
-
-
-@pytest.mark.parametrize("train", [False, True])
-def test_step1_layer_logits_depend_on_the_image(train):
-  """[47]'s image-conditioned initial state: step 1 chooses per image, not per dataset."""
-  logits = _step1_logits(_config(backbone="torchvision"), train)
-  spread = np.max(np.abs(logits - logits[0]), axis=0)
-  assert np.max(spread) > 1e-3, logits
-  # The constant initial state (the old behaviour) gives every image the same logits.
-  constant = dataclasses.replace(TINY_CORE, initial_state="constant")
-  logits = _step1_logits(model.ModelConfig(backbone="torchvision", core=constant), train)
-  np.testing.assert_allclose(logits, np.broadcast_to(logits[0], logits.shape), atol=1e-6)
-
-
-def test_each_step_keeps_and_uses_its_own_batch_norm_statistics():
+@pytest.fixture(scope="module")
+def tiny_model():
+  """(config, params, state, images): the tiny model at 48x48, three different images."""
   config = _config(backbone="torchvision")
-  params, state = model.init_model(jax.random.key(0), config, (64, 64, 3))
-  images = jax.random.normal(jax.random.key(1), (4, 64, 64, 3)) * 50
+  params, state = model.init_model(jax.random.key(0), config, (48, 48, 3))
+  images = jax.random.normal(jax.random.key(1), (3, 48, 48, 3)) * 50
+  return config, params, state, images
+
+
+def _step1_logits(config, params, state, images):
+  """Step-1 layer logits [mode, B, k] in eval and in train mode, through the public API."""
+  def logits(params, state, images, key):
+    outputs = [model.apply_model(params, state, images, k, 1.0, train=train,
+                                 config=config)[0].layer_logits[0]
+               for train, k in ((False, None), (True, key))]
+    return jnp.stack(outputs)
+  return np.asarray(jax.jit(logits)(params, state, images, jax.random.key(2)))
+
+
+def test_step1_layer_logits_depend_on_the_image(tiny_model):
+  """[47]'s image-conditioned initial state: step 1 chooses per image, not per dataset."""
+  config, params, state, images = tiny_model
+  logits = _step1_logits(config, params, state, images)
+  for mode in logits:  # eval, train
+    assert np.max(np.abs(mode - mode[0])) > 1e-3, mode
+  # The constant initial state (the old behaviour) gives every image the same logits.
+  constant = dataclasses.replace(config, core=dataclasses.replace(
+      config.core, initial_state="constant"))
+  params, state = model.init_model(jax.random.key(0), constant, (48, 48, 3))
+  logits = _step1_logits(constant, params, state, images)
+  np.testing.assert_allclose(logits, np.broadcast_to(logits[:, :1], logits.shape), atol=1e-6)
+
+
+def test_each_step_keeps_and_uses_its_own_batch_norm_statistics(tiny_model):
+  config, params, state, images = tiny_model
   train = jax.jit(lambda s, k: model.apply_model(params, s, images, k, 1.0, train=True,
                                                  config=config)[1])
   for step in range(3):
@@ -156,21 +165,21 @@ def test_each_step_keeps_and_uses_its_own_batch_norm_statistics():
   assert np.max(np.abs(before[1] - after[1])) > 1e-4
 
 
-def test_every_step_predicts_and_the_last_is_the_prediction():
-  config = _config(task="classification", num_classes=5, backbone="torchvision")
-  params, state = model.init_model(jax.random.key(0), config, (48, 48, 3))
-  assert [h["kernel"].shape for h in params["step_heads"]] == [(8, 5)]
-  assert params["head"]["kernel"].shape == (16, 5)
-  images = jax.random.normal(jax.random.key(1), (3, 48, 48, 3)) * 50
-  outputs, _ = model.apply_model(params, state, images, None, 1.0, train=False, config=config)
-  assert outputs.step_predictions["logits"].shape == (2, 3, 5)
-  np.testing.assert_array_equal(outputs.step_predictions["logits"][-1],
-                                outputs.prediction["logits"])
+def test_every_step_predicts_and_the_last_is_the_prediction(tiny_model):
+  config, params, state, images = tiny_model
+  assert [h["kernel"].shape for h in params["step_heads"]] == [(8, 7)]
+  assert params["head"]["kernel"].shape == (16, 7)
+  outputs, _ = jax.jit(lambda p, s, x: model.apply_model(p, s, x, None, 1.0, train=False,
+                                                         config=config))(params, state, images)
+  steps = outputs.step_predictions
+  assert steps["position"].shape == (2, 3, 3) and steps["orientation"].shape == (2, 3, 4)
+  for name, value in outputs.prediction.items():
+    np.testing.assert_array_equal(steps[name][-1], value)
   # Step 1's head reads only step 1's pooled state (the first hidden_size features).
-  expected = outputs.features[:, :8] @ params["step_heads"][0]["kernel"] + params[
-      "step_heads"][0]["bias"]
-  np.testing.assert_allclose(outputs.step_predictions["logits"][0], expected, rtol=1e-5,
-                             atol=1e-5)
+  head = params["step_heads"][0]
+  expected = outputs.features[:, :8] @ head["kernel"] + head["bias"]
+  np.testing.assert_allclose(steps["position"][0], expected[:, :3], rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(np.linalg.norm(steps["orientation"], axis=-1), 1, rtol=1e-5)
 
 
 def _config_dict(**overrides):
