@@ -101,3 +101,14 @@ def test_input_pipeline_record(step_records, tmp_path):
       step_record["train"]["cpu_ms"]["median"] / 2)
   assert record["step_over_pipeline_cpu"] == pytest.approx(
       record["step"]["cpu_ms_per_image"] / record["pipeline"]["cpu_ms_per_image"])
+
+
+def test_mask_head_benchmark_records_both_formulations(tmp_path):
+  path = tmp_path / "head.jsonl"
+  _run("mask_head.py", "--shapes", "demo_4e", "--branch-channels", "1,2", "--repeats", "1",
+       "--json", str(path))
+  records = _read_lines(path)
+  assert [(r["shape"], r["branch_channels"]) for r in records] == [("demo_4e", 1), ("demo_4e", 2)]
+  for record in records:
+    for key in ("library_fwd_bwd_ms", "reference_fwd_bwd_ms", "library_fwd_bwd_cpu_ms"):
+      assert set(record[key]) == TIMING_KEYS and record[key]["median"] > 0
