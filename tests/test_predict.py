@@ -124,7 +124,8 @@ def test_cli_writes_csv(run, tmp_path, capsys):
   output = tmp_path / "preds.csv"
   argv = flags.FLAGS(["predict.py", f"--config={ROOT / 'configs' / 'test.py'}",
                       f"--workdir={run['workdir']}",
-                      f"--output={output}", str(photos / FRAMES[2]), str(photos)])
+                      f"--output={output}", "--per_step", str(photos / FRAMES[2]),
+                      str(photos)])
   try:
     predict.main(argv)
   finally:
@@ -135,6 +136,10 @@ def test_cli_writes_csv(run, tmp_path, capsys):
   assert rows[1]["error"] and rows[1]["x"] == "" and rows[0]["error"] == ""
   assert list(rows[0])[:8] == ["path", "x", "y", "z", "qw", "qx", "qy", "qz"]
   assert {"layer_step1", "layer_step2"} <= set(rows[0])
+  # --per_step on a trained run: each step's pose, the last the final one.
+  for name in ("x", "y", "z", "qw", "qx", "qy", "qz"):
+    assert rows[0][f"{name}_step2"] == rows[0][name] and rows[0][f"{name}_step1"]
+  assert "x_step3" not in rows[0] and rows[1]["x_step1"] == ""
   err = capsys.readouterr().err
   assert "Predicted 4 of 5 images" in err and str(photos / "broken.png") in err
 
