@@ -26,7 +26,13 @@ order). Median errors of the final step, mean-pose baseline 0.414 m and
 Seed 0 took 14 min 19 s of training and evaluation (seeds 1 and 2 ran
 beside other work). The model before issue 14 reached 0.169 m / 4.96 deg
 with seed 0 on 2026-11-25 (one seed, another machine): the faithful model
-is not better on this demo.
+is not better on this demo. One comparison run, same checkout, room and
+seed 0, with ``--config.initial_state=constant`` (the only change): 0.156 m,
+5.14 deg (per step 0.285 / 0.199 / 0.156 m), below all three seeds of the
+image-conditioned state. One seed proves little, but on this demo (random,
+frozen features) [47]'s initial state costs accuracy rather than buying it;
+the cause is not yet isolated. In every run step 1 chose Conv-3B for
+every test image (its logits differ per image; their argmax does not).
 """
 
 from configs import default
