@@ -92,8 +92,9 @@ class ModelConfig:
           attention_kernel_sizes=tuple(config.attention_kernel_sizes),
           gate_embedding_size=config.gate_embedding_size,
           attention_nonlinearity=config.attention_nonlinearity,
-          attention_branch_channels=config.get("attention_branch_channels", 4),
-          initial_state=config.get("initial_state", "image"),
+          attention_branch_channels=config.get("attention_branch_channels",
+                                               core.CoreConfig.attention_branch_channels),
+          initial_state=config.get("initial_state", core.CoreConfig.initial_state),
           select_layer=variant in ("layer_spatial", "layer_only"),
           spatial_attention=variant in ("layer_spatial", "spatial_only"),
           scan_unroll=config.get("scan_unroll", 0))
