@@ -255,6 +255,8 @@ def summary_table(result: dict, task: str) -> str:
     lines = [f"{'metric':<24}{'model':>10}{'mean pose':>12}"]
     lines += [f"{name:<24}{value:>10.3f}{baseline:>12.3f}" for name, value, baseline in rows]
     lines.append(f"{'examples':<24}{result['num_examples']:>10d}")
+    lines += [f"{'within ' + key.removeprefix('within_').replace('_', ' '):<24}{value:>10.3f}"
+              for key, value in result.items() if key.startswith("within_")]
     if per_step:
       lines.append(f"{'per step (medians)':<24}{'m':>10}{'deg':>12}")
       lines += [f"{'  step ' + str(entry['step']):<24}{entry['median_translation_m']:>10.3f}"

@@ -26,6 +26,18 @@ def test_rotation_errors(pred, expected):
   assert np.isfinite(error[0]) and error[0] == pytest.approx(expected, abs=1e-4)
 
 
+def test_pose_summary_relocaliser_thresholds():
+  """5 cm / 5 deg and 10 cm / 10 deg: both errors must be within, boundaries included."""
+  degrees = np.array([4.0, 4.0, 8.0, 1.0, 5.0])
+  true_pos = np.zeros((5, 3))
+  pred_pos = [[0.04, 0, 0], [0, 0.08, 0], [0, 0, 0.04], [0.2, 0, 0], [0.05, 0, 0]]
+  half = np.deg2rad(degrees) / 2
+  pred_q = np.stack([np.cos(half), np.sin(half), 0 * half, 0 * half], axis=-1)
+  summary = metrics.pose_summary(pred_pos, pred_q, true_pos, [IDENTITY] * 5)
+  assert summary["within_0.05m_5deg"] == pytest.approx(2 / 5)  # 1st and last (on both edges)
+  assert summary["within_0.1m_10deg"] == pytest.approx(4 / 5)  # all but the 0.2 m one
+
+
 def test_pose_summary_values_and_json():
   pred_pos = [[3, 4, 0], [0, 0, 0.1], [0.2, 0, 0]]
   true_pos = np.zeros((3, 3))
