@@ -15,7 +15,9 @@ Builders and configs (``--config.dataset=<builder>/<config>``):
 * ``seven_scenes/{chess,fire,heads,office,pumpkin,redkitchen,stairs,synthetic_room}``
 * ``cambridge_landmarks/{kings_college,old_hospital,shop_facade,st_marys_church,great_court,street}``
 * ``tum_lsi/default``
-* ``mit67/{full,synthetic}``
+* ``mit67/{full,synthetic,synthetic_texture,synthetic_layout}``: the last two
+  are told apart only by a fine texture or only by a coarse layout
+  (`lsattn.data.cue_scale`)
 * ``own_scene/<name>``: a user's scene, any name; the manual folder is the
   scene folder (`OwnScene`)
 """
@@ -32,7 +34,7 @@ import PIL.Image
 import PIL.ImageOps
 import tensorflow_datasets as tfds
 
-from lsattn.data import formats, splits
+from lsattn.data import cue_scale, formats, splits
 from lsattn.errors import LsattnError
 
 POSE_STORED_SIZE = (256, 455)  # (H, W), PoseNet's resize (paper 4.1)
@@ -408,6 +410,12 @@ class Mit67(_LsattnBuilder):
   BUILDER_CONFIGS = [
       ClassesConfig(name="full", classes=MIT67_CLASSES, description="67 classes"),
       ClassesConfig(name="synthetic", classes=(), description="lsattn's synthetic classes"),
+      ClassesConfig(name="synthetic_texture", classes=cue_scale.TEXTURES,
+                    description="lsattn's cue-scale set: classes differ only by a fine "
+                                "texture (period 3.5-5 px at 128 px)"),
+      ClassesConfig(name="synthetic_layout", classes=cue_scale.LAYOUTS,
+                    description="lsattn's cue-scale set: classes differ only by a coarse, "
+                                "left-right symmetric layout of large shapes"),
   ]
 
   def _features(self):

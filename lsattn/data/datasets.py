@@ -4,8 +4,10 @@
 once (later calls reuse it). ``own_scene/<name>`` is a user's scene under any
 name (letters, digits, '_', '-', '.'); its ``manual_dir`` is the scene folder
 (`builders.OwnScene`). For the synthetic configs the source files are
-first written by `lsattn.data.synthetic` into ``manual_dir`` (default
-``<data_dir>/manual/<builder>_<config>``), so they run with no download.
+first written by `lsattn.data.synthetic` (``mit67/synthetic_texture`` and
+``mit67/synthetic_layout``: `lsattn.data.cue_scale`) into ``manual_dir``
+(default ``<data_dir>/manual/<builder>_<config>``), so they run with no
+download.
 
 A failed build raises `LsattnError` and leaves no partial dataset behind
 (tfds writes into an ``incomplete.*`` folder, removed here on failure).
@@ -19,11 +21,13 @@ import shutil
 
 import tensorflow_datasets as tfds
 
-from lsattn.data import builders
+from lsattn.data import builders, cue_scale
 from lsattn.errors import LsattnError
 
 BUILDER_NAMES = ("seven_scenes", "cambridge_landmarks", "tum_lsi", "mit67", "own_scene")
 _OWN_SCENE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+# The mit67 configs written by lsattn.data.cue_scale, and the cue of each.
+_CUE_SCALE_CUES = {"synthetic_texture": "texture", "synthetic_layout": "layout"}
 
 
 def split_name(dataset: str) -> tuple[str, str]:
@@ -52,7 +56,9 @@ def builder_class(name: str) -> type[tfds.core.GeneratorBasedBuilder]:
 
 
 def is_synthetic(dataset: str) -> bool:
-  return split_name(dataset) in (("seven_scenes", "synthetic_room"), ("mit67", "synthetic"))
+  name, config = split_name(dataset)
+  return ((name, config) in (("seven_scenes", "synthetic_room"), ("mit67", "synthetic"))
+          or (name == "mit67" and config in _CUE_SCALE_CUES))
 
 
 def task_of(dataset: str) -> str:
@@ -62,11 +68,14 @@ def task_of(dataset: str) -> str:
 def _write_synthetic(dataset: str, manual_dir: pathlib.Path, seed: int) -> None:
   """Writes the synthetic source files atomically (a temporary folder renamed)."""
   from lsattn.data import synthetic  # rendering code, only needed here
+  name, config = split_name(dataset)
   staging = manual_dir.with_name(manual_dir.name + ".incomplete")
   shutil.rmtree(staging, ignore_errors=True)
   staging.mkdir(parents=True)
-  if split_name(dataset)[0] == "seven_scenes":
+  if name == "seven_scenes":
     synthetic.write_synthetic_seven_scenes(staging, seed=seed)
+  elif config in _CUE_SCALE_CUES:
+    cue_scale.write_cue_scale_mit67(staging, cue=_CUE_SCALE_CUES[config], seed=seed)
   else:
     synthetic.write_synthetic_mit67(staging, seed=seed)
   staging.rename(manual_dir)
