@@ -168,8 +168,20 @@ def _init_head(key, config: ModelConfig, in_features: int, position_mean) -> dic
   return head
 
 
+def backbone_key(key: jax.Array) -> jax.Array:
+  """The key `init_model(key, ...)` initialises the backbone with."""
+  return jax.random.split(key, 4)[0]
+
+
+def init_backbone(key: jax.Array, config: ModelConfig, image_shape: Sequence[int]) -> dict:
+  """The backbone's variables: {'params'} (and {'batch_stats'} for torchvision's)."""
+  images = jnp.zeros((1, *image_shape), jnp.float32)
+  return dict(backbone_module(config).init(key, images, train=False))
+
+
 def init_model(key: jax.Array, config: ModelConfig, image_shape: Sequence[int] = (224, 224, 3),
-               *, position_mean: Sequence[float] | None = None) -> tuple[dict, dict]:
+               *, position_mean: Sequence[float] | None = None,
+               backbone_variables: dict | None = None) -> tuple[dict, dict]:
   """Initial (params, state) for images of `image_shape` (H, W, 3).
 
   Args:
@@ -179,11 +191,16 @@ def init_model(key: jax.Array, config: ModelConfig, image_shape: Sequence[int] =
       the common grid of the recurrent state does.
     position_mean: optional training-set mean position; the position head's
       bias starts there so early predictions are in the scene.
+    backbone_variables: `init_backbone(backbone_key(key), config,
+      image_shape)` computed elsewhere (a program shared by every model with
+      this backbone); None computes it here.
   """
-  backbone_key, core_key, head_key, baseline_key = jax.random.split(key, 4)
+  _, core_key, head_key, baseline_key = jax.random.split(key, 4)
   images = jnp.zeros((1, *image_shape), jnp.float32)
   backbone = backbone_module(config)
-  variables = backbone.init(backbone_key, images, train=False)
+  variables = backbone_variables
+  if variables is None:
+    variables = init_backbone(backbone_key(key), config, image_shape)
   taps = jax.eval_shape(lambda: backbone.apply(variables, images, train=False))
   params = {"backbone": variables["params"]}
   state = {"backbone": variables.get("batch_stats", {}), "core": {}}

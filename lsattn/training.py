@@ -10,6 +10,8 @@ a complete resume point.
 
 from __future__ import annotations
 
+import functools
+
 from typing import Any, Callable
 
 import flax.struct
@@ -109,9 +111,10 @@ def _compiled_init(config, model_config: model.ModelConfig, image_shape, with_me
   if key not in _INIT_FNS:
     optimizer = make_optimizer(config)
 
-    def init_fn(rng, position_mean, backbone_params):
+    def init_fn(rng, position_mean, backbone_variables, backbone_params):
       params, model_state = model.init_model(rng, model_config, image_shape,
-                                             position_mean=position_mean)
+                                             position_mean=position_mean,
+                                             backbone_variables=backbone_variables)
       if backbone_params is not None:
         params["backbone"] = backbone_params
       if learned_weighting:
@@ -125,14 +128,29 @@ def _compiled_init(config, model_config: model.ModelConfig, image_shape, with_me
   return _INIT_FNS[key]
 
 
+@functools.cache
+def _compiled_backbone_init(backbone: str, layers: tuple, dtype: str, image_shape) -> Callable:
+  """The backbone's initialiser, one program shared by every model with this backbone.
+
+  It is most of the initialisation's compile time (one random kernel per
+  layer); compiled apart, the ablation's variants and a study's seeds reuse it.
+  """
+  # 'layer_only' taps exactly its candidate layers: the backbone of any model tapping `layers`.
+  config = model.ModelConfig(variant="layer_only", backbone=backbone, candidate_layers=layers,
+                             dtype=dtype)
+  return jax.jit(lambda key: model.init_backbone(key, config, image_shape))
+
+
 def create_train_state(rng: jax.Array, config, model_config: model.ModelConfig,
                        image_shape, *, position_mean=None,
                        backbone_params=None) -> TrainState:
   """Initial state; `backbone_params` (imported weights) replace the random ones.
 
-  Initialisation is one compiled program (eagerly it would compile hundreds
-  of small operations) drawing from an RBG generator seeded by `rng`, which
-  compiles about 3x faster than threefry for the backbone's many kernels.
+  Initialisation is two compiled programs (eagerly it would compile hundreds
+  of small operations): the backbone's, shared by every model with the same
+  backbone and taps, then the rest. Both draw from an RBG generator seeded
+  by `rng`, which compiles about 3x faster than threefry for the backbone's
+  many kernels; the values are those of `model.init_model` on that key.
   """
   image_shape = tuple(image_shape)
   init_fn = _compiled_init(config, model_config, image_shape, position_mean is not None,
@@ -141,7 +159,12 @@ def create_train_state(rng: jax.Array, config, model_config: model.ModelConfig,
     position_mean = jnp.asarray(position_mean, jnp.float32)
   seed = jax.random.randint(rng, (), 0, jnp.iinfo(jnp.int32).max)
   init_rng = jax.random.key(seed, impl="unsafe_rbg")
-  state = init_fn(init_rng, position_mean, backbone_params)
+  # Its parameters depend only on the deepest tap (the backbone stops there).
+  deepest = max(model_config.layers, key=model.TAP_NAMES.index)
+  backbone_init = _compiled_backbone_init(model_config.backbone, (deepest,),
+                                          model_config.dtype, image_shape)
+  backbone_variables = backbone_init(model.backbone_key(init_rng))
+  state = init_fn(init_rng, position_mean, backbone_variables, backbone_params)
   # Distinct buffers for every leaf: the train step donates the state, and a
   # buffer shared by two leaves cannot be donated twice.
   return jax.tree.map(lambda x: jnp.array(x, copy=True), state)
