@@ -15,6 +15,9 @@ which are ours; the spatial-only and layer-only variants are ours in every
 detail the paper does not give (same core, one branch switched off:
 lsattn/core.py).
 
+The same variants on lsattn's embedded data, with the baselines and seeds,
+in one command: ``python benchmarks/ablation.py`` (README, "Results").
+
 Paper (median m/deg, or mean accuracy), columns in the order above:
   Old Hospital 1.49/4.29, 1.42/4.37, 1.76/4.44, 2.36/6.28, 1.36/3.95
   Office       0.27/7.37, 0.26/7.35, 0.28/7.52, 0.33/7.97, 0.29/8.02

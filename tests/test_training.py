@@ -154,3 +154,28 @@ def test_every_config_file_passes_the_checks():
     module = importlib.import_module(f"configs.{name}")
     model_config = config_checks.check_config(module.get_config(*args))
     assert isinstance(model_config, model.ModelConfig), name
+
+
+def test_initial_state_is_init_model_with_a_shared_backbone_program(setup):
+  """The backbone is initialised by its own program, shared by models with the same
+  deepest tap, and the values are those of model.init_model on the same key."""
+  config, model_config = setup
+  state = training.create_train_state(jax.random.key(3), config, model_config, (32, 32, 3),
+                                      position_mean=np.ones(3))
+  seed = jax.random.randint(jax.random.key(3), (), 0, jnp.iinfo(jnp.int32).max)
+  rng = jax.random.key(seed, impl="unsafe_rbg")
+  reference, _ = jax.jit(lambda r: model.init_model(r, model_config, (32, 32, 3),
+                                                    position_mean=jnp.ones(3)))(rng)
+  assert jax.tree.structure(state.params) == jax.tree.structure(reference)
+  for ours, theirs in zip(jax.tree.leaves(state.params), jax.tree.leaves(reference)):
+    np.testing.assert_array_equal(ours, theirs)
+  programs = training._compiled_backbone_init.cache_info().currsize
+  baseline = config.copy_and_resolve_references()
+  baseline.model_variant = "posenet"  # taps only 5b, the test config's deepest layer
+  posenet = training.create_train_state(jax.random.key(3), baseline,
+                                        config_checks.check_config(baseline), (32, 32, 3),
+                                        position_mean=np.ones(3))
+  assert training._compiled_backbone_init.cache_info().currsize == programs
+  for ours, theirs in zip(jax.tree.leaves(posenet.params["backbone"]),
+                          jax.tree.leaves(state.params["backbone"])):
+    np.testing.assert_array_equal(ours, theirs)

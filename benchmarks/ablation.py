@@ -1,0 +1,626 @@
+r"""The paper's ablation (Table 3), its baselines and per-step table, on the embedded data.
+
+  python benchmarks/ablation.py                 # the study: ~70-90 min on 2 CPU cores
+  python benchmarks/ablation.py --quick         # 1 seed, tiny shapes: a few minutes
+  python benchmarks/ablation.py --report benchmarks/results/2026-11-30-ablation.jsonl
+
+Every run goes through the code of ``train.py`` (``experiment.train_and_evaluate``):
+the whole training split, the fixed budget below, the last checkpoint
+evaluated once on the test split. Nothing is chosen on test numbers.
+
+Studies (datasets are lsattn's embedded synthetic sets, official layouts):
+
+* ``pose`` on ``seven_scenes/synthetic_room``: PoseNet, LSTM-PoseNet,
+  spatial attention alone on Conv-3B / 4E / 5B, layer selection alone,
+  layer + spatial (the full model).
+* ``scenes`` on ``mit67/synthetic``: the GoogLeNet classifier, spatial alone on
+  3B / 4E / 5B, layer selection alone, layer + spatial.
+* ``texture`` and ``layout`` on ``mit67/synthetic_texture`` and
+  ``mit67/synthetic_layout`` (``lsattn/data/cue_scale.py``): the known-answer
+  benchmark. The two sets draw from one image distribution (a fine texture
+  over a coarse layout of large shapes); in the first only the texture
+  tells the classes apart, in the second only the layout. Layer selection
+  alone and layer + spatial.
+
+Prediction, written before any run of these sets. The paper claims that
+the layers chosen adapt to the data ("the layers most frequently selected
+differ widely amongst the datasets", section 4.3). On the cue-scale sets
+that claim predicts different selection frequencies on the two sets, in
+the direction of the cue's scale: on ``texture`` the early Conv-3B (small
+receptive field, stride 8) chosen more often than on ``layout``; on
+``layout`` the late Conv-4E / 5B (receptive fields as large as the
+shapes) chosen more often than on ``texture``. It does not predict the
+same frequencies on both. What we expect against it: the backbone is a
+frozen, randomly initialised GoogLeNet (no weights may be downloaded), in
+which every layer carries some of both cues, so the choice may follow what
+the Gumbel noise and the first steps happened to favour (step 1 of the
+demo chose Conv-3B for every image) rather than the cue. What happened is
+reported, with the measured frequencies, in the README ("Results").
+
+Budget (fixed before the runs, chosen for time only: the whole study in
+about 90 minutes on 2 CPU cores; every variant of a study gets the same):
+see ``FULL`` below. Seeds 0, 1, 2 (the seed changes initialisation, Gumbel
+noise and batch order; the data are rendered once, with seed 0). All
+values are ours: the paper trains for tens of thousands of steps on
+224x224 crops of real photographs, with a Places-trained backbone.
+
+Outputs (``--out-dir``, default ``benchmarks/results``; ``<tag>`` defaults to
+today's date):
+
+* ``<tag>-ablation.jsonl``: one JSON object per run (study, dataset,
+  variant, seed, budget, wall time, the run's ``metrics.json`` including
+  ``per_step``, the machine). Runs already in the file (same study,
+  variant, seed and budget) are skipped, so an interrupted study resumes.
+* ``<tag>-ablation.md``: the tables (mean +- sd over seeds, the mean-pose
+  baseline or chance beside them, per-step errors of the full model, layer
+  frequencies), also printed to stderr.
+* ``<tag>-ablation-errors.png`` and ``<tag>-ablation-layers.png``: errors
+  per variant with error bars and per-step errors; layer-selection
+  frequency per step per dataset (paper figure 3).
+
+Each record is also printed to stdout as one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime
+import json
+import os
+import pathlib
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+for _path in (ROOT, ROOT / "benchmarks"):
+  if str(_path) not in sys.path:
+    sys.path.insert(0, str(_path))
+
+POSE_VARIANTS = ("posenet", "lstm_posenet", "spatial_3b", "spatial_4e", "spatial_5b",
+                 "layer_only", "layer_spatial")
+SCENE_VARIANTS = ("googlenet", "spatial_3b", "spatial_4e", "spatial_5b", "layer_only",
+                  "layer_spatial")
+CUE_VARIANTS = ("layer_only", "layer_spatial")
+SELECTING_VARIANTS = ("layer_only", "layer_spatial")
+CANDIDATE_LAYERS = ("3b", "4e", "5b")  # Table 3's three layers
+LAYER_NAMES = tuple(f"Conv-{layer.upper()}" for layer in CANDIDATE_LAYERS)  # as in metrics.json
+
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+  name: str
+  dataset: str
+  task: str
+  variants: tuple[str, ...]
+
+
+STUDIES = (
+    Study("pose", "seven_scenes/synthetic_room", "pose", POSE_VARIANTS),
+    Study("scenes", "mit67/synthetic", "classification", SCENE_VARIANTS),
+    Study("texture", "mit67/synthetic_texture", "classification", CUE_VARIANTS),
+    Study("layout", "mit67/synthetic_layout", "classification", CUE_VARIANTS),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+  """What every run of a task gets. Values are ours (see the module docstring)."""
+  num_train_steps: int
+  batch_size: int
+  image_size: int
+  resize_size: tuple[int, int]
+  hidden_size: int
+  num_recurrent_steps: int
+  learning_rate: float = 1e-3
+  warmup_steps: int = 20
+  convlstm_kernel_sizes: tuple[int, ...] = (1, 3, 5, 7)
+  attention_kernel_sizes: tuple[int, ...] = (1, 3, 5)
+  gate_embedding_size: int = 16
+  eval_batch_size: int = 40
+
+
+# Chosen from step times measured with benchmarks/step_throughput.py (80x80,
+# batch 16, hidden 32: ~0.27 s per pose step), never from errors.
+FULL = {
+    "pose": Budget(num_train_steps=400, batch_size=16, image_size=80, resize_size=(84, 112),
+                   hidden_size=32, num_recurrent_steps=3),
+    "classification": Budget(num_train_steps=200, batch_size=16, image_size=80,
+                             resize_size=(92, 92), hidden_size=32, num_recurrent_steps=2),
+}
+# --quick: the code path of the study in minutes (numbers mean nothing).
+QUICK = {
+    "pose": Budget(num_train_steps=3, batch_size=4, image_size=32, resize_size=(40, 53),
+                   hidden_size=8, num_recurrent_steps=3, warmup_steps=0,
+                   convlstm_kernel_sizes=(1, 3), attention_kernel_sizes=(1, 3),
+                   gate_embedding_size=4, eval_batch_size=8),
+    "classification": Budget(num_train_steps=3, batch_size=4, image_size=32,
+                             resize_size=(40, 40), hidden_size=8, num_recurrent_steps=2,
+                             warmup_steps=0, convlstm_kernel_sizes=(1, 3),
+                             attention_kernel_sizes=(1, 3), gate_embedding_size=4,
+                             eval_batch_size=8),
+}
+POSE_BETA = 3.0  # the demo's (configs/demo_pose.py): frozen random features need the position term
+
+
+def variant_settings(variant: str) -> dict:
+  """Config keys of one ablation variant (names as in configs/ablation.py)."""
+  if variant.startswith("spatial_"):
+    return {"model_variant": "spatial_only", "fixed_layer": variant.removeprefix("spatial_")}
+  return {"model_variant": variant}
+
+
+def make_config(study: Study, variant: str, seed: int, budget: Budget, *, data_dir: str,
+                manual_dir: str = "", num_classes: int = 0):
+  """The run's config: configs/default.py with the study's data, the budget and the variant."""
+  from configs import default
+  config = default.get_config()
+  config.dataset = study.dataset
+  config.data_dir = data_dir
+  config.manual_dir = manual_dir
+  config.task = study.task
+  config.num_classes = num_classes
+  config.candidate_layers = CANDIDATE_LAYERS
+  config.freeze_backbone = True  # random weights: nothing may be downloaded
+  for key, value in dataclasses.asdict(budget).items():
+    config[key] = tuple(value) if isinstance(value, (list, tuple)) else value
+  config.projection_size = budget.hidden_size
+  config.learning_rate_schedule = "cosine"
+  config.seed = seed
+  if study.task == "pose":
+    config.beta = POSE_BETA
+  else:
+    config.random_flip = True  # the paper's classification augmentation
+  for key, value in variant_settings(variant).items():
+    config[key] = value
+  steps = budget.num_train_steps
+  config.log_every_steps = min(20, steps)
+  config.eval_every_steps = steps  # no validation split: nothing to evaluate before the end
+  config.checkpoint_every_steps = steps
+  config.keep_checkpoints = 1
+  config.num_figure_examples = 0
+  return config
+
+
+def write_quick_data(root: pathlib.Path, studies) -> dict[str, str]:
+  """Few-image sources of the studies' datasets (--quick): dataset -> manual_dir."""
+  manual = {}
+  for study in studies:
+    folder = root / study.name
+    if not folder.is_dir():
+      staging = root / (study.name + ".incomplete")
+      shutil.rmtree(staging, ignore_errors=True)
+      _write_small(study, staging)
+      staging.rename(folder)
+    manual[study.dataset] = str(folder)
+  return manual
+
+
+def _write_small(study: Study, folder: pathlib.Path) -> None:
+  from lsattn.data import cue_scale, synthetic
+  if study.dataset == "seven_scenes/synthetic_room":
+    synthetic.write_synthetic_seven_scenes(folder, frames_per_sequence=6, image_size=(48, 64),
+                                           train_sequences=(1, 2), test_sequences=(3,))
+  elif study.dataset == "mit67/synthetic":
+    synthetic.write_synthetic_mit67(folder, train_per_class=2, test_per_class=2,
+                                    image_size=(48, 48))
+  else:
+    cue = study.dataset.removeprefix("mit67/synthetic_")
+    cue_scale.write_cue_scale_mit67(folder, cue=cue, train_per_class=3, test_per_class=2,
+                                    image_size=(64, 64))
+
+
+def prepare_data(studies, data_dir: pathlib.Path, manual: dict[str, str]) -> dict[str, dict]:
+  """Builds every dataset once (timed apart from the runs): dataset -> facts."""
+  from lsattn.data import datasets
+  facts = {}
+  for study in studies:
+    start = time.perf_counter()
+    builder = datasets.prepare(study.dataset, data_dir, manual.get(study.dataset, ""))
+    info = {"build_s": round(time.perf_counter() - start, 2),
+            "splits": {name: split.num_examples for name, split in builder.info.splits.items()}}
+    if study.task == "classification":
+      info["class_names"] = list(builder.info.features["label"].names)
+    facts[study.dataset] = info
+  return facts
+
+
+def _git(*args: str) -> str:
+  try:
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
+                          check=True).stdout.strip()
+  except (OSError, subprocess.CalledProcessError):
+    return ""
+
+
+def code_version() -> dict:
+  """The commit, and whether tracked files differed from it (then the commit is not the code)."""
+  return {"commit": _git("rev-parse", "HEAD"),
+          "uncommitted_changes": bool(_git("status", "--porcelain", "--untracked-files=no"))}
+
+
+def run_key(record: dict) -> tuple:
+  return (record["study"], record["variant"], record["seed"],
+          json.dumps(record["budget"], sort_keys=True))
+
+
+def run_one(study: Study, variant: str, seed: int, budget: Budget, *, workdir: pathlib.Path,
+            data_dir: pathlib.Path, manual_dir: str, num_classes: int) -> dict:
+  """Trains and evaluates one run from scratch through train.py's code; returns its record."""
+  from lsattn import experiment
+  config = make_config(study, variant, seed, budget, data_dir=str(data_dir),
+                       manual_dir=manual_dir, num_classes=num_classes)
+  run_dir = workdir / "runs" / study.name / variant / f"seed{seed}"
+  shutil.rmtree(run_dir, ignore_errors=True)  # a partial run would resume and mis-time
+  started = datetime.datetime.now(datetime.timezone.utc)
+  start = time.perf_counter()
+  with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the JSON records
+    result = experiment.train_and_evaluate(config, run_dir)
+  wall = time.perf_counter() - start
+  return {
+      "benchmark": "ablation",
+      "study": study.name,
+      "dataset": study.dataset,
+      "task": study.task,
+      "variant": variant,
+      "seed": seed,
+      "budget": dataclasses.asdict(budget),
+      "config": {key: config[key] for key in (
+          "model_variant", "fixed_layer", "candidate_layers", "beta", "random_flip",
+          "learning_rate_schedule", "temperature_init", "temperature_final",
+          "initial_state", "step_loss")},
+      "wall_time_s": round(wall, 2),
+      "started": started.isoformat(timespec="seconds"),
+      "metrics": result,
+  }
+
+
+def read_records(path: pathlib.Path) -> list[dict]:
+  """The records of a JSON-lines file; a bad line is an error naming file and line."""
+  records = []
+  for number, line in enumerate(path.read_text().splitlines(), start=1):
+    if not line.strip():
+      continue
+    try:
+      record = json.loads(line)
+    except json.JSONDecodeError as error:
+      raise SystemExit(f"{path}:{number}: not a JSON object ({error})") from None
+    if record.get("benchmark") == "ablation":
+      records.append(record)
+  return records
+
+
+# ---------------------------------------------------------------- the report
+
+
+def _group(records, study: str) -> dict[str, list[dict]]:
+  groups: dict[str, list[dict]] = {}
+  for record in records:
+    if record["study"] == study:
+      groups.setdefault(record["variant"], []).append(record)
+  for runs in groups.values():
+    runs.sort(key=lambda r: r["seed"])
+  return groups
+
+
+def mean_sd(values) -> tuple[float, float]:
+  """Mean and sample standard deviation (0 for one value)."""
+  values = [float(v) for v in values]
+  return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def _fmt(values, digits: int) -> str:
+  mean, sd = mean_sd(values)
+  return f"{mean:.{digits}f} ± {sd:.{digits}f}"
+
+
+def _ordered(groups: dict, variants) -> list[str]:
+  return [v for v in variants if v in groups] + sorted(set(groups) - set(variants))
+
+
+def pose_table(records, study: Study) -> list[str]:
+  groups = _group(records, study.name)
+  if not groups:
+    return []
+  lines = [f"### {study.name}: `{study.dataset}` (median errors, mean ± sd over seeds)", "",
+           "| variant | seeds | translation (m) | rotation (deg) | x mean pose (m) "
+           "| within 5 cm, 5° | within 10 cm, 10° |",
+           "|---|---|---|---|---|---|---|"]
+  baseline = None
+  for variant in _ordered(groups, study.variants):
+    runs = groups[variant]
+    metrics = [r["metrics"] for r in runs]
+    ratio = [m["median_translation_m"] / m["baseline_median_translation_m"] for m in metrics]
+    lines.append(
+        f"| {variant} | {len(runs)} | {_fmt([m['median_translation_m'] for m in metrics], 3)} "
+        f"| {_fmt([m['median_rotation_deg'] for m in metrics], 2)} | {_fmt(ratio, 2)} "
+        f"| {_fmt([m['within_0.05m_5deg'] for m in metrics], 3)} "
+        f"| {_fmt([m['within_0.1m_10deg'] for m in metrics], 3)} |")
+    baseline = metrics[0]
+  lines.append(f"| mean training pose | - | {baseline['baseline_median_translation_m']:.3f} "
+               f"| {baseline['baseline_median_rotation_deg']:.2f} | 1.00 | - | - |")
+  full = groups.get("layer_spatial")
+  if full and full[0]["metrics"].get("per_step"):
+    lines += ["", f"Per step, layer + spatial (head t reads steps 1..t; paper Tables 1/7):", "",
+              "| step | translation (m) | rotation (deg) |", "|---|---|---|"]
+    for t in range(len(full[0]["metrics"]["per_step"])):
+      entries = [r["metrics"]["per_step"][t] for r in full]
+      lines.append(f"| {t + 1} | {_fmt([e['median_translation_m'] for e in entries], 3)} "
+                   f"| {_fmt([e['median_rotation_deg'] for e in entries], 2)} |")
+  return lines + [""]
+
+
+def classification_table(records, study: Study) -> list[str]:
+  groups = _group(records, study.name)
+  if not groups:
+    return []
+  lines = [f"### {study.name}: `{study.dataset}` (test accuracy, mean ± sd over seeds)", "",
+           "| variant | seeds | accuracy | mean class accuracy |", "|---|---|---|---|"]
+  num_classes = None
+  for variant in _ordered(groups, study.variants):
+    metrics = [r["metrics"] for r in groups[variant]]
+    num_classes = len(metrics[0]["confusion_matrix"])
+    lines.append(f"| {variant} | {len(metrics)} | {_fmt([m['accuracy'] for m in metrics], 3)} "
+                 f"| {_fmt([m['mean_class_accuracy'] for m in metrics], 3)} |")
+  lines.append(f"| chance | - | {1 / num_classes:.3f} | {1 / num_classes:.3f} |")
+  full = groups.get("layer_spatial")
+  if full and full[0]["metrics"].get("per_step"):
+    lines += ["", "Per step, layer + spatial:", "", "| step | accuracy |", "|---|---|"]
+    for t in range(len(full[0]["metrics"]["per_step"])):
+      lines.append(f"| {t + 1} | "
+                   f"{_fmt([r['metrics']['per_step'][t]['accuracy'] for r in full], 3)} |")
+  return lines + [""]
+
+
+def layer_frequencies(runs: list[dict]) -> list[dict[str, tuple[float, float]]]:
+  """Per step, layer -> (mean, sd) over the runs' test-set selection frequencies."""
+  per_run = [r["metrics"]["layer_selection_frequency"] for r in runs]
+  steps = len(per_run[0])
+  return [{layer: mean_sd([run[t].get(layer, 0.0) for run in per_run])
+           for layer in per_run[0][t]} for t in range(steps)]
+
+
+def frequency_table(records, studies) -> list[str]:
+  lines = ["### Layer selection frequency on the test images (mean ± sd over seeds; "
+           "paper figure 3)", "",
+           "| study | variant | step | " + " | ".join(LAYER_NAMES) + " |",
+           "|---|---|---|" + "---|" * len(LAYER_NAMES)]
+  for study in studies:
+    groups = _group(records, study.name)
+    for variant in SELECTING_VARIANTS:
+      if variant not in groups:
+        continue
+      for t, step in enumerate(layer_frequencies(groups[variant])):
+        cells = " | ".join(f"{step[layer][0]:.2f} ± {step[layer][1]:.2f}"
+                           if layer in step else "-" for layer in LAYER_NAMES)
+        lines.append(f"| {study.name} | {variant} | {t + 1} | {cells} |")
+  return lines + [""]
+
+
+def report(records: list[dict], studies=STUDIES) -> str:
+  """The markdown tables of a set of records."""
+  if not records:
+    raise SystemExit("no ablation records to report")
+  seeds = sorted({r["seed"] for r in records})
+  starts = [datetime.datetime.fromisoformat(r["started"]) for r in records]
+  ends = [s + datetime.timedelta(seconds=r["wall_time_s"]) for s, r in zip(starts, records)]
+  machine = records[0].get("machine", {})
+  lines = [
+      "## Ablation on the embedded data (benchmarks/ablation.py)", "",
+      f"{len(records)} runs, seeds {seeds}. Sum of run times {sum(r['wall_time_s'] for r in records) / 60:.1f} min; "
+      f"first start to last end {(max(ends) - min(starts)).total_seconds() / 60:.1f} min. "
+      f"Machine: {machine.get('cpu_model', '?')}, {machine.get('usable_cores', '?')} cores, "
+      f"jax {machine.get('jax', '?')}. Commit {records[0].get('commit', '?')[:10]}"
+      f"{' plus uncommitted changes' if records[0].get('uncommitted_changes') else ''}.", ""]
+  for task, budget in sorted({(r["task"], json.dumps(r["budget"], sort_keys=True))
+                              for r in records}):
+    lines.append(f"Budget ({task}): {budget}")
+  lines.append("")
+  for study in studies:
+    lines += (pose_table if study.task == "pose" else classification_table)(records, study)
+  lines += frequency_table(records, studies)
+  return "\n".join(lines)
+
+
+def errors_figure(path: pathlib.Path, records, studies=STUDIES) -> pathlib.Path:
+  """Errors per variant with error bars (sd over seeds), then the full model's per-step errors."""
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+  from matplotlib.figure import Figure
+  figure = Figure(figsize=(11, 5.6), dpi=72, layout="constrained")
+  FigureCanvasAgg(figure)
+  axes = figure.subplots(2, 3)
+  pose = next(s for s in studies if s.name == "pose")
+  scenes = next(s for s in studies if s.name == "scenes")
+  panels = [(axes[0, 0], pose, "median_translation_m", "baseline_median_translation_m",
+             "median translation (m)"),
+            (axes[0, 1], pose, "median_rotation_deg", "baseline_median_rotation_deg",
+             "median rotation (deg)"),
+            (axes[0, 2], scenes, "accuracy", None, "accuracy")]
+  for ax, study, key, baseline_key, label in panels:
+    groups = _group(records, study.name)
+    if not groups:
+      ax.axis("off")
+      continue
+    variants = _ordered(groups, study.variants)
+    stats = [mean_sd([r["metrics"][key] for r in groups[v]]) for v in variants]
+    ax.bar(range(len(variants)), [m for m, _ in stats], yerr=[s for _, s in stats],
+           capsize=3, color=["0.6" if v in ("posenet", "lstm_posenet", "googlenet") else "C0"
+                             for v in variants])
+    for i, v in enumerate(variants):  # every seed, so the spread is visible
+      ax.plot([i] * len(groups[v]), [r["metrics"][key] for r in groups[v]], "k.", ms=4)
+    if baseline_key:
+      ax.axhline(groups[variants[0]][0]["metrics"][baseline_key], color="C3", ls="--",
+                 label="mean training pose")
+    else:
+      ax.axhline(1 / len(groups[variants[0]][0]["metrics"]["confusion_matrix"]), color="C3",
+                 ls="--", label="chance")
+    ax.set_xticks(range(len(variants)), variants, rotation=35, ha="right", fontsize=8)
+    ax.set_ylabel(label)
+    ax.set_title(f"{study.name}: {label}", fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(axis="y", alpha=0.3)
+  step_panels = [(axes[1, 0], pose, "median_translation_m", "translation (m)"),
+                 (axes[1, 1], pose, "median_rotation_deg", "rotation (deg)"),
+                 (axes[1, 2], scenes, "accuracy", "accuracy")]
+  for ax, study, key, label in step_panels:
+    runs = _group(records, study.name).get("layer_spatial", [])
+    if not (runs and runs[0]["metrics"].get("per_step")):
+      ax.axis("off")
+      continue
+    steps = range(1, len(runs[0]["metrics"]["per_step"]) + 1)
+    stats = [mean_sd([r["metrics"]["per_step"][t - 1][key] for r in runs]) for t in steps]
+    ax.errorbar(list(steps), [m for m, _ in stats], yerr=[s for _, s in stats], marker="o",
+                capsize=3)
+    ax.set_xticks(list(steps))
+    ax.set_xlabel("recurrent step")
+    ax.set_ylabel(label)
+    ax.set_title(f"{study.name}, layer + spatial: per step", fontsize=9)
+    ax.grid(alpha=0.3)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  figure.savefig(path, format="png", dpi=72)
+  return path
+
+
+def layers_figure(path: pathlib.Path, records, studies=STUDIES,
+                  variant: str = "layer_spatial") -> pathlib.Path:
+  """Stacked layer-selection frequency per step, one panel per dataset (paper figure 3)."""
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+  from matplotlib.figure import Figure
+  shown = [s for s in studies if variant in _group(records, s.name)]
+  figure = Figure(figsize=(2.6 * max(1, len(shown)) + 0.6, 3.0), dpi=72, layout="constrained")
+  FigureCanvasAgg(figure)
+  axes = figure.subplots(1, max(1, len(shown)), squeeze=False)[0]
+  for ax, study in zip(axes, shown):
+    steps = layer_frequencies(_group(records, study.name)[variant])
+    bottom = [0.0] * len(steps)
+    for index, layer in enumerate(LAYER_NAMES):
+      heights = [step.get(layer, (0.0, 0.0))[0] for step in steps]
+      ax.bar(range(1, len(steps) + 1), heights, bottom=bottom, color=f"C{index}", label=layer)
+      bottom = [b + h for b, h in zip(bottom, heights)]
+    ax.set_xticks(range(1, len(steps) + 1))
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("recurrent step")
+    ax.set_title(study.name, fontsize=9)
+  axes[0].set_ylabel(f"fraction of test images\n({variant}, mean over seeds)")
+  axes[-1].legend(fontsize=7, loc="lower right")
+  path.parent.mkdir(parents=True, exist_ok=True)
+  figure.savefig(path, format="png", dpi=72)
+  return path
+
+
+def write_report(records, out_dir: pathlib.Path, tag: str) -> dict[str, pathlib.Path]:
+  table = report(records)
+  print(table, file=sys.stderr)
+  out_dir.mkdir(parents=True, exist_ok=True)
+  paths = {"table": out_dir / f"{tag}-ablation.md"}
+  paths["table"].write_text(table + "\n")
+  paths["errors"] = errors_figure(out_dir / f"{tag}-ablation-errors.png", records)
+  paths["layers"] = layers_figure(out_dir / f"{tag}-ablation-layers.png", records)
+  return paths
+
+
+# ---------------------------------------------------------------- main
+
+
+def _parse(argv):
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--quick", action="store_true",
+                      help="1 seed, tiny shapes and data: the code path in minutes")
+  parser.add_argument("--seeds", default=None,
+                      help="comma list (default 0,1,2; --quick: 0)")
+  parser.add_argument("--studies", default=",".join(s.name for s in STUDIES),
+                      help="comma list of studies to run")
+  parser.add_argument("--variants", default=None,
+                      help="comma list: only these variants of each study (default: all)")
+  parser.add_argument("--workdir", default=None,
+                      help="runs, data and compilation cache (default runs/ablation[_quick])")
+  parser.add_argument("--out-dir", default=str(ROOT / "benchmarks" / "results"),
+                      help="where the records, table and figures go")
+  parser.add_argument("--tag", default=None, help="file name prefix (default: today's date)")
+  parser.add_argument("--report", default=None, metavar="JSONL",
+                      help="only write the table and figures of saved records")
+  args = parser.parse_args(argv)
+  names = [name for name in args.studies.split(",") if name]
+  unknown = sorted(set(names) - {s.name for s in STUDIES})
+  if unknown:
+    parser.error(f"--studies: unknown {unknown}; expected some of "
+                 f"{[s.name for s in STUDIES]}")
+  args.studies = tuple(s for s in STUDIES if s.name in names)
+  known = {v for s in STUDIES for v in s.variants}
+  args.variants = set(args.variants.split(",")) if args.variants else known
+  if args.variants - known:
+    parser.error(f"--variants: unknown {sorted(args.variants - known)}; expected some of "
+                 f"{sorted(known)}")
+  try:
+    args.seeds = [int(s) for s in (args.seeds or ("0" if args.quick else "0,1,2")).split(",")]
+  except ValueError:
+    parser.error(f"--seeds: expected a comma list of integers, got {args.seeds!r}")
+  return args
+
+
+def main(argv=None) -> int:
+  args = _parse(argv)
+  out_dir = pathlib.Path(args.out_dir)
+  if args.report:
+    source = pathlib.Path(args.report)
+    if not source.is_file():
+      raise SystemExit(f"--report: no such file {source}")
+    tag = args.tag or source.name.removesuffix(".jsonl").removesuffix("-ablation")
+    paths = write_report(read_records(source), out_dir, tag)
+    print(f"Wrote {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
+    return 0
+  workdir = pathlib.Path(args.workdir or ROOT / "runs" / (
+      "ablation_quick" if args.quick else "ablation")).resolve()
+  workdir.mkdir(parents=True, exist_ok=True)
+  # Seeds of one variant compile the same programs: compile each once.
+  os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(workdir / "jax_cache"))
+  import measure
+  tag = args.tag or (datetime.date.today().isoformat() + ("-quick" if args.quick else ""))
+  out_dir.mkdir(parents=True, exist_ok=True)
+  records_path = out_dir / f"{tag}-ablation.jsonl"
+  budgets = QUICK if args.quick else FULL
+  data_dir = workdir / "data"
+  manual = write_quick_data(workdir / "manual", args.studies) if args.quick else {}
+  study_start = time.perf_counter()
+  with contextlib.redirect_stdout(sys.stderr):  # tfds' build messages
+    facts = prepare_data(args.studies, data_dir, manual)
+  print(json.dumps({"benchmark": "ablation_data", "datasets": facts}), flush=True)
+  done = {run_key(r) for r in read_records(records_path)} if records_path.exists() else set()
+  machine, version = measure.machine_description(), code_version()
+  plan = [(study, variant, seed) for seed in args.seeds for study in args.studies
+          for variant in study.variants
+          if variant in args.variants]  # seed-major: an early stop leaves whole seeds
+  for number, (study, variant, seed) in enumerate(plan, start=1):
+    budget = budgets[study.task]
+    key = (study.name, variant, seed, json.dumps(dataclasses.asdict(budget), sort_keys=True))
+    if key in done:
+      print(f"[{number}/{len(plan)}] {study.name} {variant} seed {seed}: in {records_path}, "
+            f"skipped", file=sys.stderr)
+      continue
+    print(f"[{number}/{len(plan)}] {study.name} {variant} seed {seed}", file=sys.stderr,
+          flush=True)
+    record = run_one(study, variant, seed, budget, workdir=workdir, data_dir=data_dir,
+                     manual_dir=manual.get(study.dataset, ""),
+                     num_classes=len(facts[study.dataset].get("class_names", ())))
+    record.update(machine=machine, quick=args.quick, **version)
+    with records_path.open("a") as file:
+      file.write(json.dumps(record) + "\n")
+    print(json.dumps(record), flush=True)
+  elapsed = time.perf_counter() - study_start
+  names = {s.name for s in args.studies}
+  records = [r for r in read_records(records_path) if r["study"] in names]
+  paths = write_report(records, out_dir, tag)
+  print(json.dumps({"benchmark": "ablation_summary", "runs": len(records),
+                    "elapsed_s": round(elapsed, 1), "records": str(records_path),
+                    **{name: str(path) for name, path in paths.items()}}), flush=True)
+  print(f"Study took {elapsed / 60:.1f} min (this invocation, data included).", file=sys.stderr)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

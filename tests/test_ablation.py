@@ -1,0 +1,206 @@
+"""benchmarks/ablation.py: the --quick study end to end, and the report of hand-made records.
+
+The quick study runs as a user runs it (a subprocess), at tiny shapes, on a
+slice that takes every code path: PoseNet and the full model on the pose
+study, the full model on the texture half of the known-answer benchmark (the
+classification path and the cue-scale data). Every variant's config is
+checked without training. Its numbers mean nothing; the test checks what the
+records and the table hold. The report's arithmetic is checked on hand-made
+records.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "benchmarks" / "ablation.py"
+
+
+def _load_ablation():
+  spec = importlib.util.spec_from_file_location("ablation", SCRIPT)
+  module = importlib.util.module_from_spec(spec)
+  sys.modules[spec.name] = module  # dataclasses look their module up there
+  spec.loader.exec_module(module)
+  return module
+
+
+ablation = _load_ablation()
+QUICK_VARIANTS = ("posenet", "layer_spatial")
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+  return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=ROOT, capture_output=True,
+                        text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+  root = tmp_path_factory.mktemp("ablation")
+  args = ("--quick", "--studies", "pose,texture", "--variants", ",".join(QUICK_VARIANTS),
+          "--workdir", str(root / "work"), "--out-dir", str(root / "out"), "--tag", "t")
+  result = _run(*args)
+  assert result.returncode == 0, f"ablation --quick failed:\n{result.stdout}\n{result.stderr}"
+  records = [json.loads(line) for line in (root / "out" / "t-ablation.jsonl").read_text()
+             .splitlines()]
+  return {"root": root, "args": args, "result": result, "records": records}
+
+
+def test_every_variant_config_is_valid():
+  from lsattn import config_checks
+  for study in ablation.STUDIES:
+    budget = ablation.FULL[study.task]
+    for variant in study.variants:
+      config = ablation.make_config(study, variant, 0, budget, data_dir="unused",
+                                    num_classes=4 if study.task == "classification" else 0)
+      model_config = config_checks.check_config(config)
+      assert config.num_train_steps == budget.num_train_steps
+      assert model_config.layers == ((variant[-2:],) if variant.startswith("spatial_") else
+                                     ("5b",) if variant in ("posenet", "lstm_posenet",
+                                                            "googlenet") else
+                                     ablation.CANDIDATE_LAYERS)
+
+
+def test_quick_writes_one_record_per_run(quick):
+  records = quick["records"]
+  expected = {("pose", "posenet"), ("pose", "layer_spatial"), ("texture", "layer_spatial")}
+  assert {(r["study"], r["variant"]) for r in records} == expected
+  assert len(records) == len(expected)
+  for record in records:
+    task = record["task"]
+    assert record["seed"] == 0 and record["quick"] is True
+    assert record["budget"] == json.loads(json.dumps(
+        dataclasses.asdict(ablation.QUICK[task])))
+    assert record["wall_time_s"] > 0 and record["machine"]["usable_cores"] >= 1
+    assert len(record["commit"]) == 40 and isinstance(record["uncommitted_changes"], bool)
+    metrics = record["metrics"]
+    assert metrics["protocol"] == "whole_train_split_last_checkpoint"
+    assert metrics["checkpoint_step"] == ablation.QUICK[task].num_train_steps
+    recurrent = record["variant"] not in ("posenet", "lstm_posenet", "googlenet")
+    steps = ablation.QUICK[task].num_recurrent_steps if recurrent else 0
+    assert len(metrics["per_step"]) == steps
+    if task == "pose":
+      for key in ("within_0.05m_5deg", "within_0.1m_10deg", "baseline_median_translation_m"):
+        assert 0 <= metrics[key]
+      assert record["dataset"] == "seven_scenes/synthetic_room"
+    else:
+      assert record["dataset"] == "mit67/synthetic_texture"
+      assert len(metrics["confusion_matrix"]) == 4
+    if record["variant"] in ablation.SELECTING_VARIANTS:
+      frequencies = metrics["layer_selection_frequency"]
+      assert len(frequencies) == steps
+      for step in frequencies:
+        assert set(step) == set(ablation.LAYER_NAMES)
+        assert sum(step.values()) == pytest.approx(1.0)
+  # stdout: the data facts, every record, then the summary, one JSON object per line.
+  lines = [json.loads(line) for line in quick["result"].stdout.splitlines()]
+  assert lines[0]["benchmark"] == "ablation_data"
+  assert [line for line in lines if line["benchmark"] == "ablation"] == records
+  assert lines[-1]["benchmark"] == "ablation_summary" and lines[-1]["runs"] == len(records)
+
+
+def test_quick_table_and_figures(quick):
+  out = quick["root"] / "out"
+  table = (out / "t-ablation.md").read_text()
+  rows = [line for line in table.splitlines() if line.startswith("| ")]
+  for variant in QUICK_VARIANTS:
+    assert any(row.startswith(f"| {variant} | 1 | ") for row in rows), variant
+  assert any(row.startswith("| mean training pose |") for row in rows)
+  assert sum(row.startswith("| chance | - | 0.250 |") for row in rows) == 1  # texture: 4 classes
+  pose_steps = [row for row in rows if row.split("|")[1].strip() in ("1", "2", "3")
+                and row.count("|") == 4]
+  assert len(pose_steps) == 3  # per-step rows of the full pose model
+  frequency_rows = [row for row in rows if row.startswith(("| pose | layer", "| texture | layer"))]
+  assert len(frequency_rows) == 3 + 2  # layer + spatial: N = 3 pose steps, 2 texture steps
+  for name in ("errors", "layers"):
+    assert (out / f"t-ablation-{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_quick_rerun_skips_recorded_runs(quick):
+  path = quick["root"] / "out" / "t-ablation.jsonl"
+  before = path.read_text()
+  result = _run(*quick["args"])
+  assert result.returncode == 0, result.stderr
+  assert path.read_text() == before
+  assert result.stderr.count("skipped") == len(quick["records"])
+
+
+def _record(study, task, variant, seed, **metrics):
+  budget = dataclasses.asdict(ablation.FULL[task])
+  return {"benchmark": "ablation", "study": study, "task": task, "variant": variant,
+          "seed": seed, "dataset": study, "budget": budget, "wall_time_s": 60.0,
+          "started": f"2026-11-30T10:0{seed}:00+00:00", "commit": "0" * 40,
+          "machine": {"cpu_model": "test cpu", "usable_cores": 2, "jax": "x"},
+          "metrics": metrics}
+
+
+def _pose_metrics(translation, rotation, steps=()):
+  return {"median_translation_m": translation, "median_rotation_deg": rotation,
+          "baseline_median_translation_m": 0.5, "baseline_median_rotation_deg": 20.0,
+          "within_0.05m_5deg": 0.1, "within_0.1m_10deg": 0.3,
+          "per_step": [{"median_translation_m": t, "median_rotation_deg": r, "step": i + 1}
+                       for i, (t, r) in enumerate(steps)],
+          "layer_selection_frequency": [{"Conv-3B": 1.0, "Conv-4E": 0.0, "Conv-5B": 0.0},
+                                        {"Conv-3B": 0.0, "Conv-4E": 0.5, "Conv-5B": 0.5}]
+          if steps else []}
+
+
+def _classification_metrics(accuracy, frequency_3b):
+  return {"accuracy": accuracy, "mean_class_accuracy": accuracy,
+          "confusion_matrix": [[1, 0, 0, 0]] * 4,
+          "per_step": [{"accuracy": accuracy / 2, "step": 1}, {"accuracy": accuracy, "step": 2}],
+          "layer_selection_frequency": [
+              {"Conv-3B": frequency_3b, "Conv-4E": 1 - frequency_3b, "Conv-5B": 0.0}] * 2}
+
+
+def test_report_of_hand_made_records(tmp_path):
+  records = [
+      _record("pose", "pose", "posenet", 0, **_pose_metrics(0.2, 10.0)),
+      _record("pose", "pose", "posenet", 1, **_pose_metrics(0.4, 14.0)),
+      _record("pose", "pose", "layer_spatial", 0,
+              **_pose_metrics(0.1, 5.0, steps=[(0.3, 9.0), (0.1, 5.0)])),
+      _record("pose", "pose", "layer_spatial", 1,
+              **_pose_metrics(0.3, 7.0, steps=[(0.5, 11.0), (0.3, 7.0)])),
+      _record("texture", "classification", "layer_spatial", 0, **_classification_metrics(0.5, 1.0)),
+      _record("texture", "classification", "layer_spatial", 1, **_classification_metrics(0.7, 0.0)),
+  ]
+  table = ablation.report(records)
+  rows = table.splitlines()
+  # mean and sample standard deviation over the two seeds; x mean pose = median / 0.5 m.
+  assert "| posenet | 2 | 0.300 ± 0.141 | 12.00 ± 2.83 | 0.60 ± 0.28 | 0.100 ± 0.000 " \
+         "| 0.300 ± 0.000 |" in rows
+  assert "| layer_spatial | 2 | 0.200 ± 0.141 | 6.00 ± 1.41 | 0.40 ± 0.28 | 0.100 ± 0.000 " \
+         "| 0.300 ± 0.000 |" in rows
+  assert "| mean training pose | - | 0.500 | 20.00 | 1.00 | - | - |" in rows
+  assert "| 1 | 0.400 ± 0.141 | 10.00 ± 1.41 |" in rows  # the full model's step 1
+  assert "| layer_spatial | 2 | 0.600 ± 0.141 | 0.600 ± 0.141 |" in rows
+  assert "| chance | - | 0.250 | 0.250 |" in rows
+  assert "| texture | layer_spatial | 1 | 0.50 ± 0.71 | 0.50 ± 0.71 | 0.00 ± 0.00 |" in rows
+  assert "| pose | layer_spatial | 2 | 0.00 ± 0.00 | 0.50 ± 0.00 | 0.50 ± 0.00 |" in rows
+  assert "6 runs, seeds [0, 1]. Sum of run times 6.0 min" in table
+
+  source = tmp_path / "x-ablation.jsonl"
+  source.write_text("".join(json.dumps(r) + "\n" for r in records))
+  assert ablation.main(["--report", str(source), "--out-dir", str(tmp_path / "out")]) == 0
+  assert (tmp_path / "out" / "x-ablation.md").read_text() == table + "\n"
+  assert (tmp_path / "out" / "x-ablation-layers.png").stat().st_size > 0
+
+
+def test_bad_arguments_are_named(tmp_path):
+  result = _run("--studies", "pose,nope")
+  assert result.returncode == 2 and "'nope'" in result.stderr
+  result = _run("--variants", "layer_spatial,spatial_9z")
+  assert result.returncode == 2 and "'spatial_9z'" in result.stderr
+  with pytest.raises(SystemExit, match="no such file"):
+    ablation.main(["--report", str(tmp_path / "missing.jsonl")])
+  broken = tmp_path / "broken.jsonl"
+  broken.write_text('{"benchmark": "ablation"}\nnot json\n')
+  with pytest.raises(SystemExit, match=r"broken.jsonl:2: not a JSON object"):
+    ablation.main(["--report", str(broken), "--out-dir", str(tmp_path)])
