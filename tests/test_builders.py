@@ -358,3 +358,16 @@ def test_prepare_manual_dir_without_the_scene_folder(tmp_path):
                      manual_dir=tmp_path / "manual")
   assert str(tmp_path / "manual" / "fire") in str(error.value)
   _assert_nothing_built("seven_scenes/fire", tmp_path / "data")
+
+
+def test_a_builder_leaves_no_temporary_folder(tmp_path, monkeypatch):
+  """tfds makes an empty temporary folder for a builder whose dataset is not built;
+  lsattn removes it (a test suite run used to leave dozens in /tmp)."""
+  system_temp = tmp_path / "system_temp"
+  system_temp.mkdir()
+  monkeypatch.setattr("tempfile.tempdir", str(system_temp))
+  builder = datasets.get_builder("mit67/synthetic_texture", tmp_path / "data")
+  assert not builder.is_prepared()
+  assert list(system_temp.iterdir()) == []
+  import tempfile
+  assert tempfile.tempdir == str(system_temp)  # restored after the builder is made

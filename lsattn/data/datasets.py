@@ -15,9 +15,11 @@ A failed build raises `LsattnError` and leaves no partial dataset behind
 
 from __future__ import annotations
 
+import contextlib
 import pathlib
 import re
 import shutil
+import tempfile
 
 import tensorflow_datasets as tfds
 
@@ -81,7 +83,28 @@ def _write_synthetic(dataset: str, manual_dir: pathlib.Path, seed: int) -> None:
   staging.rename(manual_dir)
 
 
+@contextlib.contextmanager
+def _temporary_folders_removed():
+  """Temporary folders made inside the block are removed after it.
+
+  A tfds builder whose dataset is not built yet makes an empty temporary
+  folder and never removes it (``DatasetInfo.initialize_from_bucket``), one
+  more in the system's temporary folder per run.
+  """
+  with tempfile.TemporaryDirectory(prefix="lsattn-tfds-") as folder:
+    previous, tempfile.tempdir = tempfile.tempdir, folder
+    try:
+      yield
+    finally:
+      tempfile.tempdir = previous
+
+
 def get_builder(dataset: str, data_dir: str | pathlib.Path) -> tfds.core.DatasetBuilder:
+  with _temporary_folders_removed():
+    return _builder(dataset, data_dir)
+
+
+def _builder(dataset: str, data_dir: str | pathlib.Path) -> tfds.core.DatasetBuilder:
   name, config = split_name(dataset)
   cls = builder_class(name)
   data_dir = str(pathlib.Path(data_dir).expanduser())
