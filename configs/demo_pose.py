@@ -10,29 +10,8 @@ measurements below and is not tuned on them), and evaluates the test
 sequence with the last checkpoint. All values here are ours (a CPU-sized
 demo), not the paper's.
 
-Measured (2026-11-30, 2-core machine, from a clean checkout, with the
-paper's model of issue 14: initial state from the image, per-step batch
-norm, a head per step, the multi-convolution C_A), seeds 0, 1, 2 (one
-rendered room, the seed-0 one, shared by the three runs through
-``data_dir``; the seed changes initialisation, Gumbel noise and batch
-order). Median errors of the final step, mean-pose baseline 0.414 m and
-16.65 deg:
-
-  seed 0: 0.243 m, 5.39 deg   seed 1: 0.281 m, 8.11 deg   seed 2: 0.212 m, 5.79 deg
-  mean +- sd: 0.245 +- 0.035 m (0.59x the baseline), 6.43 +- 1.47 deg (0.39x)
-  per step (mean over seeds): step 1 0.369 m / 9.22 deg, step 2 0.280 m / 7.41 deg,
-  step 3 0.245 m / 6.43 deg
-
-Seed 0 took 14 min 19 s of training and evaluation (seeds 1 and 2 ran
-beside other work). The model before issue 14 reached 0.169 m / 4.96 deg
-with seed 0 on 2026-11-25 (one seed, another machine): the faithful model
-is not better on this demo. One comparison run, same checkout, room and
-seed 0, with ``--config.initial_state=constant`` (the only change): 0.156 m,
-5.14 deg (per step 0.285 / 0.199 / 0.156 m), below all three seeds of the
-image-conditioned state. One seed proves little, but on this demo (random,
-frozen features) [47]'s initial state costs accuracy rather than buying it;
-the cause is not yet isolated. In every run step 1 chose Conv-3B for
-every test image (its logits differ per image; their argmax does not).
+Measured results (seeds, spread, per step, the constant initial state):
+benchmarks/README.md, "Demo runs", and the README's first paragraph.
 """
 
 from configs import default

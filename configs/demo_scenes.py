@@ -4,10 +4,7 @@ r"""Demo: scene classification on lsattn's synthetic MIT-67-layout set, CPU-size
 
 Writes 6 synthetic classes (40 images each), builds the dataset, trains with
 a frozen, randomly initialised GoogLeNet on 96x96 crops, N = 2 steps, and
-evaluates the test images. Measured (2026-11-25, 2-core machine, with the
-CPU compiler options and LRN of lsattn/compilation.py and googlenet.py):
-1 min 55 s with the data already written, accuracy 0.93 and mean class
-accuracy 0.93 on the 60 test images (chance: 1/6; 0.95 before those changes).
+evaluates the test images. Measured results: benchmarks/README.md, "Demo runs".
 """
 
 from configs import default

@@ -2,12 +2,10 @@
 
 On CPU, XLA (jaxlib 0.10) hands dots, reductions and convolutions to the
 YNNPACK library by default. On GoogLeNet's and the Conv-LSTM's shapes,
-YNNPACK's convolutions run slower than XLA's own (Eigen) kernels: conv2's
-forward+backward at 90 against 145 GFLOP/s. Its dots and reductions are the
-faster ones (without its reductions the core's gradient takes 1.7x longer).
-So by default lsattn keeps YNNPACK for dots and reductions only: the train
-step at 224x224, batch 8 went from 1389 to 1152 ms in one benchmark run
-(benchmarks/README.md). The config key ``xla_cpu_ynn_fusions`` chooses;
+YNNPACK's convolutions run slower than XLA's own (Eigen) kernels, while its
+dots and reductions are the faster ones. So by default lsattn keeps YNNPACK
+for dots and reductions only (the measurements: benchmarks/README.md,
+"Results: current code"). The config key ``xla_cpu_ynn_fusions`` chooses;
 other backends ignore it, and a jaxlib without the option falls back to
 XLA's defaults with a warning.
 """

@@ -131,19 +131,3 @@ def test_confusion_matrix_plot_bad_arguments(tmp_path, confusion, names, name):
   with pytest.raises(LsattnError, match=name):
     figures.confusion_matrix_plot(tmp_path / "x.png", confusion, names)
 
-
-def test_training_curves(tmp_path):
-  steps = np.arange(0, 1000, 10)
-  history = {
-      "loss": list(zip(steps, 5 * np.exp(-steps / 300) + 0.1)),
-      "temperature": list(zip(steps, np.maximum(0.5, np.exp(-steps / 500)))),
-      "learning_rate": list(zip(steps, 1e-4 * 0.1 ** (steps / 300))),
-      "accuracy": [(0, 0.1), (500, 0.5), (999, 0.7)],
-  }
-  path = tmp_path / "curves.png"
-  width, height = _check_png(path, figures.training_curves(path, history))
-  assert width > height  # three columns, two rows
-  with pytest.raises(LsattnError, match="history\\['loss'\\]"):
-    figures.training_curves(tmp_path / "x.png", {"loss": [1.0, 2.0]})
-  with pytest.raises(LsattnError, match="history"):
-    figures.training_curves(tmp_path / "x.png", {})
