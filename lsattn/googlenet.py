@@ -162,6 +162,8 @@ class ConvUnit(nn.Module):
                 padding=[(pad, pad), (pad, pad)], use_bias=not self.batch_norm,
                 dtype=self.dtype, name="conv")(x)
     if self.batch_norm:
+      # torchvision's BatchNorm2d(eps=0.001), momentum 0.1 = Flax's 0.9; why the
+      # core's batch norm differs: lsattn/layers.py batch_norm.
       x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-3,
                        dtype=self.dtype, name="bn")(x)
     return nn.relu(x)

@@ -63,6 +63,15 @@ def batch_norm(params: Params, state: Params, x: jax.Array, *, train: bool,
                momentum: float = 0.99, epsilon: float = 1e-3) -> tuple[jax.Array, Params]:
   """Batch norm over all axes but the last (TensorFlow's defaults, paper 3.4).
 
+  lsattn has two batch norms, on purpose. This one is the attention core's:
+  the paper asks for batch norm "with default parameters" (3.4), which we
+  read as TensorFlow's (momentum 0.99, epsilon 1e-3). The other is in the
+  torchvision variant of the backbone (lsattn/googlenet.py, Flax's
+  ``nn.BatchNorm`` with momentum 0.9, epsilon 1e-3), which must compute what
+  torchvision's pretrained GoogLeNet computes: PyTorch's momentum 0.1 is a
+  decay of 0.9 in Flax's convention, and its BasicConv2d uses eps 0.001.
+  The Caffe backbone, the paper's, has no batch norm.
+
   Args:
     params: {'scale', 'bias'} [C].
     state: running {'mean', 'var'} [C].
