@@ -13,21 +13,15 @@ and renames it when complete, so an interrupted save (killed process, full
 disk) is never taken for a checkpoint; leftovers are removed when the manager
 starts, and old steps are deleted only after the new one is complete. A save
 that fails for lack of disk space raises `LsattnError` naming the folder.
-See RELIABILITY.md.
-
-Fault injection, for tests/test_reliability.py only:
-``LSATTN_TEST_PAUSE_IN_SAVE=<step>[:<seconds>]`` pauses the save of ``<step>``
-after its files are written and before the rename that completes it
-(default 600 s), so a test can kill the process in the middle of a save.
+See RELIABILITY.md (its tests pass `create_manager` an orbax temporary-path
+class that pauses a save before the rename, to kill the process mid-save).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import errno
-import os
 import pathlib
 import sys
 import threading
@@ -57,30 +51,23 @@ def _jsonable(value):
   return value
 
 
-PAUSE_IN_SAVE = "LSATTN_TEST_PAUSE_IN_SAVE"
 NO_SPACE = "no space left on device"
 
 
-class _PausingTemporaryPath(ocp.path.atomicity.AtomicRenameTemporaryPath):
-  """Orbax's default (atomic rename), pausing before the rename of one step."""
-
-  async def finalize(self):
-    step, _, seconds = os.environ.get(PAUSE_IN_SAVE, "").partition(":")
-    if self.get_final().name == step:
-      print(f"{PAUSE_IN_SAVE}: pausing before finalising {self.get()}", file=sys.stderr,
-            flush=True)
-      await asyncio.sleep(float(seconds or 600))
-    await super().finalize()
-
-
 def create_manager(workdir: str | pathlib.Path, *, save_every: int, keep: int,
-                   folder: str = "checkpoints") -> ocp.CheckpointManager:
-  """Checkpoints under <workdir>/<folder> ('best_checkpoint' holds the best on validation)."""
+                   folder: str = "checkpoints",
+                   temporary_path_class: type | None = None) -> ocp.CheckpointManager:
+  """Checkpoints under <workdir>/<folder> ('best_checkpoint' holds the best on validation).
+
+  Args:
+    temporary_path_class: orbax's class for a save in progress (None: its
+      default, an atomic rename); the reliability tests pass one that pauses.
+  """
   directory = pathlib.Path(workdir).expanduser().resolve() / folder
   options = ocp.CheckpointManagerOptions(
       max_to_keep=keep, save_interval_steps=save_every, create=True,
       enable_async_checkpointing=False, cleanup_tmp_directories=True,
-      temporary_path_class=_PausingTemporaryPath if os.environ.get(PAUSE_IN_SAVE) else None)
+      temporary_path_class=temporary_path_class)
   return ocp.CheckpointManager(directory, options=options, item_names=("state", "meta"))
 
 

@@ -10,21 +10,18 @@ whole training split, a fixed budget, the last checkpoint) or validation-
 based checkpoint selection (``validation_split='auto'``). SIGTERM
 and Ctrl-C save a checkpoint and stop with an `LsattnError` that says how to
 resume (train.py exits with status 2: the run is not finished). What is
-guaranteed, and the tests that prove it: RELIABILITY.md.
-
-Fault injection, for tests/test_reliability.py only:
-``LSATTN_TEST_NAN_STEPS=2,3`` fills the images of the training batches of
-those (0-based) steps with NaN, to exercise the non-finite policy end to end.
+guaranteed, and the tests that prove it: RELIABILITY.md (its tests inject
+faults by wrapping `training_batches` and `checkpoint.create_manager`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import pathlib
 import signal
 import sys
 import time
+from typing import Iterator
 
 import jax
 import jax.numpy as jnp
@@ -197,19 +194,14 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
                        out_shardings=(replicated, replicated),
                        compiler_options=compilation.step_compiler_options(config))
   train_rng = jax.random.fold_in(jax.random.key(config.seed), 1)
-  batches = pipeline.TrainBatches(
-      run.train_split, task=config.task, options=run.options, batch_size=config.batch_size,
-      seed=config.seed, rows=parallel.process_batch_slice(config.batch_size)).iterate(start_step)
+  batches = training_batches(run, start_step)
   logger = _Logger(workdir, run)
   best = None if run.validation_split is None else _BestCheckpoint(workdir, run, signature)
   history = []
-  nan_steps = _nan_injection_steps()
   with _StopRequest() as stop, tqdm.tqdm(total=config.num_train_steps, initial=start_step,
                                          desc="train", unit="step") as progress:
     for step in range(start_step, config.num_train_steps):
       batch = next(batches)
-      if step in nan_steps:
-        batch = dict(batch, image=np.full_like(batch["image"], np.nan))
       state, metrics = train_step(state, parallel.shard_batch(batch, run.mesh), train_rng)
       history.append(metrics)
       done = step + 1
@@ -245,14 +237,13 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
   return result
 
 
-def _nan_injection_steps() -> frozenset[int]:
-  """The steps named by LSATTN_TEST_NAN_STEPS (fault injection for tests)."""
-  value = os.environ.get("LSATTN_TEST_NAN_STEPS", "")
-  try:
-    return frozenset(int(item) for item in value.split(",") if item.strip())
-  except ValueError:
-    raise LsattnError(f"LSATTN_TEST_NAN_STEPS={value!r}: expected comma-separated step "
-                      f"numbers such as '2,3'") from None
+def training_batches(run: Setup, start_step: int) -> Iterator[dict]:
+  """This process's rows of the training batches from `start_step` on (a pure function
+  of seed and step, so a resumed run sees the batches an uninterrupted one would)."""
+  config = run.config
+  return pipeline.TrainBatches(
+      run.train_split, task=config.task, options=run.options, batch_size=config.batch_size,
+      seed=config.seed, rows=parallel.process_batch_slice(config.batch_size)).iterate(start_step)
 
 
 def _check_nonfinite(state, config, step: int) -> None:

@@ -6,10 +6,10 @@ Training runs are `train.py` subprocesses on a tiny synthetic scene
 compilation cache, so only the first run (the uninterrupted reference, reused
 by every comparison) compiles, about a minute on 2 cores; the others take
 10-20 s. Faults are
-injected with the test-only hooks LSATTN_TEST_PAUSE_IN_SAVE
-(lsattn/checkpoint.py: pause a save after its files are written, before orbax
-renames it into place) and LSATTN_TEST_NAN_STEPS (lsattn/experiment.py: NaN
-images in the batches of those steps).
+injected by tests/fault_injection.py, which runs train.py after wrapping two
+named functions: LSATTN_TEST_PAUSE_IN_SAVE (pause a save after its files are
+written, before orbax renames it into place) and LSATTN_TEST_NAN_STEPS (NaN
+images in the batches of those steps). Runs without faults are train.py itself.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from configs import test as test_config
 from lsattn import checkpoint, experiment
 from lsattn.data import pipeline, synthetic
 from lsattn.errors import LsattnError
+import fault_injection  # tests/fault_injection.py, beside this file
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 STEPS = 8  # checkpoints every 2 steps, the last 2 kept (configs/test.py)
@@ -69,10 +70,15 @@ def _flags(data, workdir, **overrides) -> list[str]:
           *(f"--config.{key}={value}" for key, value in overrides.items())]
 
 
+def _command(flags, faults) -> list[str]:
+  """train.py, or with faults the launcher that injects them (tests/fault_injection.py)."""
+  script = ROOT / ("tests/fault_injection.py" if faults else "train.py")
+  return [sys.executable, str(script), *flags]
+
+
 def _run(flags, env, *, check=True, **faults) -> subprocess.CompletedProcess:
-  result = subprocess.run([sys.executable, str(ROOT / "train.py"), *flags], cwd=ROOT,
-                          env=dict(env, **faults), capture_output=True, text=True,
-                          timeout=TIMEOUT)
+  result = subprocess.run(_command(flags, faults), cwd=ROOT, env=dict(env, **faults),
+                          capture_output=True, text=True, timeout=TIMEOUT)
   if check and result.returncode != 0:
     raise AssertionError(f"train.py failed ({result.returncode}):\n{result.stderr[-3000:]}")
   return result
@@ -84,8 +90,8 @@ class _Training:
   def __init__(self, flags, env, log: pathlib.Path, **faults):
     self.log = log
     with open(log, "w") as stderr:
-      self.process = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *flags],
-                                      cwd=ROOT, env=dict(env, **faults),
+      self.process = subprocess.Popen(_command(flags, faults), cwd=ROOT,
+                                      env=dict(env, **faults),
                                       stdout=subprocess.DEVNULL, stderr=stderr)
 
   def stderr(self) -> str:
@@ -115,7 +121,7 @@ class _Training:
 
 def _pause_line(workdir: pathlib.Path, step: int) -> str:
   tmp_folder = workdir.resolve() / "checkpoints" / f"{step}{TMP}"
-  return f"{checkpoint.PAUSE_IN_SAVE}: pausing before finalising {tmp_folder}"
+  return f"{fault_injection.PAUSE_LINE} {tmp_folder}"
 
 
 def _orbax_steps(workdir: pathlib.Path) -> list[int]:
