@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from lsattn import LsattnError, geometry
-from lsattn.data import formats
+from lsattn.data import formats, own_formats
 
 # One camera, by hand: a quarter turn about the world z axis, centre (1, 2, 3).
 R_C2W = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
@@ -118,7 +118,7 @@ def test_colmap_centre_is_minus_rotated_translation(tmp_path):
   # Second image: identity rotation, a non-empty points line, no folder.
   lines = f"{COLMAP_LINE}\n\n8 1 0 0 0 {_numbers(-CENTRE)} 1 a.png\n1.5 2.5 -1\n"
   _touch(tmp_path, "a.png")
-  records = formats.read_colmap_images(_colmap(tmp_path, lines), tmp_path)
+  records = own_formats.read_colmap_images(_colmap(tmp_path, lines), tmp_path)
   assert [(r.image_name, r.sequence) for r in records] == [("a.png", "seq0"), ("seq/a.png", "seq")]
   np.testing.assert_allclose(records[0].position, CENTRE, atol=1e-12)
   np.testing.assert_allclose(records[0].orientation, [1, 0, 0, 0])
@@ -130,7 +130,7 @@ def test_pose_text_of_own_scene(tmp_path, header):
   _touch(tmp_path, "images/a.png")
   path = _write(tmp_path / "poses.txt",
                 f"{header}# own scene\nimages/a.png {_numbers(CENTRE)} {_numbers(Q_W2C)}\n")
-  (record,) = formats.read_pose_text(path, tmp_path)
+  (record,) = own_formats.read_pose_text(path, tmp_path)
   _assert_camera(record)
   assert record.sequence == "images"
 
@@ -147,9 +147,9 @@ def test_csv_round_trip(tmp_path):
   train = formats.read_cambridge(_cambridge(tmp_path), "train")
   _write(tmp_path / "dataset_test.txt", f"{CAMBRIDGE_HEADER}seq13/frame00158.png 0 0 0 1 2 3 4\n")
   test = formats.read_cambridge(tmp_path, "test")
-  formats.write_pose_csv(tmp_path / "scene.csv", {"train": train, "test": test})
+  own_formats.write_pose_csv(tmp_path / "scene.csv", {"train": train, "test": test})
   for split, expected in (("train", train), ("test", test), (None, train + test)):
-    back = formats.read_pose_csv(tmp_path / "scene.csv", tmp_path, split)
+    back = own_formats.read_pose_csv(tmp_path / "scene.csv", tmp_path, split)
     assert len(back) == len(expected)
     for got, want in zip(back, expected):
       assert (got.image_path, got.image_name, got.sequence) == (
@@ -258,34 +258,35 @@ BAD_INPUTS = {
         lambda p: formats.read_mit67(_mit67(p, "\r\n"), "train"),
         ["TrainImages.txt", "empty split"]),
     "csv-bad-header": (
-        lambda p: formats.read_pose_csv(_write(p / "poses.csv", "image,x,y,z,w,x,y,z\n"), p),
+        lambda p: own_formats.read_pose_csv(_write(p / "poses.csv", "image,x,y,z,w,x,y,z\n"), p),
         ["poses.csv:1", "image,x,y,z,w"]),
     "csv-field-count": (
-        lambda p: formats.read_pose_csv(_csv(p, "a.png,1,2,3"), p), ["poses.csv:2", "a.png,1,2,3"]),
+        lambda p: own_formats.read_pose_csv(_csv(p, "a.png,1,2,3"), p),
+        ["poses.csv:2", "a.png,1,2,3"]),
     "csv-non-numeric": (
-        lambda p: formats.read_pose_csv(_csv(p, "a.png,1,2,x,1,0,0,0,test"), p),
+        lambda p: own_formats.read_pose_csv(_csv(p, "a.png,1,2,x,1,0,0,0,test"), p),
         ["poses.csv:2", "2,x,1"]),
     "csv-bad-split": (
-        lambda p: formats.read_pose_csv(_csv(p, "a.png,1,2,3,1,0,0,0,dev"), p),
+        lambda p: own_formats.read_pose_csv(_csv(p, "a.png,1,2,3,1,0,0,0,dev"), p),
         ["poses.csv:2", "dev"]),
     "csv-zero-quaternion": (
-        lambda p: formats.read_pose_csv(_csv(p, "a.png,1,2,3,0,0,0,0,train"), p),
+        lambda p: own_formats.read_pose_csv(_csv(p, "a.png,1,2,3,0,0,0,0,train"), p),
         ["poses.csv:2", "norm"]),
     "csv-missing-image": (
-        lambda p: formats.read_pose_csv(_csv(p, "b.png,1,2,3,1,0,0,0,train"), p),
+        lambda p: own_formats.read_pose_csv(_csv(p, "b.png,1,2,3,1,0,0,0,train"), p),
         ["poses.csv:2", "b.png"]),
     "csv-empty-split": (
-        lambda p: formats.read_pose_csv(_csv(p), p, "val"), ["poses.csv", "split 'val'"]),
+        lambda p: own_formats.read_pose_csv(_csv(p), p, "val"), ["poses.csv", "split 'val'"]),
     "text-missing-file": (
-        lambda p: formats.read_pose_text(p / "poses.txt", p), ["poses.txt"]),
+        lambda p: own_formats.read_pose_text(p / "poses.txt", p), ["poses.txt"]),
     "colmap-field-count": (
-        lambda p: formats.read_colmap_images(_colmap(p, "7 1 0 0 0 1 2 3 seq/a.png\n"), p),
+        lambda p: own_formats.read_colmap_images(_colmap(p, "7 1 0 0 0 1 2 3 seq/a.png\n"), p),
         ["images.txt:3", "seq/a.png"]),
     "colmap-zero-quaternion": (
-        lambda p: formats.read_colmap_images(_colmap(p, "7 0 0 0 0 1 2 3 1 seq/a.png\n"), p),
+        lambda p: own_formats.read_colmap_images(_colmap(p, "7 0 0 0 0 1 2 3 1 seq/a.png\n"), p),
         ["images.txt:3", "norm"]),
     "colmap-inf": (
-        lambda p: formats.read_colmap_images(_colmap(p, "7 1 0 0 0 1 inf 3 1 seq/a.png\n"), p),
+        lambda p: own_formats.read_colmap_images(_colmap(p, "7 1 0 0 0 1 inf 3 1 seq/a.png\n"), p),
         ["images.txt:3", "non-finite"]),
 }
 

@@ -1,8 +1,9 @@
 """tensorflow-datasets builders for the paper's datasets (manual download).
 
 Each builder reads the user's download (or lsattn's synthetic data) in the
-official on-disk layout through `lsattn.data.formats`, validates every index
-and pose file before writing anything, decodes each image once, stores it
+official on-disk layout through `lsattn.data.formats` (own scenes:
+`lsattn.data.own_scene`), validates every index and pose file before
+writing anything, decodes each image once (`lsattn.data.images`), stores it
 resized to the size the paper's pipeline uses (pose 256x455, classification
 256x256; JPEG quality 95) and records the per-channel RGB mean of the train
 split in ``info.metadata['channel_mean']``. Records follow ARCHITECTURE.md.
@@ -25,21 +26,17 @@ Builders and configs (``--config.dataset=<builder>/<config>``):
 from __future__ import annotations
 
 import abc
-import csv
-import io
 import pathlib
 
 import numpy as np
-import PIL.Image
-import PIL.ImageOps
 import tensorflow_datasets as tfds
 
-from lsattn.data import cue_scale, formats, splits
+from lsattn.data import cue_scale, formats, images, own_scene
 from lsattn.errors import LsattnError
+
 
 POSE_STORED_SIZE = (256, 455)  # (H, W), PoseNet's resize (paper 4.1)
 CLASSIFICATION_STORED_SIZE = (256, 256)
-JPEG_QUALITY = 95
 
 MIT67_CLASSES = tuple(
     "airport_inside artstudio auditorium bakery bar bathroom bedroom bookstore bowling buffet "
@@ -59,32 +56,6 @@ class SceneConfig(tfds.core.BuilderConfig):
   def __init__(self, *, folder: str, **kwargs):
     super().__init__(**kwargs)
     self.folder = folder
-
-
-def load_image(path: pathlib.Path, size: tuple[int, int]) -> np.ndarray:
-  """Decodes an image file to RGB uint8 [H, W, 3] resized to `size` (H, W).
-
-  Raises:
-    LsattnError: the file is missing, truncated or not an image (names it).
-  """
-  try:
-    with PIL.Image.open(path) as image:
-      image.load()
-      # Phones store portrait photos sideways with an EXIF rotation tag.
-      rgb = PIL.ImageOps.exif_transpose(image).convert("RGB")
-  except FileNotFoundError:
-    raise LsattnError(f"{path}: image file not found") from None
-  except (OSError, SyntaxError, ValueError) as error:
-    raise LsattnError(f"{path}: cannot decode image ({error})") from None
-  if rgb.size != (size[1], size[0]):
-    rgb = rgb.resize((size[1], size[0]), PIL.Image.BILINEAR)
-  return np.asarray(rgb)
-
-
-def encode_jpeg(image: np.ndarray) -> bytes:
-  buffer = io.BytesIO()
-  PIL.Image.fromarray(image).save(buffer, format="JPEG", quality=JPEG_QUALITY)
-  return buffer.getvalue()
 
 
 class _ChannelMean:
@@ -147,10 +118,10 @@ class _LsattnBuilder(tfds.core.GeneratorBasedBuilder):
   def _generate_examples(self, records, is_train: bool):
     mean = _ChannelMean()
     for record in records:
-      image = load_image(record.image_path, self.STORED_SIZE)
+      image = images.load_image(record.image_path, self.STORED_SIZE)
       if is_train:
         mean.add(image)
-      yield record.image_name, self._example(record, encode_jpeg(image))
+      yield record.image_name, self._example(record, images.encode_jpeg(image))
     if is_train:
       self.info.metadata["channel_mean"] = mean.value()
 
@@ -231,11 +202,6 @@ class TumLsi(_PoseBuilder):
     return formats.read_tum_lsi(root, split)
 
 
-OWN_POSE_CSV = "poses.csv"
-OWN_CAMBRIDGE_FILES = ("dataset_train.txt", "dataset_test.txt")
-OWN_COLMAP_FILE = "images.txt"
-
-
 class OwnScene(_PoseBuilder):
   """A user's own scene: a folder of images plus one pose file.
 
@@ -243,12 +209,12 @@ class OwnScene(_PoseBuilder):
 
   * ``poses.csv``: header ``image,x,y,z,qw,qx,qy,qz`` and an optional
     ``split`` column (train, test, val); camera centre and camera-to-world
-    quaternion (`formats.read_pose_csv`);
+    quaternion (`own_formats.read_pose_csv`);
   * ``dataset_train.txt`` + ``dataset_test.txt``: Cambridge Landmarks text,
     ``ImageFile X Y Z W P Q R`` with the world-to-camera quaternion
-    (`formats.read_pose_text`);
+    (`own_formats.read_pose_text`);
   * ``images.txt``: a COLMAP text model, world-to-camera quaternion and
-    translation (`formats.read_colmap_images`).
+    translation (`own_formats.read_colmap_images`).
 
   Image paths are relative to the scene folder; an image's sequence is its
   parent folder (images directly in the scene folder form one sequence).
@@ -256,7 +222,8 @@ class OwnScene(_PoseBuilder):
   (a CSV without ``split``, COLMAP) `lsattn.data.splits.holdout_split`
   holds out the last sequence, or the final 20% of the frames behind a gap,
   as the test split. CSV rows marked ``val`` form a ``validation`` split.
-  ``info.metadata`` records ``pose_file`` and ``split_rule``.
+  ``info.metadata`` records ``pose_file`` and ``split_rule``. Finding,
+  reading and splitting the pose file: `lsattn.data.own_scene`.
 
   Configs are made at run time, one per scene (`own_scene_config`); a
   built scene is reused by name, so rebuild under a new name (or delete
@@ -274,119 +241,19 @@ class OwnScene(_PoseBuilder):
 
   def _split_generators(self, dl_manager):
     source = self._source_dir(dl_manager)
-    records, pose_file, rule = read_own_scene(source)
+    records, pose_file, rule = own_scene.read_own_scene(source)
     self.info.metadata["pose_file"] = pose_file
     self.info.metadata["split_rule"] = rule
     return {split: self._generate_examples(records[split], split == "train")
             for split in records}
 
   def _records(self, root, split):
-    return read_own_scene(root)[0][split]
+    return own_scene.read_own_scene(root)[0][split]
 
 
 def own_scene_config(name: str) -> SceneConfig:
   """The config of own scene `name` (its files are the whole manual folder)."""
   return SceneConfig(name=name, folder="", description=f"own scene {name!r}")
-
-
-def _own_pose_file(folder: pathlib.Path) -> str:
-  """Which pose file the scene folder holds: 'csv', 'cambridge' or 'colmap'."""
-  cambridge = [name for name in OWN_CAMBRIDGE_FILES if (folder / name).is_file()]
-  found = {kind: names for kind, names in (
-      ("csv", [OWN_POSE_CSV] if (folder / OWN_POSE_CSV).is_file() else []),
-      ("cambridge", cambridge),
-      ("colmap", [OWN_COLMAP_FILE] if (folder / OWN_COLMAP_FILE).is_file() else [])) if names}
-  if not found:
-    raise LsattnError(f"{folder}: no pose file; expected one of {OWN_POSE_CSV}, "
-                      f"{' + '.join(OWN_CAMBRIDGE_FILES)} or {OWN_COLMAP_FILE} (COLMAP text "
-                      f"model)")
-  if len(found) > 1:
-    names = ", ".join(name for names in found.values() for name in names)
-    raise LsattnError(f"{folder}: several pose files ({names}); keep exactly one in the "
-                      f"scene folder")
-  (kind, names), = found.items()
-  if kind == "cambridge" and len(names) != 2:
-    missing, = set(OWN_CAMBRIDGE_FILES) - set(names)
-    raise LsattnError(f"{folder / missing} not found: the Cambridge format needs both "
-                      f"{' and '.join(OWN_CAMBRIDGE_FILES)} (or use {OWN_POSE_CSV} without a "
-                      f"split column for an automatic split)")
-  return kind
-
-
-def _csv_splits(path: pathlib.Path) -> list[str] | None:
-  """The split names used in the CSV's 'split' column, or None without one."""
-  with path.open(newline="", encoding="utf-8-sig") as file:
-    rows = csv.reader(file)
-    header = [column.strip() for column in next(rows, [])]
-    if "split" not in header:
-      return None
-    column = header.index("split")
-    used = {row[column].strip() for row in rows if len(row) > column and row[column].strip()}
-  return [split for split in formats.CSV_SPLITS if split in used]
-
-
-def read_own_scene(folder: pathlib.Path) -> tuple[dict[str, list], str, str]:
-  """Reads and checks an own scene's pose file and decides its splits.
-
-  Args:
-    folder: the scene folder.
-
-  Returns:
-    ({'train': records, 'test': records[, 'validation': records]}, the pose
-    file's name, how the splits were chosen).
-
-  Raises:
-    LsattnError: no or several pose files, a malformed one (file and line
-      named), an image listed twice or in two splits.
-  """
-  folder = pathlib.Path(folder)
-  kind = _own_pose_file(folder)
-  if kind == "cambridge":
-    pose_file = " + ".join(OWN_CAMBRIDGE_FILES)
-    records = {split: formats.read_pose_text(folder / f"dataset_{split}.txt", folder)
-               for split in ("train", "test")}
-    rule = "official: dataset_train.txt and dataset_test.txt"
-  elif kind == "csv":
-    path = folder / OWN_POSE_CSV
-    pose_file = OWN_POSE_CSV
-    every = formats.read_pose_csv(path, folder)  # Checks every row before choosing.
-    used = _csv_splits(path)
-    if used is None:
-      records, rule = _holdout(every)
-    else:
-      records = {split: formats.read_pose_csv(path, folder, split) for split in ("train", "test")}
-      if "val" in used:
-        records["validation"] = formats.read_pose_csv(path, folder, "val")
-      rule = "the 'split' column of poses.csv"
-  elif kind == "colmap":
-    pose_file = OWN_COLMAP_FILE
-    records, rule = _holdout(formats.read_colmap_images(folder / OWN_COLMAP_FILE, folder))
-  else:
-    raise ValueError(f"Unsupported own-scene pose file kind {kind!r}")
-  _check_listed_once(records, folder / pose_file.split(" + ")[0])
-  return records, pose_file, rule
-
-
-def _holdout(records: list) -> tuple[dict[str, list], str]:
-  train, test = splits.holdout_split([r.sequence for r in records],
-                                     [r.image_name for r in records])
-  if len({r.sequence for r in records}) >= 2:
-    rule = f"automatic: the last sequence ({records[test[0]].sequence}) is the test split"
-  else:
-    rule = (f"automatic: the final {splits.TEST_BLOCK_FRACTION:.0%} of the frames (by name) "
-            f"are the test split, the {splits.GAP_FRACTION:.0%} before them are unused")
-  return {"train": [records[i] for i in train], "test": [records[i] for i in test]}, rule
-
-
-def _check_listed_once(records: dict[str, list], path: pathlib.Path) -> None:
-  seen = {}
-  for split, split_records in records.items():
-    for record in split_records:
-      if record.image_name in seen:
-        raise LsattnError(f"{path}: image {record.image_name} is listed twice (in "
-                          f"{seen[record.image_name]} and {split}); each image has one pose "
-                          f"and one split")
-      seen[record.image_name] = split
 
 
 class ClassesConfig(tfds.core.BuilderConfig):

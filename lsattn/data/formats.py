@@ -1,10 +1,13 @@
-"""Readers of the datasets' official on-disk index and pose formats.
+"""Readers of the official datasets' on-disk index and pose formats.
 
-Every pose reader returns `PoseRecord`s in lsattn's pose convention
-(`lsattn.geometry`): `position` is the camera centre in world coordinates and
-`orientation` the unit quaternion (w, x, y, z) of the camera-to-world rotation,
-canonical sign. Nothing here decodes an image or imports tfds; the dataset
-builders wrap these readers.
+This module's one job is to turn the index and pose files of 7-Scenes,
+Cambridge Landmarks, TUM-LSI and MIT-67 into checked records: `PoseRecord`s
+in lsattn's pose convention (`lsattn.geometry`: `position` is the camera
+centre in world coordinates, `orientation` the unit quaternion (w, x, y, z)
+of the camera-to-world rotation, canonical sign) or `ClassRecord`s. It also
+holds the record types and the located line-parsing helpers that the
+own-scene readers (`lsattn.data.own_formats`) reuse. Nothing here decodes an
+image or imports tfds; the dataset builders wrap these readers.
 
 | dataset            | reader               | files                                           |
 | ------------------ | -------------------- | ----------------------------------------------- |
@@ -12,7 +15,6 @@ builders wrap these readers.
 | 7-Scenes           | `read_seven_scenes`  | `{Train,Test}Split.txt`, `seq-XX/*.pose.txt`    |
 | TUM-LSI            | `read_tum_lsi`       | `{train,test}.txt`, `poses/<scan>_poses.xml`    |
 | MIT-67             | `read_mit67`         | `{Train,Test}Images.txt`, `Images/<class>/`     |
-| own scenes         | `read_pose_csv`, `read_pose_text`, `read_colmap_images` |  |
 
 Every problem with the files raises `LsattnError` naming the file, the 1-based
 line (or the XML element) and the offending text, e.g.
@@ -21,12 +23,11 @@ line (or the XML element) and the offending text, e.g.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import os
 import pathlib
 import re
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Sequence
 from xml.etree import ElementTree
 
 import numpy as np
@@ -36,14 +37,11 @@ from lsattn.errors import LsattnError
 
 PathLike = str | os.PathLike
 
-# Sequence of an own-scene image that sits directly in the image root.
+# Sequence of an image that sits directly in the image root.
 DEFAULT_SEQUENCE = "seq0"
-CSV_COLUMNS = ("image", "x", "y", "z", "qw", "qx", "qy", "qz")
-CSV_SPLITS = ("train", "test", "val")
 _MIN_QUATERNION_NORM = 1e-6
 _ORTHONORMAL_TOLERANCE = 1e-3
 _WPQR_FORMAT = "expected 8 fields 'ImageFile X Y Z W P Q R'"
-_COLMAP_FORMAT = "expected 'IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME'"
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -144,10 +142,6 @@ def _nonempty(records: list, path, what: str = "no images listed (empty split)")
   if not records:
     raise LsattnError(f"{path}: {what}")
   return records
-
-
-def _own_sequence(name: str) -> str:
-  return pathlib.PurePosixPath(name).parent.name or DEFAULT_SEQUENCE
 
 
 def _first_folder(name: str) -> str:
@@ -360,7 +354,8 @@ def read_tum_lsi(root: PathLike, split: str) -> list[PoseRecord]:
   `quaternion` the (w, x, y, z) camera-to-world rotation, i.e. already lsattn's
   convention (it is only normalised and given the canonical sign). Blank and
   '#' lines of the split lists are skipped. A release structured differently
-  must be converted to this layout, or to the own-scene CSV (`read_pose_csv`).
+  must be converted to this layout, or to the own-scene CSV
+  (`lsattn.data.own_formats.read_pose_csv`).
 
   Args:
     root: the dataset folder.
@@ -442,147 +437,3 @@ def read_mit67(root: PathLike, split: str) -> list[ClassRecord]:
       raise _located(path, lineno, f"unknown class {parts[0]!r} (no folder in {images})", text)
     records.append(ClassRecord(_existing_image(images, name, path, lineno, text), name, parts[0]))
   return _nonempty(records, path)
-
-
-# ---------------------------------------------------------------- own scenes
-
-
-def read_pose_csv(path: PathLike, image_root: PathLike,
-                  split: str | None = None) -> list[PoseRecord]:
-  """Reads an own scene's CSV: `image,x,y,z,qw,qx,qy,qz[,split]`.
-
-  `image` is relative to `image_root`; x, y, z the camera centre; qw..qz the
-  (w, x, y, z) camera-to-world quaternion (lsattn's convention; normalised,
-  canonical sign on reading). The optional `split` column holds train, test
-  or val. Columns may come in any order; blank rows are skipped.
-
-  Args:
-    path: the CSV file.
-    image_root: the folder the image paths are relative to.
-    split: None for every row, or a split name to select (needs `split`).
-
-  Returns:
-    Records in file order; sequence = the name of the image's parent folder,
-    or 'seq0' for images directly in `image_root`.
-  """
-  path, image_root = pathlib.Path(path), pathlib.Path(image_root)
-  if split is not None:
-    _check_split(split, CSV_SPLITS)
-  if not path.is_file():
-    raise LsattnError(f"{path}: pose CSV not found")
-  records = []
-  with path.open(newline="", encoding="utf-8-sig") as file:
-    reader = csv.reader(file)
-    try:
-      header = [column.strip() for column in next(reader, [])]
-      if sorted(header) not in (sorted(CSV_COLUMNS), sorted(CSV_COLUMNS + ("split",))):
-        raise _located(path, 1, "expected header 'image,x,y,z,qw,qx,qy,qz' with an optional "
-                       "'split' column", ",".join(header))
-      if split is not None and "split" not in header:
-        raise _located(path, 1, f"no 'split' column to select split {split!r}", ",".join(header))
-      column = {name: index for index, name in enumerate(header)}
-      for row in reader:
-        lineno, text = reader.line_num, ",".join(row)
-        cells = [cell.strip() for cell in row]
-        if not any(cells):
-          continue
-        if len(cells) != len(header):
-          raise _located(path, lineno, f"expected {len(header)} fields", text)
-        row_split = cells[column["split"]] if "split" in column else None
-        if row_split is not None and row_split not in CSV_SPLITS:
-          raise _located(path, lineno, f"split must be one of {', '.join(CSV_SPLITS)}", text)
-        name = _image_name(cells[column["image"]], path, lineno)
-        values = _numbers([cells[column[c]] for c in CSV_COLUMNS[1:]], path, lineno, text)
-        record = PoseRecord(
-            image_path=_existing_image(image_root, name, path, lineno, text),
-            image_name=name, sequence=_own_sequence(name), position=values[:3],
-            orientation=geometry.canonical_quaternion(
-                _unit_quaternion(values[3:], f"{path}:{lineno}", text)))
-        if split is None or row_split == split:
-          records.append(record)
-    except (csv.Error, UnicodeDecodeError) as error:
-      raise _located(path, reader.line_num, f"malformed CSV ({error})") from None
-  return _nonempty(records, path, "no images" + ("" if split is None else f" in split {split!r}"))
-
-
-def write_pose_csv(path: PathLike, splits: Mapping[str, Sequence[PoseRecord]]) -> None:
-  """Writes records as an own-scene CSV that `read_pose_csv` reads back.
-
-  Args:
-    path: the CSV file to write.
-    splits: split name ('train', 'test' or 'val') -> its records. Image paths
-      are written as `image_name`, so read back with the scene root as
-      `image_root`.
-  """
-  with pathlib.Path(path).open("w", newline="", encoding="utf-8") as file:
-    writer = csv.writer(file)
-    writer.writerow(CSV_COLUMNS + ("split",))
-    for split, records in splits.items():
-      _check_split(split, CSV_SPLITS)
-      for record in records:
-        # repr of a Python float is the shortest string that reads back exactly.
-        numbers = [float(v) for v in (*record.position, *record.orientation)]
-        writer.writerow([record.image_name, *numbers, split])
-
-
-def read_pose_text(path: PathLike, image_root: PathLike) -> list[PoseRecord]:
-  """Reads an own scene's Cambridge-style `ImageFile X Y Z W P Q R` file.
-
-  Same convention as `read_cambridge`: XYZ is the camera centre and WPQR the
-  world-to-camera quaternion, so orientation = canonical(conjugate(WPQR)).
-  The Cambridge header (lines up to one starting with 'ImageFile', within the
-  first three) is optional; blank and '#' lines are skipped.
-
-  Args:
-    path: the text file.
-    image_root: the folder the image paths are relative to.
-
-  Returns:
-    Records in file order; sequence as in `read_pose_csv`.
-  """
-  path = pathlib.Path(path)
-  lines = _read_lines(path, "pose text file")
-  header = [i for i, line in enumerate(lines[:3]) if line.lstrip().startswith("ImageFile")]
-  first = header[0] + 1 if header else 0
-  return _read_wpqr(path, pathlib.Path(image_root), lines, first, _own_sequence)
-
-
-def read_colmap_images(images_txt: PathLike, image_root: PathLike) -> list[PoseRecord]:
-  """Reads the poses of a COLMAP text model's `images.txt`.
-
-  After '#' comment lines, each image takes two lines: ``IMAGE_ID QW QX QY QZ
-  TX TY TZ CAMERA_ID NAME`` and its 2-D points (possibly an empty line).
-  COLMAP stores the world-to-camera rotation R(q) and translation t, so the
-  camera centre is -R^T t and the orientation canonical(conjugate(q)).
-
-  Args:
-    images_txt: the `images.txt` file.
-    image_root: the folder the NAMEs are relative to.
-
-  Returns:
-    Records sorted by image name; sequence as in `read_pose_csv`.
-  """
-  path, image_root = pathlib.Path(images_txt), pathlib.Path(image_root)
-  entries = [(lineno, text) for lineno, text in enumerate(_read_lines(path, "COLMAP images.txt"), 1)
-             if not text.startswith("#")]
-  last_data_line = max((lineno for lineno, text in entries if text.strip()), default=0)
-  records = []
-  for lineno, text in entries[::2]:
-    if lineno > last_data_line:
-      break  # Blank lines at the end of the file.
-    fields = text.split(maxsplit=9)
-    if len(fields) != 10:
-      raise _located(path, lineno, _COLMAP_FORMAT, text)
-    try:
-      int(fields[0]), int(fields[8])
-    except ValueError:
-      raise _located(path, lineno, f"{_COLMAP_FORMAT}, IDs are integers", text) from None
-    values = _numbers(fields[1:8], path, lineno, text)
-    q_world_to_camera = _unit_quaternion(values[:4], f"{path}:{lineno}", text)
-    centre, orientation = geometry.invert_pose(values[4:], q_world_to_camera)
-    name = _image_name(fields[9].strip(), path, lineno)
-    records.append(PoseRecord(
-        image_path=_existing_image(image_root, name, path, lineno, text),
-        image_name=name, sequence=_own_sequence(name), position=centre,
-        orientation=orientation))
-  return sorted(_nonempty(records, path, "no images"), key=lambda record: record.image_name)

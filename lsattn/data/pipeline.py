@@ -134,14 +134,19 @@ def _targets(split: Split, positions: np.ndarray, task: str) -> dict:
   return {"label": split.labels["label"][positions].astype(np.int32)}
 
 
+def check_flip(task: str, random_flip: bool) -> None:
+  """Raises LsattnError for flips in pose regression (a mirrored image has another pose)."""
+  if task == "pose" and random_flip:
+    raise LsattnError("random_flip=True with task 'pose': a mirrored image has another pose")
+
+
 class TrainBatches:
   """Deterministic, resumable training batches (this process's rows)."""
 
   def __init__(self, split: Split, *, task: str, options: ImageOptions, batch_size: int,
                seed: int, rows: slice | None = None, num_threads: int = 2, prefetch: int = 2):
     _check_task(task)
-    if task == "pose" and options.random_flip:
-      raise LsattnError("random_flip=True with task 'pose': a mirrored image has another pose")
+    check_flip(task, options.random_flip)
     self.split, self.task, self.options = split, task, options
     self.batch_size, self.seed = batch_size, seed
     self.rows = rows or slice(0, batch_size)
