@@ -61,7 +61,7 @@ import jax
 import jax.numpy as jnp
 
 from lsattn import layers
-from lsattn.errors import LsattnError
+from lsattn.errors import LsattnError, check_choice
 
 BASELINES = ("posenet", "lstm_posenet", "googlenet")
 POSENET_WIDTH = 2048
@@ -73,9 +73,7 @@ Carry = tuple[jax.Array, jax.Array]
 
 
 def _check_variant(variant: str) -> None:
-  if variant not in BASELINES:
-    raise LsattnError(f"model_variant must be one of {BASELINES} for a baseline, "
-                      f"got {variant!r}")
+  check_choice("model_variant (of a baseline)", variant, BASELINES)
 
 
 def feature_size(variant: str, in_channels: int) -> int:

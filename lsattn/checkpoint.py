@@ -136,6 +136,42 @@ def read_meta(manager: ocp.CheckpointManager, step: int) -> dict:
   return restored.meta
 
 
+def _reading_manager(workdir: pathlib.Path) -> ocp.CheckpointManager:
+  """A manager that never writes to, or cleans, the run folder (training may be running).
+
+  Not orbax's `read_only=True`, which logs warnings on every start: nothing
+  here creates folders, removes temporary ones or saves.
+  """
+  directory = workdir.resolve() / "checkpoints"
+  if not directory.is_dir():
+    raise LsattnError(f"no checkpoint in {directory}: train first with train.py "
+                      f"--workdir={workdir}")
+  options = ocp.CheckpointManagerOptions(create=False, cleanup_tmp_directories=False,
+                                         save_root_metadata=False,
+                                         enable_async_checkpointing=False)
+  return ocp.CheckpointManager(directory, options=options, item_names=("state", "meta"))
+
+
+def restore_run(workdir: str | pathlib.Path, abstract_state, signature: dict
+                ) -> tuple[Any, dict, int, pathlib.Path]:
+  """(state, meta, step, folder) of a run's latest checkpoint, for eval.py and predict.py.
+
+  Reads only: the run folder is neither created nor cleaned.
+
+  Raises:
+    LsattnError: no checkpoint ("train first"), a config with other shapes,
+      or damaged files (see `restore_latest`).
+  """
+  workdir = pathlib.Path(workdir).expanduser()
+  manager = _reading_manager(workdir)
+  restored = restore_latest(manager, abstract_state, signature)
+  if restored is None:
+    raise LsattnError(f"no checkpoint in {manager.directory}: train first with train.py "
+                      f"--workdir={workdir}")
+  state, meta, step = restored
+  return state, meta, step, manager.directory / str(step)
+
+
 def restore_latest(manager: ocp.CheckpointManager, abstract_state, signature: dict):
   """(state, meta, step) of the latest checkpoint, or None if there is none.
 

@@ -11,6 +11,7 @@ import importlib.util
 import pathlib
 
 from lsattn import compilation, model, training
+from lsattn.data import pipeline
 from lsattn.errors import LsattnError
 
 DEFAULT_CONFIG = pathlib.Path(__file__).resolve().parent.parent / "configs" / "default.py"
@@ -68,8 +69,7 @@ def check_config(config) -> model.ModelConfig:
            f"at most min(resize_size) = {min(resize)}")
   _require(config.channel_mean == () or len(config.channel_mean) == 3, "channel_mean",
            config.channel_mean, "() (the dataset's mean) or three numbers (R, G, B)")
-  _require(config.random_flip is False or config.task == "classification", "random_flip",
-           config.random_flip, "False for pose regression (a mirrored image has another pose)")
+  pipeline.check_flip(config.task, config.random_flip)
   _require(config.step_loss in training.STEP_LOSSES, "step_loss", config.step_loss,
            f"one of {training.STEP_LOSSES}")
   compilation.parse_ynn_fusions(config.xla_cpu_ynn_fusions)

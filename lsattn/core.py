@@ -192,8 +192,8 @@ def init_core(key: jax.Array, feature_shapes: Sequence[tuple[int, int, int]],
   return params, state
 
 
-def apply_core(params: dict, state: dict, features: Sequence[jax.Array],
-               key: jax.Array | None, temperature: jax.typing.ArrayLike, *,
+def apply_core(params: dict, state: dict, features: Sequence[jax.Array], *,
+               key: jax.Array | None = None, temperature: jax.typing.ArrayLike = 1.0,
                train: bool, config: CoreConfig) -> tuple[CoreOutputs, dict]:
   """Runs N layer-spatial attention steps under `jax.lax.scan`.
 
@@ -201,7 +201,8 @@ def apply_core(params: dict, state: dict, features: Sequence[jax.Array],
     params, state: from `init_core` for the same feature shapes.
     features: k arrays [B, H_i, W_i, C_i].
     key: PRNG key for the Gumbel noise (training); None for evaluation.
-    temperature: Gumbel-softmax temperature (may be traced).
+    temperature: Gumbel-softmax temperature (may be traced). Without a key
+      it changes nothing (the forward pass takes the argmax of the logits).
     train: batch-norm mode.
     config: the core's hyper-parameters.
 
@@ -225,7 +226,7 @@ def _unroll(config: CoreConfig) -> int:
   return config.num_steps if jax.default_backend() == "cpu" else 1
 
 
-def apply_core_unrolled(params, state, features, key, temperature, *, train, config):
+def apply_core_unrolled(params, state, features, *, key=None, temperature=1.0, train, config):
   """`apply_core` with a Python loop over steps: a reference for tests and benchmarks."""
   step_fn, carry, step_inputs = _prepare(params, state, features, key, temperature,
                                          train=train, config=config)

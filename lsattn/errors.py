@@ -19,6 +19,12 @@ class LsattnError(Exception):
   """A problem with the user's input: config, files on disk, or arguments."""
 
 
+def check_choice(name: str, value, allowed) -> None:
+  """Raises LsattnError('<name> must be one of <allowed>, got <value>') unless allowed."""
+  if value not in allowed:
+    raise LsattnError(f"{name} must be one of {tuple(allowed)}, got {value!r}")
+
+
 def run_cli(main: Callable[..., T], *args, **kwargs) -> T:
   """Runs `main`, printing an `LsattnError` as one line and exiting with 2.
 

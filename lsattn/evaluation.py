@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import json
+import functools
 import pathlib
 
 import jax
@@ -26,20 +27,18 @@ import tqdm
 from lsattn import figures, metrics, parallel, training
 from lsattn.data import pipeline
 
-_EVAL_STEPS: dict = {}
-
-
 def compiled_eval_step(model_config, mesh, compiler_options: dict | None = None):
   """The jitted eval step, compiled once per model, mesh and options in a process.
 
   `compiler_options`: see `compilation.step_compiler_options`.
   """
-  key = (model_config, mesh, tuple(sorted((compiler_options or {}).items())))
-  if key not in _EVAL_STEPS:
-    _EVAL_STEPS[key] = jax.jit(training.make_eval_step(model_config),
-                               out_shardings=parallel.replicated(mesh),
-                               compiler_options=compiler_options)
-  return _EVAL_STEPS[key]
+  return _eval_step(model_config, mesh, tuple(sorted((compiler_options or {}).items())))
+
+
+@functools.cache
+def _eval_step(model_config, mesh, compiler_options: tuple):
+  return jax.jit(training.make_eval_step(model_config), out_shardings=parallel.replicated(mesh),
+                 compiler_options=dict(compiler_options) or None)
 
 
 def evaluate_split(eval_step, params, model_state, split: pipeline.Split, *, task: str,
@@ -64,6 +63,18 @@ def evaluate_split(eval_step, params, model_state, split: pipeline.Split, *, tas
     for name, value in outputs.items():
       collected.setdefault(name, []).append(np.asarray(value)[mask])
   return {name: np.concatenate(values) for name, values in collected.items()}
+
+
+def probabilities(logits) -> np.ndarray:
+  """Softmax over the last axis, on the host in float64: logits [..., C] -> [..., C]."""
+  logits = np.asarray(logits, np.float64)
+  exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
+  return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def chosen_layers(layer_choices, layer_names) -> list[str]:
+  """One image's one-hot choices [N, k] -> the name of the layer chosen at each step."""
+  return [layer_names[int(np.argmax(choice))] for choice in layer_choices]
 
 
 def num_prediction_steps(outputs: dict, key: str) -> int:
@@ -159,8 +170,7 @@ def write_predictions_csv(path: pathlib.Path, outputs: dict, split: pipeline.Spl
   """
   names = split.labels["image_name"]
   steps = outputs["layer_choices"].shape[1]
-  chosen = [[layer_names[int(np.argmax(c))] for c in per_image]
-            for per_image in outputs["layer_choices"]]
+  chosen = [chosen_layers(per_image, layer_names) for per_image in outputs["layer_choices"]]
   layer_columns = [f"layer_step{t + 1}" for t in range(steps)]
   with open(path, "w", newline="") as handle:
     writer = csv.writer(handle)
@@ -187,8 +197,7 @@ def write_predictions_csv(path: pathlib.Path, outputs: dict, split: pipeline.Spl
     else:
       labels = split.labels["label"]
       logits = outputs["logits"]
-      probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
-      probabilities /= probabilities.sum(axis=1, keepdims=True)
+      class_probabilities = probabilities(logits)
       predicted = np.argmax(logits, axis=1)
       prediction_steps = range(num_prediction_steps(outputs, "step_logits"))
       step_predicted = (np.argmax(outputs["step_logits"], axis=2) if prediction_steps
@@ -197,7 +206,8 @@ def write_predictions_csv(path: pathlib.Path, outputs: dict, split: pipeline.Spl
                        *(f"predicted_step{t + 1}" for t in prediction_steps)])
       for i in np.argsort(names, kind="stable"):
         writer.writerow([names[i], class_names[labels[i]], class_names[predicted[i]],
-                         f"{probabilities[i, predicted[i]]:.6f}", int(predicted[i] == labels[i]),
+                         f"{class_probabilities[i, predicted[i]]:.6f}",
+                         int(predicted[i] == labels[i]),
                          *chosen[i], *(class_names[c] for c in step_predicted[i])])
 
 
@@ -221,8 +231,7 @@ def write_outputs(eval_dir: pathlib.Path, outputs: dict, result: dict, split: pi
     mean = np.asarray(options.channel_mean, np.float32)
     crops = [np.clip(pipeline.preprocess(split.image(i), options, offset=None) + mean, 0, 255)
              .astype(np.uint8) for i in picks]
-    chosen = [[layer_names[int(np.argmax(c))] for c in outputs["layer_choices"][i]]
-              for i in picks]
+    chosen = [chosen_layers(outputs["layer_choices"][i], layer_names) for i in picks]
     paths["attention"] = figures.attention_overlays(
         eval_dir / "attention.png", np.stack(crops), outputs["attention_masks"][picks], chosen,
         [str(split.labels["image_name"][i]) for i in picks])

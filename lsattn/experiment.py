@@ -24,7 +24,6 @@ import time
 from typing import Iterator
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import tqdm
 
@@ -100,32 +99,17 @@ def initial_state(run: Setup) -> training.TrainState:
                                       position_mean=position_mean)
   if config.backbone_weights:
     loaded = weights.load_backbone_weights(config.backbone_weights, config.backbone)
-    backbone_params = _select(state.params["backbone"], loaded["params"], "params",
-                              config.backbone_weights)
+    backbone_params = weights.select_like(state.params["backbone"], loaded["params"],
+                                          "params", config.backbone_weights)
     params = dict(state.params, backbone=backbone_params)
     model_state = dict(state.model_state)
     if state.model_state["backbone"]:
-      model_state["backbone"] = _select(state.model_state["backbone"], loaded["batch_stats"],
-                                        "batch_stats", config.backbone_weights)
+      model_state["backbone"] = weights.select_like(
+          state.model_state["backbone"], loaded["batch_stats"], "batch_stats",
+          config.backbone_weights)
     state = state.replace(params=params, model_state=model_state,
                           opt_state=training.make_optimizer(config).init(params))
   return state
-
-
-def _select(template, loaded, prefix, path):
-  """The entries of `loaded` that `template` has (same shapes), by name."""
-  def pick(keys, leaf):
-    node = loaded
-    name = "/".join([prefix] + [k.key for k in keys])
-    for key in keys:
-      if key.key not in node:
-        raise LsattnError(f"{path}: missing weight {name}")
-      node = node[key.key]
-    if tuple(node.shape) != tuple(leaf.shape):
-      raise LsattnError(f"{path}: weight {name} has shape {tuple(node.shape)}, "
-                        f"expected {tuple(leaf.shape)}")
-    return jnp.asarray(node, leaf.dtype)
-  return jax.tree_util.tree_map_with_path(pick, template)
 
 
 class _StopRequest:
@@ -387,17 +371,11 @@ def evaluate(config, workdir: str | pathlib.Path) -> dict:
   run = setup(config)
   workdir = pathlib.Path(workdir).expanduser()
   signature = checkpoint.shape_signature(config, run.model_config, run.image_shape)
-  manager = checkpoint.create_manager(workdir, save_every=config.checkpoint_every_steps,
-                                      keep=config.keep_checkpoints)
   replicated = parallel.replicated(run.mesh)
   template = jax.eval_shape(lambda: initial_state(run))
-  restored = checkpoint.restore_latest(manager, checkpoint.abstract_like(template, replicated),
-                                       signature)
-  if restored is None:
-    raise LsattnError(f"no checkpoint in {manager.directory}: train first with "
-                      f"train.py --workdir={workdir}")
-  state, meta, step = restored
-  _check_validation_split(run, meta, manager.directory / str(step))
+  state, meta, step, folder = checkpoint.restore_run(
+      workdir, checkpoint.abstract_like(template, replicated), signature)
+  _check_validation_split(run, meta, folder)
   if run.validation_split is not None and (workdir / "best_checkpoint").is_dir():
     best = _BestCheckpoint(workdir, run, signature)
     if best.step is not None:

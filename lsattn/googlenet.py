@@ -147,6 +147,12 @@ def _lrn_bwd(size, alpha, beta, k, residuals, g):
 _lrn.defvjp(_lrn_fwd, _lrn_bwd)
 
 
+def check_images(images) -> None:
+  """Raises LsattnError unless images is [B, H, W, 3] (RGB)."""
+  if images.ndim != 4 or images.shape[-1] != 3:
+    raise LsattnError(f"images must be [B, H, W, 3] RGB, got shape {tuple(images.shape)}")
+
+
 class ConvUnit(nn.Module):
   """Convolution + ReLU (Caffe) or convolution + batch norm + ReLU (torchvision)."""
   features: int
@@ -216,8 +222,7 @@ class GoogLeNet(nn.Module):
     unknown = [t for t in self.taps if t not in TAP_NAMES]
     if unknown:
       raise LsattnError(f"unknown backbone taps {unknown}; choose from {TAP_NAMES}")
-    if images.ndim != 4 or images.shape[-1] != 3:
-      raise LsattnError(f"images must be [B, H, W, 3] RGB, got shape {tuple(images.shape)}")
+    check_images(images)
     caffe = self.variant == "caffe"
     x = self._normalise(images.astype(self.dtype), caffe)
     unit = lambda features, kernel, name, stride=1: ConvUnit(  # noqa: E731

@@ -40,8 +40,8 @@ from typing import NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 
-from lsattn import baselines, core, layers
-from lsattn.errors import LsattnError
+from lsattn import baselines, core, googlenet, layers
+from lsattn.errors import LsattnError, check_choice
 from lsattn.googlenet import TAP_NAMES, VARIANTS as BACKBONES, GoogLeNet
 
 TASKS = ("pose", "classification")
@@ -63,10 +63,10 @@ class ModelConfig:
   dtype: str = "float32"
 
   def __post_init__(self):
-    _choose("task", self.task, TASKS)
-    _choose("model_variant", self.variant, MODEL_VARIANTS)
-    _choose("backbone", self.backbone, BACKBONES)
-    _choose("dtype", self.dtype, ("float32", "bfloat16"))
+    check_choice("task", self.task, TASKS)
+    check_choice("model_variant", self.variant, MODEL_VARIANTS)
+    check_choice("backbone", self.backbone, BACKBONES)
+    check_choice("dtype", self.dtype, ("float32", "bfloat16"))
     if self.task == "classification" and (not isinstance(self.num_classes, int)
                                           or self.num_classes < 2):
       raise LsattnError(f"num_classes must be an integer >= 2 for classification, "
@@ -76,30 +76,30 @@ class ModelConfig:
         layers_):
       raise LsattnError(f"candidate_layers must be distinct names from {TAP_NAMES}, "
                         f"got {self.candidate_layers!r}")
-    _choose("fixed_layer", self.fixed_layer, TAP_NAMES)
+    check_choice("fixed_layer", self.fixed_layer, TAP_NAMES)
 
   @classmethod
   def from_config(cls, config) -> "ModelConfig":
     """Reads the model keys of an ml_collections config (see configs/default.py)."""
     variant = config.model_variant
-    _choose("model_variant", variant, MODEL_VARIANTS)
-    try:
-      core_config = core.CoreConfig(
-          num_steps=config.num_recurrent_steps,
-          hidden_size=config.hidden_size,
-          projection_size=config.get("projection_size", config.hidden_size),
-          convlstm_kernel_sizes=tuple(config.convlstm_kernel_sizes),
-          attention_kernel_sizes=tuple(config.attention_kernel_sizes),
-          gate_embedding_size=config.gate_embedding_size,
-          attention_nonlinearity=config.attention_nonlinearity,
-          attention_branch_channels=config.get("attention_branch_channels",
-                                               core.CoreConfig.attention_branch_channels),
-          initial_state=config.get("initial_state", core.CoreConfig.initial_state),
-          select_layer=variant in ("layer_spatial", "layer_only"),
-          spatial_attention=variant in ("layer_spatial", "spatial_only"),
-          scan_unroll=config.get("scan_unroll", 0))
-    except LsattnError as error:
-      raise LsattnError(str(error).replace("core: num_steps", "num_recurrent_steps")) from None
+    check_choice("model_variant", variant, MODEL_VARIANTS)
+    steps = config.num_recurrent_steps  # checked here to name the user's key
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+      raise LsattnError(f"num_recurrent_steps must be a positive integer, got {steps!r}")
+    core_config = core.CoreConfig(
+        num_steps=steps,
+        hidden_size=config.hidden_size,
+        projection_size=config.get("projection_size", config.hidden_size),
+        convlstm_kernel_sizes=tuple(config.convlstm_kernel_sizes),
+        attention_kernel_sizes=tuple(config.attention_kernel_sizes),
+        gate_embedding_size=config.gate_embedding_size,
+        attention_nonlinearity=config.attention_nonlinearity,
+        attention_branch_channels=config.get("attention_branch_channels",
+                                             core.CoreConfig.attention_branch_channels),
+        initial_state=config.get("initial_state", core.CoreConfig.initial_state),
+        select_layer=variant in ("layer_spatial", "layer_only"),
+        spatial_attention=variant in ("layer_spatial", "spatial_only"),
+        scan_unroll=config.get("scan_unroll", 0))
     return cls(task=config.task, num_classes=config.get("num_classes", 0), variant=variant,
                fixed_layer=config.get("fixed_layer", "5b"), backbone=config.backbone,
                candidate_layers=tuple(config.candidate_layers), core=core_config,
@@ -118,11 +118,6 @@ class ModelConfig:
   def layer_names(self) -> tuple[str, ...]:
     """Display names of `layers`, as in the paper ('Conv-4E')."""
     return tuple(f"Conv-{name.upper()}" for name in self.layers)
-
-
-def _choose(key, value, allowed):
-  if value not in allowed:
-    raise LsattnError(f"{key} must be one of {allowed}, got {value!r}")
 
 
 class ModelOutputs(NamedTuple):
@@ -237,10 +232,11 @@ def apply_backbone(params: dict, state: dict, images: jax.Array, *, train: bool,
   return [taps[name] for name in config.layers], new_state
 
 
-def apply_head(params: dict, state: dict, taps: Sequence[jax.Array], key: jax.Array | None,
-               temperature: jax.typing.ArrayLike, *, train: bool, config: ModelConfig
-               ) -> tuple[ModelOutputs, dict]:
-  """The attention core and task head on (possibly cached) taps.
+def apply_head(params: dict, state: dict, taps: Sequence[jax.Array], *,
+               key: jax.Array | None = None, temperature: jax.typing.ArrayLike = 1.0,
+               train: bool, config: ModelConfig) -> tuple[ModelOutputs, dict]:
+  """The attention core and task head on (possibly cached) taps; `key`,
+  `temperature` as in `apply_model`.
 
   Returns:
     (ModelOutputs, new core state).
@@ -255,8 +251,8 @@ def apply_head(params: dict, state: dict, taps: Sequence[jax.Array], key: jax.Ar
     new_core_state = state["core"]
   else:
     outputs, new_core_state = core.apply_core(
-        params["core"], state["core"], [t.astype(jnp.float32) for t in taps], key, temperature,
-        train=train, config=config.core)
+        params["core"], state["core"], [t.astype(jnp.float32) for t in taps], key=key,
+        temperature=temperature, train=train, config=config.core)
     features = outputs.pooled
     choices, logits, masks = outputs.layer_choices, outputs.layer_logits, outputs.attention_masks
   steps = step_heads(params, features, config)
@@ -297,28 +293,28 @@ def step_heads(params: dict, features: jax.Array, config: ModelConfig) -> dict:
   return jax.tree.map(lambda *xs: jnp.stack(xs), *per_step)
 
 
-def apply_model(params: dict, state: dict, images: jax.Array, key: jax.Array | None,
-                temperature: jax.typing.ArrayLike, *, train: bool, config: ModelConfig
-                ) -> tuple[ModelOutputs, dict]:
+def apply_model(params: dict, state: dict, images: jax.Array, *,
+                key: jax.Array | None = None, temperature: jax.typing.ArrayLike = 1.0,
+                train: bool, config: ModelConfig) -> tuple[ModelOutputs, dict]:
   """Backbone, attention core and head.
 
   Args:
     params, state: from `init_model`.
     images: [B, H, W, 3] RGB, 0-255 minus the dataset mean (ARCHITECTURE.md).
     key: Gumbel noise key in training; None for deterministic evaluation.
-    temperature: Gumbel-softmax temperature (may be traced).
+    temperature: Gumbel-softmax temperature (may be traced); without a key
+      it changes nothing (the argmax of the logits is taken).
     train: batch-norm mode (and Gumbel noise when a key is given).
     config: the model.
 
   Returns:
     (ModelOutputs, new state).
   """
-  if images.ndim != 4 or images.shape[-1] != 3:
-    raise LsattnError(f"images must be [B, H, W, 3] RGB, got shape {tuple(images.shape)}")
+  googlenet.check_images(images)  # before the size check reads H and W
   if min(images.shape[1:3]) < MIN_IMAGE_SIZE:
     raise LsattnError(f"images must be at least {MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE} (GoogLeNet "
                       f"downsamples 32x), got {images.shape[1]}x{images.shape[2]}")
   taps, backbone_state = apply_backbone(params, state, images, train=train, config=config)
-  outputs, core_state = apply_head(params, state, taps, key, temperature, train=train,
-                                   config=config)
+  outputs, core_state = apply_head(params, state, taps, key=key, temperature=temperature,
+                                   train=train, config=config)
   return outputs, {"backbone": backbone_state, "core": core_state}

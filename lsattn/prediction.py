@@ -29,11 +29,10 @@ from typing import Any, Iterable, Sequence
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 
 from lsattn import (checkpoint, compilation, config_checks, evaluation, figures, geometry,
                     parallel, training)
-from lsattn.data import builders, datasets, pipeline, splits
+from lsattn.data import datasets, images, pipeline, splits
 from lsattn.errors import LsattnError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -94,22 +93,6 @@ def expand_paths(paths: Iterable[str | pathlib.Path]) -> list[pathlib.Path]:
   return files
 
 
-def _checkpoint_manager(workdir: pathlib.Path) -> ocp.CheckpointManager:
-  """A manager that never writes to, or cleans, the run folder (training may be running).
-
-  Not orbax's `read_only=True`, which logs warnings on every start: nothing
-  here creates folders, removes temporary ones or saves.
-  """
-  directory = workdir.resolve() / "checkpoints"
-  if not directory.is_dir():
-    raise LsattnError(f"no checkpoint in {directory}: train first with train.py "
-                      f"--workdir={workdir}")
-  options = ocp.CheckpointManagerOptions(create=False, cleanup_tmp_directories=False,
-                                         save_root_metadata=False,
-                                         enable_async_checkpointing=False)
-  return ocp.CheckpointManager(directory, options=options, item_names=("state", "meta"))
-
-
 def _class_names(config) -> tuple[str, ...]:
   builder = datasets.get_builder(config.dataset, config.data_dir)
   names = tuple(builder.info.features["label"].names)
@@ -136,10 +119,6 @@ def load_predictor(workdir: str | pathlib.Path, config) -> Predictor:
     raise LsattnError("prediction runs in one process (it may use all of its devices); "
                       "start it without jax_distributed")
 
-  manager = _checkpoint_manager(workdir)
-  if manager.latest_step() is None:
-    raise LsattnError(f"no checkpoint in {manager.directory}: train first with train.py "
-                      f"--workdir={workdir}")
   mesh = parallel.create_mesh()
   replicated = parallel.replicated(mesh)
   image_shape = (config.image_size, config.image_size, 3)
@@ -147,15 +126,15 @@ def load_predictor(workdir: str | pathlib.Path, config) -> Predictor:
   rng = jax.random.key(config.seed)
   template = jax.eval_shape(
       lambda: training.create_train_state(rng, config, model_config, image_shape))
-  state, meta, step = checkpoint.restore_latest(
-      manager, checkpoint.abstract_like(template, replicated), signature)
+  state, meta, step, folder = checkpoint.restore_run(
+      workdir, checkpoint.abstract_like(template, replicated), signature)
   class_names = None
   if config.task == "classification":
     # Runs since class names were saved in the checkpoint need no dataset.
     class_names = tuple(meta.get("class_names") or ()) or _class_names(config)
   mean = meta.get("channel_mean") or tuple(config.channel_mean)
   if not mean:
-    raise LsattnError(f"checkpoint {manager.directory / str(step)} records no channel mean; "
+    raise LsattnError(f"checkpoint {folder} records no channel mean; "
                       f"set --config.channel_mean to the training set's RGB mean")
   options = pipeline.ImageOptions(resize_size=tuple(config.resize_size),
                                   image_size=config.image_size,
@@ -169,7 +148,7 @@ def load_predictor(workdir: str | pathlib.Path, config) -> Predictor:
 def _load(path: pathlib.Path, predictor: Predictor) -> np.ndarray | str:
   """float32 [S, S, 3] model input, or why the file cannot be used."""
   try:
-    image = builders.load_image(path, predictor.stored_size)
+    image = images.load_image(path, predictor.stored_size)
     return pipeline.preprocess(image, predictor.options, offset=None)
   except LsattnError as error:
     return str(error)
@@ -177,10 +156,10 @@ def _load(path: pathlib.Path, predictor: Predictor) -> np.ndarray | str:
     return f"{path}: cannot decode image ({type(error).__name__}: {error})"
 
 
-def _run(predictor: Predictor, images: list[np.ndarray]) -> dict[str, np.ndarray]:
-  """Eval-step outputs for up to batch_size images (padded to batch_size)."""
-  count = len(images)
-  padded = images + [images[-1]] * (predictor.batch_size - count)
+def _run(predictor: Predictor, prepared: list[np.ndarray]) -> dict[str, np.ndarray]:
+  """Eval-step outputs for up to batch_size prepared images (padded to batch_size)."""
+  count = len(prepared)
+  padded = prepared + [prepared[-1]] * (predictor.batch_size - count)
   batch = parallel.shard_batch({"image": np.stack(padded)}, predictor.mesh)
   outputs = parallel.to_host(predictor.eval_step(predictor.params, predictor.model_state,
                                                  batch["image"]))
@@ -194,13 +173,6 @@ def _pose(position, orientation) -> dict:
           "orientation": [float(v) for v in orientation]}
 
 
-def _probabilities(logits) -> np.ndarray:
-  """Softmax [C] of logits [C], in float64."""
-  logits = np.asarray(logits, np.float64)
-  probabilities = np.exp(logits - logits.max())
-  return probabilities / probabilities.sum()
-
-
 def _best_class(probabilities: np.ndarray, class_names) -> dict:
   """'class' and 'probability' of the most probable class; probabilities: [C]."""
   best = int(np.argmax(probabilities))
@@ -212,7 +184,7 @@ def _result(path: pathlib.Path, outputs: dict, i: int, predictor: Predictor, *,
   """The entry of image `i` of `outputs` (see `predict`'s Returns)."""
   names = predictor.model_config.layer_names
   result = {"path": str(path),
-            "layers": [names[int(np.argmax(c))] for c in outputs["layer_choices"][i]]}
+            "layers": evaluation.chosen_layers(outputs["layer_choices"][i], names)}
   if predictor.class_names is None:
     result.update(_pose(outputs["position"][i], outputs["orientation"][i]))
     if per_step:
@@ -220,13 +192,13 @@ def _result(path: pathlib.Path, outputs: dict, i: int, predictor: Predictor, *,
       result["steps"] = [_pose(outputs["step_position"][i, t], outputs["step_orientation"][i, t])
                          for t in range(steps)]
   else:
-    probabilities = _probabilities(outputs["logits"][i])
+    probabilities = evaluation.probabilities(outputs["logits"][i])
     result.update(_best_class(probabilities, predictor.class_names))
     result["probabilities"] = {name: float(p)
                                for name, p in zip(predictor.class_names, probabilities)}
     if per_step:
       steps = evaluation.num_prediction_steps(outputs, "step_logits")
-      result["steps"] = [_best_class(_probabilities(outputs["step_logits"][i, t]),
+      result["steps"] = [_best_class(evaluation.probabilities(outputs["step_logits"][i, t]),
                                      predictor.class_names) for t in range(steps)]
   return result
 

@@ -91,41 +91,38 @@ def temperature_schedule(config) -> optax.Schedule:
 
 def make_optimizer(config) -> optax.GradientTransformation:
   """Adam (paper 4.1); with ``freeze_backbone`` the backbone gets zero updates."""
-  adam = optax.adam(learning_rate_schedule(config))
-  if not config.freeze_backbone:
+  return _optimizer(learning_rate_schedule(config), bool(config.freeze_backbone))
+
+
+def _optimizer(schedule: optax.Schedule, frozen: bool) -> optax.GradientTransformation:
+  adam = optax.adam(schedule)
+  if not frozen:
     return adam
   labels_fn = lambda params: {name: ("frozen" if name == "backbone" else "trained")
                               for name in params}
   return optax.multi_transform({"trained": adam, "frozen": optax.set_to_zero()}, labels_fn)
 
 
-_INIT_FNS: dict = {}
-
-
-def _compiled_init(config, model_config: model.ModelConfig, image_shape, with_mean: bool,
-                   with_backbone: bool) -> Callable:
+@functools.cache
+def _compiled_init(model_config: model.ModelConfig, image_shape: tuple, learned_weighting: bool,
+                   frozen: bool, with_mean: bool) -> Callable:
   """One jitted initialiser per shape-defining setting (reused across calls)."""
-  learned_weighting = model_config.task == "pose" and bool(config.learned_loss_weighting)
-  key = (model_config, image_shape, learned_weighting, bool(config.freeze_backbone),
-         with_mean, with_backbone)
-  if key not in _INIT_FNS:
-    optimizer = make_optimizer(config)
+  # The optimiser state's structure does not depend on the learning rate (the
+  # schedule is always a function), so any schedule builds the same state.
+  optimizer = _optimizer(optax.constant_schedule(0.0), frozen)
 
-    def init_fn(rng, position_mean, backbone_variables, backbone_params):
-      params, model_state = model.init_model(rng, model_config, image_shape,
-                                             position_mean=position_mean,
-                                             backbone_variables=backbone_variables)
-      if backbone_params is not None:
-        params["backbone"] = backbone_params
-      if learned_weighting:
-        params["loss"] = losses.init_learned_weighting()
-      zero = jnp.zeros((), jnp.int32)
-      return TrainState(step=zero, params=params, model_state=model_state,
-                        opt_state=optimizer.init(params), consecutive_nonfinite=zero,
-                        max_consecutive_nonfinite=zero, skipped_steps=zero)
+  def init_fn(rng, position_mean, backbone_variables):
+    params, model_state = model.init_model(rng, model_config, image_shape,
+                                           position_mean=position_mean,
+                                           backbone_variables=backbone_variables)
+    if learned_weighting:
+      params["loss"] = losses.init_learned_weighting()
+    zero = jnp.zeros((), jnp.int32)
+    return TrainState(step=zero, params=params, model_state=model_state,
+                      opt_state=optimizer.init(params), consecutive_nonfinite=zero,
+                      max_consecutive_nonfinite=zero, skipped_steps=zero)
 
-    _INIT_FNS[key] = jax.jit(init_fn)
-  return _INIT_FNS[key]
+  return jax.jit(init_fn)
 
 
 @functools.cache
@@ -142,9 +139,8 @@ def _compiled_backbone_init(backbone: str, layers: tuple, dtype: str, image_shap
 
 
 def create_train_state(rng: jax.Array, config, model_config: model.ModelConfig,
-                       image_shape, *, position_mean=None,
-                       backbone_params=None) -> TrainState:
-  """Initial state; `backbone_params` (imported weights) replace the random ones.
+                       image_shape, *, position_mean=None) -> TrainState:
+  """Initial state: random parameters, zero optimiser state and step.
 
   Initialisation is two compiled programs (eagerly it would compile hundreds
   of small operations): the backbone's, shared by every model with the same
@@ -153,8 +149,9 @@ def create_train_state(rng: jax.Array, config, model_config: model.ModelConfig,
   many kernels; the values are those of `model.init_model` on that key.
   """
   image_shape = tuple(image_shape)
-  init_fn = _compiled_init(config, model_config, image_shape, position_mean is not None,
-                           backbone_params is not None)
+  learned_weighting = model_config.task == "pose" and bool(config.learned_loss_weighting)
+  init_fn = _compiled_init(model_config, image_shape, learned_weighting,
+                           bool(config.freeze_backbone), position_mean is not None)
   if position_mean is not None:
     position_mean = jnp.asarray(position_mean, jnp.float32)
   seed = jax.random.randint(rng, (), 0, jnp.iinfo(jnp.int32).max)
@@ -164,7 +161,7 @@ def create_train_state(rng: jax.Array, config, model_config: model.ModelConfig,
   backbone_init = _compiled_backbone_init(model_config.backbone, (deepest,),
                                           model_config.dtype, image_shape)
   backbone_variables = backbone_init(model.backbone_key(init_rng))
-  state = init_fn(init_rng, position_mean, backbone_variables, backbone_params)
+  state = init_fn(init_rng, position_mean, backbone_variables)
   # Distinct buffers for every leaf: the train step donates the state, and a
   # buffer shared by two leaves cannot be donated twice.
   return jax.tree.map(lambda x: jnp.array(x, copy=True), state)
@@ -239,12 +236,14 @@ def make_loss_fn(config, model_config: model.ModelConfig) -> Callable:
       taps, backbone_state = model.apply_backbone(
           jax.lax.stop_gradient(params), model_state, batch["image"], train=False,
           config=model_config)
-      outputs, core_state = model.apply_head(params, model_state, taps, key, temperature,
-                                             train=True, config=model_config)
+      outputs, core_state = model.apply_head(params, model_state, taps, key=key,
+                                             temperature=temperature, train=True,
+                                             config=model_config)
       new_state = {"backbone": backbone_state, "core": core_state}
     else:
-      outputs, new_state = model.apply_model(params, model_state, batch["image"], key,
-                                             temperature, train=True, config=model_config)
+      outputs, new_state = model.apply_model(params, model_state, batch["image"], key=key,
+                                             temperature=temperature, train=True,
+                                             config=model_config)
     parts = _combined_loss(params, outputs, batch, config, model_config)
     return parts["loss"], (parts, outputs, new_state)
 
@@ -310,7 +309,7 @@ def make_eval_step(model_config: model.ModelConfig) -> Callable:
   """
 
   def eval_step(params, model_state, images):
-    outputs, _ = model.apply_model(params, model_state, images, None, 1.0, train=False,
+    outputs, _ = model.apply_model(params, model_state, images, train=False,
                                    config=model_config)
     return {
         **outputs.prediction,

@@ -226,3 +226,27 @@ def load_backbone_weights(path: str | os.PathLike, variant: str,
   if variant != "caffe":
     raise LsattnError(f"{path}: Caffe-named weights need backbone='caffe', got {variant!r}")
   return load_caffe(path, num_classes)
+
+
+def select_like(template, loaded: dict, prefix: str, path) -> dict:
+  """The entries of `loaded` that `template` has (same shapes, `template`'s dtypes), by name.
+
+  How imported weights replace a state's random backbone: `template` is the
+  state's tree, `loaded` a `load_backbone_weights` collection, `prefix` its
+  name in errors ('params' or 'batch_stats').
+
+  Raises:
+    LsattnError: a weight is missing or has another shape (named, with `path`).
+  """
+  def pick(keys, leaf):
+    node = loaded
+    name = "/".join([prefix] + [k.key for k in keys])
+    for key in keys:
+      if key.key not in node:
+        raise LsattnError(f"{path}: missing weight {name}")
+      node = node[key.key]
+    if tuple(node.shape) != tuple(leaf.shape):
+      raise LsattnError(f"{path}: weight {name} has shape {tuple(node.shape)}, "
+                        f"expected {tuple(leaf.shape)}")
+    return jnp.asarray(node, leaf.dtype)
+  return jax.tree_util.tree_map_with_path(pick, template)

@@ -31,7 +31,7 @@ def test_output_shapes_and_masks(train):
   params, state = core.init_core(jax.random.key(0), SHAPES, CONFIG)
   key = jax.random.key(1) if train else None
   outputs, new_state = jax.jit(core.apply_core, static_argnames=("train", "config"))(
-      params, state, _features(SHAPES), key, 0.5, train=train, config=CONFIG)
+      params, state, _features(SHAPES), key=key, temperature=0.5, train=train, config=CONFIG)
   assert outputs.pooled.shape == (4, 3 * 8)
   assert outputs.hidden_states.shape == (3, 4, 4, 4, 8)
   assert outputs.layer_choices.shape == outputs.layer_logits.shape == (3, 4, 4)
@@ -44,10 +44,11 @@ def test_output_shapes_and_masks(train):
 @pytest.mark.parametrize("scan_unroll", [1, 0])  # one loop body; auto (full unroll on CPU)
 def test_scan_equals_python_unrolled_reference(scan_unroll):
   params, state = core.init_core(jax.random.key(0), SHAPES, CONFIG)
-  args = (params, state, _features(SHAPES), jax.random.key(1), 0.7)
+  args = (params, state, _features(SHAPES))
+  noise = {"key": jax.random.key(1), "temperature": 0.7}
   config = dataclasses.replace(CONFIG, scan_unroll=scan_unroll)
-  scanned, scanned_state = core.apply_core(*args, train=True, config=config)
-  unrolled, unrolled_state = core.apply_core_unrolled(*args, train=True, config=CONFIG)
+  scanned, scanned_state = core.apply_core(*args, **noise, train=True, config=config)
+  unrolled, unrolled_state = core.apply_core_unrolled(*args, **noise, train=True, config=CONFIG)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
                (scanned, scanned_state), (unrolled, unrolled_state))
 
@@ -62,25 +63,29 @@ def test_program_holds_one_scan_whatever_n(num_steps):
   config = dataclasses.replace(CONFIG, num_steps=num_steps)
   params, state = core.init_core(jax.random.key(0), SHAPES, config)
   jaxpr = jax.make_jaxpr(
-      lambda p, s, f, k: core.apply_core(p, s, f, k, 0.5, train=True, config=config))(
+      lambda p, s, f, k: core.apply_core(p, s, f, key=k, temperature=0.5, train=True,
+                                         config=config))(
           params, state, _features(SHAPES), jax.random.key(1)).jaxpr
   assert _count_primitives(jaxpr, "scan") == 1
   # The step body is traced once: the program does not grow with N.
   params, state = core.init_core(jax.random.key(0), SHAPES, CONFIG)
   assert len(jaxpr.eqns) == len(jax.make_jaxpr(
-      lambda p, s, f, k: core.apply_core(p, s, f, k, 0.5, train=True, config=CONFIG))(
+      lambda p, s, f, k: core.apply_core(p, s, f, key=k, temperature=0.5, train=True,
+                                         config=CONFIG))(
           params, state, _features(SHAPES), jax.random.key(1)).jaxpr.eqns)
 
 
 def test_one_step_runs_without_a_loop_and_matches_the_reference():
   config = dataclasses.replace(CONFIG, num_steps=1)
   params, state = core.init_core(jax.random.key(0), SHAPES, config)
-  args = (params, state, _features(SHAPES), jax.random.key(1), 0.7)
-  jaxpr = jax.make_jaxpr(lambda *a: core.apply_core(*a, train=True, config=config))(*args)
+  args = (params, state, _features(SHAPES))
+  noise = {"key": jax.random.key(1), "temperature": 0.7}
+  jaxpr = jax.make_jaxpr(lambda *a: core.apply_core(*a, **noise, train=True,
+                                                    config=config))(*args)
   assert _count_primitives(jaxpr.jaxpr, "scan") == 0
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
-               core.apply_core(*args, train=True, config=config),
-               core.apply_core_unrolled(*args, train=True, config=config))
+               core.apply_core(*args, **noise, train=True, config=config),
+               core.apply_core_unrolled(*args, **noise, train=True, config=config))
 
 
 def test_gradients_reach_every_parameter_group():
@@ -89,7 +94,7 @@ def test_gradients_reach_every_parameter_group():
   target = jax.random.normal(jax.random.key(2), (8, 24))
 
   def loss(params, key):
-    outputs, _ = core.apply_core(params, state, features, key, 1.0, train=True, config=CONFIG)
+    outputs, _ = core.apply_core(params, state, features, key=key, train=True, config=CONFIG)
     return jnp.mean((outputs.pooled - target) ** 2), outputs.layer_choices
 
   # A key under which every layer is chosen at least once, so every branch is used.
@@ -108,8 +113,8 @@ def test_spatial_only_on_a_fixed_layer():
   config = dataclasses.replace(CONFIG, select_layer=False)
   params, state = core.init_core(jax.random.key(0), SHAPES[2:3], config)
   assert "select" not in params
-  outputs, _ = core.apply_core(params, state, _features(SHAPES[2:3]), jax.random.key(1), 0.5,
-                               train=True, config=config)
+  outputs, _ = core.apply_core(params, state, _features(SHAPES[2:3]), key=jax.random.key(1),
+                               temperature=0.5, train=True, config=config)
   np.testing.assert_array_equal(outputs.layer_choices, 1.0)
   np.testing.assert_allclose(outputs.attention_masks.sum(axis=(2, 3)), 1.0, rtol=1e-5)
 
@@ -118,8 +123,8 @@ def test_layer_selection_only_has_no_attention_parameters():
   config = dataclasses.replace(CONFIG, spatial_attention=False)
   params, state = core.init_core(jax.random.key(0), SHAPES, config)
   assert params["attend"] == [] and state["attend"] == []
-  outputs, _ = core.apply_core(params, state, _features(SHAPES), jax.random.key(1), 0.5,
-                               train=True, config=config)
+  outputs, _ = core.apply_core(params, state, _features(SHAPES), key=jax.random.key(1),
+                               temperature=0.5, train=True, config=config)
   assert outputs.pooled.shape == (4, 24)
 
 

@@ -27,8 +27,8 @@ def test_full_model_forward_and_backward(task, backbone):
 
   @jax.jit
   def loss_fn(params, state):
-    outputs, new_state = model.apply_model(params, state, images, jax.random.key(2), 0.5,
-                                           train=True, config=config)
+    outputs, new_state = model.apply_model(params, state, images, key=jax.random.key(2),
+                                           temperature=0.5, train=True, config=config)
     value = sum(jnp.sum(v ** 2) for v in outputs.prediction.values())
     return value, new_state
 
@@ -53,8 +53,8 @@ def test_variant_heads_forward_and_backward(variant, task):
 
   @jax.jit
   def loss_fn(params):
-    outputs, _ = model.apply_head(params, state, taps, jax.random.key(2), 0.5, train=True,
-                                  config=config)
+    outputs, _ = model.apply_head(params, state, taps, key=jax.random.key(2), temperature=0.5,
+                                  train=True, config=config)
     return sum(jnp.sum(v ** 2) for v in outputs.prediction.values()), outputs
 
   (value, outputs), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
@@ -78,7 +78,7 @@ def test_eval_is_deterministic_and_independent_of_the_batch():
   config = _config(backbone="torchvision")
   params, state = model.init_model(jax.random.key(0), config, (48, 48, 3))
   images = jax.random.normal(jax.random.key(1), (3, 48, 48, 3)) * 50
-  apply = jax.jit(lambda p, s, x: model.apply_model(p, s, x, None, 1.0, train=False,
+  apply = jax.jit(lambda p, s, x: model.apply_model(p, s, x, train=False,
                                                     config=config)[0])
   full, again, single = apply(params, state, images), apply(params, state, images), apply(
       params, state, images[:1])
@@ -95,7 +95,7 @@ def test_bfloat16_backbone_stays_close_to_the_float32_reference():
   images = jax.random.normal(jax.random.key(1), (2, 32, 32, 3)) * 50
 
   def predict(config):
-    apply = lambda p, s, x: model.apply_model(p, s, x, None, 1.0, train=False, config=config)
+    apply = lambda p, s, x: model.apply_model(p, s, x, train=False, config=config)
     return jax.jit(apply)(params, state, images)[0].prediction
 
   reference_out, half_out = predict(reference), predict(half)
@@ -125,7 +125,7 @@ def tiny_model():
 def _step1_logits(config, params, state, images):
   """Step-1 layer logits [mode, B, k] in eval and in train mode, through the public API."""
   def logits(params, state, images, key):
-    outputs = [model.apply_model(params, state, images, k, 1.0, train=train,
+    outputs = [model.apply_model(params, state, images, key=k, train=train,
                                  config=config)[0].layer_logits[0]
                for train, k in ((False, None), (True, key))]
     return jnp.stack(outputs)
@@ -148,7 +148,7 @@ def test_step1_layer_logits_depend_on_the_image(tiny_model):
 
 def test_each_step_keeps_and_uses_its_own_batch_norm_statistics(tiny_model):
   config, params, state, images = tiny_model
-  train = jax.jit(lambda s, k: model.apply_model(params, s, images, k, 1.0, train=True,
+  train = jax.jit(lambda s, k: model.apply_model(params, s, images, key=k, train=True,
                                                  config=config)[1])
   for step in range(3):
     state = train(state, jax.random.key(step))
@@ -157,7 +157,7 @@ def test_each_step_keeps_and_uses_its_own_batch_norm_statistics(tiny_model):
     assert np.max(np.abs(leaf[0] - leaf[1])) > 1e-6
   # Evaluation normalises step t with step t's statistics: changing step 2's
   # leaves step 1 alone and changes step 2.
-  evaluate = jax.jit(lambda s: model.apply_model(params, s, images, None, 1.0, train=False,
+  evaluate = jax.jit(lambda s: model.apply_model(params, s, images, train=False,
                                                  config=config)[0].layer_logits)
   changed = dict(state, core=jax.tree.map(lambda x: x.at[1].add(0.5), state["core"]))
   before, after = evaluate(state), evaluate(changed)
@@ -169,7 +169,7 @@ def test_every_step_predicts_and_the_last_is_the_prediction(tiny_model):
   config, params, state, images = tiny_model
   assert [h["kernel"].shape for h in params["step_heads"]] == [(8, 7)]
   assert params["head"]["kernel"].shape == (16, 7)
-  outputs, _ = jax.jit(lambda p, s, x: model.apply_model(p, s, x, None, 1.0, train=False,
+  outputs, _ = jax.jit(lambda p, s, x: model.apply_model(p, s, x, train=False,
                                                          config=config))(params, state, images)
   steps = outputs.step_predictions
   assert steps["position"].shape == (2, 3, 3) and steps["orientation"].shape == (2, 3, 4)
@@ -218,7 +218,7 @@ def test_wrong_image_shape_is_refused():
   config = _config()
   params, state = model.init_model(jax.random.key(0), config, (32, 32, 3))
   with pytest.raises(LsattnError, match="RGB"):
-    model.apply_model(params, state, jnp.zeros((1, 32, 32, 4)), None, 1.0, train=False,
+    model.apply_model(params, state, jnp.zeros((1, 32, 32, 4)), train=False,
                       config=config)
 
 
@@ -226,5 +226,5 @@ def test_too_small_image_is_refused():
   config = _config(backbone="torchvision")
   params, state = model.init_model(jax.random.key(0), config, (32, 32, 3))
   with pytest.raises(LsattnError, match="at least 32x32"):
-    model.apply_model(params, state, jnp.zeros((1, 16, 40, 3)), None, 1.0, train=False,
+    model.apply_model(params, state, jnp.zeros((1, 16, 40, 3)), train=False,
                       config=config)
