@@ -411,7 +411,8 @@ def report(records: list[dict], studies=STUDIES) -> str:
   machine = records[0].get("machine", {})
   lines = [
       "## Ablation on the embedded data (benchmarks/ablation.py)", "",
-      f"{len(records)} runs, seeds {seeds}. Sum of run times {sum(r['wall_time_s'] for r in records) / 60:.1f} min; "
+      f"{len(records)} runs, seeds {seeds}. Sum of run times "
+      f"{sum(r['wall_time_s'] for r in records) / 60:.1f} min; "
       f"first start to last end {(max(ends) - min(starts)).total_seconds() / 60:.1f} min. "
       f"Machine: {machine.get('cpu_model', '?')}, {machine.get('usable_cores', '?')} cores, "
       f"jax {machine.get('jax', '?')}. Commit {records[0].get('commit', '?')[:10]}"

@@ -4,9 +4,9 @@ r"""Cambridge Landmarks, one scene per run (paper Table 1): ``configs/cambridge.
       --config.manual_dir=/data/cambridge --config.backbone_weights=/weights/googlenet_places.npz
 
 Scenes: kings_college, old_hospital, shop_facade, st_marys_church,
-great_court, street. 8,000 steps of batch 40: about 14 h of train steps on
-the 2-core CPU of benchmarks/README.md (6.5 s per step); a GPU is the
-intended hardware. eval/metrics.json's ``protocol`` is
+great_court, street. 8,000 steps of batch 40: many hours of train steps on a
+2-core CPU (benchmarks/README.md, "Paper shapes", has the step time); a GPU
+is the intended hardware. eval/metrics.json's ``protocol`` is
 'whole_train_split_last_checkpoint'.
 
 Paper (4.1, supplementary B and C): one model per scene, the scenes of

@@ -3,9 +3,9 @@ r"""MIT-67 indoor scene classification (paper Table 2).
   python train.py --config=configs/mit67.py --workdir=runs/mit67 \
       --config.manual_dir=/data/mit67 --config.backbone_weights=/weights/googlenet_places.npz
 
-8,000 steps of batch 40: at most about 14 h of train steps on the 2-core
-CPU of benchmarks/README.md (6.5 s per step measured with N = 3; here
-N = 2); a GPU is the intended hardware. eval/metrics.json's ``protocol`` is
+8,000 steps of batch 40: many hours of train steps on a 2-core CPU
+(benchmarks/README.md, "Paper shapes", has the step time, measured with
+N = 3; here N = 2); a GPU is the intended hardware. eval/metrics.json's ``protocol`` is
 'whole_train_split_last_checkpoint'.
 
 Paper (4.1, supplementary B and C): the official split (80 training and 20

@@ -3,8 +3,8 @@ r"""7-Scenes, one scene per run (paper Table 1): ``configs/seven_scenes.py:<scen
   python train.py --config=configs/seven_scenes.py:chess --workdir=runs/chess \
       --config.manual_dir=/data/7scenes --config.backbone_weights=/weights/googlenet_places.npz
 
-20,000 steps of batch 40: about 36 h of train steps on the 2-core CPU of
-benchmarks/README.md (6.5 s per step at 224x224, batch 40); a GPU is the
+20,000 steps of batch 40: more than a day of train steps on a 2-core CPU
+(benchmarks/README.md, "Paper shapes", has the step time); a GPU is the
 intended hardware. eval/metrics.json's median translation and rotation
 errors compare with the paper's "Ours, step 3" column; its ``protocol`` is
 'whole_train_split_last_checkpoint'.

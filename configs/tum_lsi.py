@@ -3,8 +3,9 @@ r"""TUM-LSI (paper Table 1).
   python train.py --config=configs/tum_lsi.py --workdir=runs/tum_lsi \
       --config.manual_dir=/data/tum_lsi --config.backbone_weights=/weights/googlenet_places.npz
 
-5,000 steps of batch 40: about 9 h of train steps on the 2-core CPU of
-benchmarks/README.md (6.5 s per step); a GPU is the intended hardware.
+5,000 steps of batch 40: hours of train steps on a 2-core CPU
+(benchmarks/README.md, "Paper shapes", has the step time); a GPU is the
+intended hardware.
 eval/metrics.json's ``protocol`` is 'whole_train_split_last_checkpoint'.
 
 Paper (supplementary B and C): Walch et al.'s split [42], 875 training and

@@ -22,21 +22,12 @@ import pytest
 
 from lsattn import LsattnError
 from lsattn.data import cue_scale, datasets, pipeline
+from written_files import file_bytes, pixels  # tests/written_files.py
 
 SMALL = dict(train_per_class=2, test_per_class=1, image_size=(64, 64))
 # Enough images per class for the statistics; 96 px keeps the texture period
 # (2.6-3.75 px) clear of aliasing.
 STATS = dict(train_per_class=8, test_per_class=2, image_size=(96, 96))
-
-
-def _file_bytes(folder: pathlib.Path) -> dict[str, bytes]:
-  return {str(p.relative_to(folder)): p.read_bytes()
-          for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def _pixels(path: pathlib.Path) -> np.ndarray:
-  with Image.open(path) as image:
-    return np.asarray(image)
 
 
 def _fine(image: np.ndarray) -> float:
@@ -83,7 +74,7 @@ def statistics(tmp_path_factory) -> dict[str, dict[str, tuple[np.ndarray, np.nda
     root = cue_scale.write_cue_scale_mit67(tmp_path_factory.mktemp(cue), cue=cue, **STATS)
     result[cue] = {}
     for name in cue_scale.class_names(cue):
-      images = [_pixels(p) for p in sorted((root / "Images" / name).glob("*.jpg"))]
+      images = [pixels(p) for p in sorted((root / "Images" / name).glob("*.jpg"))]
       assert len(images) == 10
       result[cue][name] = (np.array([_fine(i) for i in images]),
                            np.array([_coarse(i) for i in images]))
@@ -118,15 +109,15 @@ def test_class_names():
 
 def test_deterministic(tmp_path, small_sets):
   again = cue_scale.write_cue_scale_mit67(tmp_path / "again", cue="texture", **SMALL)
-  assert _file_bytes(again) == _file_bytes(small_sets["texture"])
+  assert file_bytes(again) == file_bytes(small_sets["texture"])
   other = cue_scale.write_cue_scale_mit67(tmp_path / "other", cue="texture", seed=1, **SMALL)
   # Same names and lists (they do not depend on the seed); every image differs.
-  other_files, again_files = _file_bytes(other), _file_bytes(again)
+  other_files, again_files = file_bytes(other), file_bytes(again)
   assert other_files.keys() == again_files.keys()
   assert all((other_files[name] != again_files[name]) == name.endswith(".jpg")
              for name in other_files)
   layout = cue_scale.write_cue_scale_mit67(tmp_path / "layout", cue="layout", **SMALL)
-  assert _file_bytes(layout) == _file_bytes(small_sets["layout"])
+  assert file_bytes(layout) == file_bytes(small_sets["layout"])
 
 
 def test_texture_set_is_told_apart_by_the_fine_cue_only(statistics):

@@ -11,6 +11,7 @@ import pytest
 
 from lsattn import LsattnError
 from lsattn.data import synthetic
+from written_files import file_bytes, pixels  # tests/written_files.py
 
 SMALL_SCENE = dict(image_size=(60, 80), train_sequences=(1, 2), test_sequences=(3,),
                    frames_per_sequence=16)
@@ -25,16 +26,6 @@ def scene_dir(tmp_path_factory) -> pathlib.Path:
 @pytest.fixture(scope="module")
 def mit_dir(tmp_path_factory) -> pathlib.Path:
   return synthetic.write_synthetic_mit67(tmp_path_factory.mktemp("mit"), **SMALL_MIT)
-
-
-def _file_bytes(folder: pathlib.Path) -> dict[str, bytes]:
-  return {str(p.relative_to(folder)): p.read_bytes()
-          for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def _pixels(path: pathlib.Path) -> np.ndarray:
-  with Image.open(path) as image:
-    return np.asarray(image)
 
 
 def _read_pose(path: pathlib.Path) -> np.ndarray:
@@ -65,7 +56,7 @@ def _marker_hits(scene_dir: pathlib.Path, yaw_error_deg: float = 0.0) -> tuple[i
   turn[:2, :2] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
   visible = matching = 0
   for png in sorted(scene_dir.glob("seq-*/frame-*.color.png")):
-    image = _pixels(png)
+    image = pixels(png)
     pose = _read_pose(png.with_name(png.name.replace(".color.png", ".pose.txt")))
     pose[:3, :3] = turn[:3, :3] @ pose[:3, :3]
     for marker in synthetic.markers():
@@ -102,9 +93,9 @@ def test_seven_scenes_layout_and_rigid_poses(scene_dir):
 
 def test_seven_scenes_same_seed_same_bytes_other_seed_differs(tmp_path, scene_dir):
   again = synthetic.write_synthetic_seven_scenes(tmp_path / "again", **SMALL_SCENE)
-  assert _file_bytes(again) == _file_bytes(scene_dir)
+  assert file_bytes(again) == file_bytes(scene_dir)
   other = synthetic.write_synthetic_seven_scenes(tmp_path / "other", seed=1, **SMALL_SCENE)
-  other_bytes, first_bytes = _file_bytes(other), _file_bytes(scene_dir)
+  other_bytes, first_bytes = file_bytes(other), file_bytes(scene_dir)
   assert other_bytes.keys() == first_bytes.keys()
   for name in ("seq-01/frame-000000.color.png", "seq-01/frame-000000.pose.txt"):
     assert other_bytes[name] != first_bytes[name]
@@ -180,14 +171,14 @@ def test_mit67_layout_and_lists(mit_dir):
 
 def test_mit67_deterministic(tmp_path, mit_dir):
   again = synthetic.write_synthetic_mit67(tmp_path / "again", **SMALL_MIT)
-  assert _file_bytes(again) == _file_bytes(mit_dir)
+  assert file_bytes(again) == file_bytes(mit_dir)
   other = synthetic.write_synthetic_mit67(tmp_path / "other", seed=3, **SMALL_MIT)
-  assert _file_bytes(other) != _file_bytes(mit_dir)
+  assert file_bytes(other) != file_bytes(mit_dir)
 
 
 def test_mit67_classes_differ_by_content_and_images_vary(mit_dir):
   def mean_colour(relative):
-    return _pixels(mit_dir / "Images" / relative).mean(axis=(0, 1))
+    return pixels(mit_dir / "Images" / relative).mean(axis=(0, 1))
   train = (mit_dir / "TrainImages.txt").read_text().split()
   test = (mit_dir / "TestImages.txt").read_text().split()
   classes = sorted({line.split("/")[0] for line in train})
@@ -197,8 +188,8 @@ def test_mit67_classes_differ_by_content_and_images_vary(mit_dir):
                  for r in test]
   accuracy = np.mean([p == r.split("/")[0] for p, r in zip(predictions, test)])
   assert accuracy >= 0.6  # chance is 0.25
-  first = _pixels(mit_dir / "Images" / train[0]).astype(float)
-  second = _pixels(mit_dir / "Images" / train[1]).astype(float)
+  first = pixels(mit_dir / "Images" / train[0]).astype(float)
+  second = pixels(mit_dir / "Images" / train[1]).astype(float)
   assert first.std() > 10 and np.abs(first - second).mean() > 5
 
 
