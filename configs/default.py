@@ -112,7 +112,10 @@ Keys (flax-examples names where one exists):
   (validation), ``checkpoint_every_steps``, ``keep_checkpoints``,
   ``nonfinite_policy`` ('skip' | 'stop') with ``max_consecutive_nonfinite``,
   ``num_figure_examples``, ``jax_distributed``.
-* compilation: ``scan_unroll``, ``xla_cpu_ynn_fusions`` (see
+* compilation: ``compilation_cache_dir`` (JAX's persistent compilation
+  cache, so a resumed or repeated run does not compile again; '' = off; the
+  environment's ``JAX_COMPILATION_CACHE_DIR`` wins), ``scan_unroll``,
+  ``xla_cpu_ynn_fusions`` (see
   lsattn/compilation.py; ignored off CPU).
 """
 
@@ -153,6 +156,7 @@ def get_config():
   # Op kinds XLA's CPU compiler gives YNNPACK ('xla_default' = XLA's choice); its
   # convolutions are slower than XLA's own here (lsattn/compilation.py).
   config.xla_cpu_ynn_fusions = "dot,reduce"
+  config.compilation_cache_dir = "~/.cache/lsattn/jax_compilation"  # '' = no cache
   # Loss.
   config.beta = 500.0
   config.learned_loss_weighting = False

@@ -13,6 +13,8 @@ XLA's defaults with a warning.
 from __future__ import annotations
 
 import functools
+import os
+import pathlib
 import warnings
 
 import jax
@@ -24,6 +26,41 @@ from lsattn.errors import LsattnError
 YNN_OPTION = "xla_cpu_experimental_ynn_fusion_type"
 YNN_FUSION_KINDS = ("dot", "reduce", "eltwise", "individual_dot", "individual_convolution")
 XLA_DEFAULT = "xla_default"
+
+
+# JAX's persistent compilation cache: a run (and every resume) reuses what an
+# earlier run with the same programs compiled, instead of compiling again.
+CACHE_ENV = "JAX_COMPILATION_CACHE_DIR"
+
+
+def use_compilation_cache(config) -> str | None:
+  """Turns on JAX's persistent compilation cache in ``config.compilation_cache_dir``.
+
+  Call before the first compilation. ``''`` turns it off. A folder set in
+  the environment (``JAX_COMPILATION_CACHE_DIR``, read by JAX itself) wins.
+
+  Returns:
+    The cache folder, or None when off.
+
+  Raises:
+    LsattnError: the folder cannot be created (names the key and the path).
+  """
+  if os.environ.get(CACHE_ENV):
+    return os.environ[CACHE_ENV]
+  folder = config.get("compilation_cache_dir", "")  # configs/default.py sets the default
+  if not isinstance(folder, str):
+    raise LsattnError(f"config.compilation_cache_dir = {folder!r}: expected a folder path, "
+                      f"or '' for no cache")
+  if not folder:
+    return None
+  path = pathlib.Path(folder).expanduser()
+  try:
+    path.mkdir(parents=True, exist_ok=True)
+  except OSError as error:
+    raise LsattnError(f"config.compilation_cache_dir = {folder!r}: cannot create {path} "
+                      f"({error.strerror}); choose another folder, or '' for no cache") from None
+  jax.config.update("jax_compilation_cache_dir", str(path))
+  return str(path)
 
 
 def parse_ynn_fusions(value: str) -> tuple[str, ...] | None:

@@ -56,6 +56,7 @@ class Setup:
 def setup(config) -> Setup:
   """Config checks, multi-host start, dataset, splits, image options, mesh."""
   model_config = config_checks.check_config(config)
+  compilation.use_compilation_cache(config)  # before anything compiles
   parallel.initialize_distributed(config.jax_distributed)
   parallel.check_batch_size(config.batch_size, "batch_size")
   parallel.check_batch_size(config.eval_batch_size, "eval_batch_size")

@@ -111,6 +111,7 @@ def load_predictor(workdir: str | pathlib.Path, config) -> Predictor:
       without `channel_mean`.
   """
   model_config = config_checks.check_config(config)
+  compilation.use_compilation_cache(config)  # before anything compiles
   workdir = pathlib.Path(workdir).expanduser()
   name, _ = datasets.split_name(config.dataset)
   stored_size = datasets.builder_class(name).STORED_SIZE

@@ -1,13 +1,20 @@
 """XLA compiler options of the train/eval steps (lsattn.compilation)."""
 
+import os
+import pathlib
 import re
+import subprocess
+import sys
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 
 from configs import test as test_config
 from lsattn import LsattnError, compilation, config_checks, training
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 def _config(ynn_fusions):
@@ -81,3 +88,31 @@ def test_loss_and_gradients_with_and_without_ynn_convolutions_agree():
   scale = max(float(np.max(np.abs(g))) for g in jax.tree.leaves(grads_a))
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5 * scale),
                grads_a, grads_b)
+
+
+def test_persistent_compilation_cache_is_used_and_named_on_error(tmp_path, monkeypatch):
+  """config.compilation_cache_dir turns JAX's persistent cache on (files appear there);
+  a folder that cannot be made is a one-line error naming the key; '' turns it off."""
+  folder = tmp_path / "cache"
+  script = (
+      "import jax, jax.numpy as jnp, ml_collections\n"
+      "from lsattn import compilation\n"
+      f"config = ml_collections.ConfigDict({{'compilation_cache_dir': {str(folder)!r}}})\n"
+      "print(compilation.use_compilation_cache(config))\n"
+      "jax.jit(lambda x: jnp.sin(x) * 2)(jnp.ones(3)).block_until_ready()\n")
+  env = {key: value for key, value in os.environ.items() if key != compilation.CACHE_ENV}
+  env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"  # cache even a tiny program
+  result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr
+  assert result.stdout.strip() == str(folder)
+  assert any(folder.iterdir())  # the compiled program was written
+
+  monkeypatch.delenv(compilation.CACHE_ENV, raising=False)
+  blocker = tmp_path / "a_file"
+  blocker.write_text("")
+  bad = ml_collections.ConfigDict({"compilation_cache_dir": str(blocker / "cache")})
+  with pytest.raises(LsattnError, match="config.compilation_cache_dir = .*cannot create"):
+    compilation.use_compilation_cache(bad)
+  assert compilation.use_compilation_cache(
+      ml_collections.ConfigDict({"compilation_cache_dir": ""})) is None
