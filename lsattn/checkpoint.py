@@ -152,6 +152,18 @@ def _reading_manager(workdir: pathlib.Path) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(directory, options=options, item_names=("state", "meta"))
 
 
+def require_checkpoint(workdir: str | pathlib.Path) -> None:
+  """Raises the "no checkpoint in …: train first" LsattnError unless the run has one.
+
+  Cheap (no restore): callers check before building datasets or states.
+  """
+  workdir = pathlib.Path(workdir).expanduser()
+  manager = _reading_manager(workdir)
+  if manager.latest_step() is None:
+    raise LsattnError(f"no checkpoint in {manager.directory}: train first with train.py "
+                      f"--workdir={workdir}")
+
+
 def restore_run(workdir: str | pathlib.Path, abstract_state, signature: dict
                 ) -> tuple[Any, dict, int, pathlib.Path]:
   """(state, meta, step, folder) of a run's latest checkpoint, for eval.py and predict.py.

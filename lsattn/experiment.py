@@ -369,6 +369,7 @@ def evaluate(config, workdir: str | pathlib.Path) -> dict:
   (<workdir>/best_checkpoint), else the latest. The config's
   ``validation_split`` must be the one the run was trained with.
   """
+  checkpoint.require_checkpoint(workdir)  # before the dataset is built
   run = setup(config)
   workdir = pathlib.Path(workdir).expanduser()
   signature = checkpoint.shape_signature(config, run.model_config, run.image_shape)

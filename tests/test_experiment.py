@@ -243,3 +243,16 @@ def test_two_device_step_matches_one_device_step(tmp_path):
                           timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
   assert result.stdout.startswith("OK")
+
+
+def test_eval_without_a_checkpoint_says_so_before_any_work(tmp_path):
+  """eval.py on a run with no checkpoint (or a misspelled workdir) stops at once: no dataset
+  is written or built, and the run folder is not created."""
+  data_dir, workdir = tmp_path / "data", tmp_path / "no_such_run"
+  result = _run("eval.py", f"--config={ROOT / 'configs' / 'test.py'}", f"--workdir={workdir}",
+                f"--config.data_dir={data_dir}", check=False)
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines()[-1] == (
+      f"error: no checkpoint in {workdir.resolve() / 'checkpoints'}: train first with "
+      f"train.py --workdir={workdir}")
+  assert not data_dir.exists() and not workdir.exists()
