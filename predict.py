@@ -21,7 +21,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from lsattn import prediction
-from lsattn.errors import LsattnError, run_cli
+from lsattn.errors import LsattnError, parse_flags, run_cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "The run's config (configs/*.py).",
                                           lock_config=True)
@@ -56,4 +56,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -40,3 +40,31 @@ def run_cli(main: Callable[..., T], *args, **kwargs) -> T:
     # (orbax's event loop after a failed restore) print tracebacks after the
     # one-line message.
     os._exit(2)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing (`app.run(main, flags_parser=parse_flags)`), with a bad
+  ``--config.<key>`` override or flag value reported as one line, exit 2.
+
+  Without it a misspelled key prints three chained tracebacks and a bad value
+  absl's FATAL line, exit 1.
+  """
+  from absl import flags  # only the command-line tools need absl
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as error:
+    _exit_with(f"{error}")
+  except (AttributeError, KeyError) as error:  # ml_collections: an unknown --config.<key>
+    # ml_collections nests the KeyError's repr: literal quotes and a literal \n.
+    detail = str(error.args[0] if error.args else error).strip("'\"")
+    detail = detail.replace("\\'", "'").replace("\\n", "; ")
+    overrides = [arg for arg in argv[1:] if arg.startswith("--config.")]
+    _exit_with(f"unknown config key in {' '.join(overrides)}: "
+               f"{' '.join(detail.split())}")
+  return argv
+
+
+def _exit_with(message: str) -> None:
+  print(f"error: {message}", file=sys.stderr)
+  sys.stderr.flush()
+  sys.exit(2)

@@ -256,3 +256,18 @@ def test_eval_without_a_checkpoint_says_so_before_any_work(tmp_path):
       f"error: no checkpoint in {workdir.resolve() / 'checkpoints'}: train first with "
       f"train.py --workdir={workdir}")
   assert not data_dir.exists() and not workdir.exists()
+
+
+@pytest.mark.parametrize("script", ["train.py", "eval.py", "predict.py"])
+def test_bad_config_overrides_are_one_line_errors(script, tmp_path):
+  """A misspelled --config key or a value of the wrong type: one line naming it, exit 2."""
+  base = [f"--config={ROOT / 'configs' / 'test.py'}", f"--workdir={tmp_path}"]
+  typo = _run(script, *base, "--config.batchsize=4", check=False)
+  assert typo.returncode == 2
+  assert typo.stderr.strip() == ("error: unknown config key in --config.batchsize=4: "
+                                 "'batchsize'; Did you mean \"batch_size\" instead of "
+                                 "\"batchsize\"?")
+  value = _run(script, *base, "--config.batch_size=abc", check=False)
+  assert value.returncode == 2
+  assert value.stderr.strip() == ("error: flag --config.batch_size=abc: invalid literal for "
+                                  "int() with base 10: 'abc'")
