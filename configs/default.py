@@ -119,67 +119,8 @@ Keys (flax-examples names where one exists):
   lsattn/compilation.py; ignored off CPU).
 """
 
-import ml_collections
+from lsattn import defaults
 
 
 def get_config():
-  config = ml_collections.ConfigDict()
-  # Data.
-  config.dataset = "seven_scenes/chess"
-  config.data_dir = "~/tensorflow_datasets"
-  config.manual_dir = ""
-  config.resize_size = (256, 455)
-  config.image_size = 224
-  config.random_flip = False
-  config.channel_mean = ()  # () = the train split's mean, stored with the dataset
-  config.validation_split = "none"  # or "auto": see lsattn/data/splits.py
-  # Model.
-  config.task = "pose"
-  config.num_classes = 0
-  config.model_variant = "layer_spatial"
-  config.fixed_layer = "5b"
-  config.candidate_layers = ("3b", "4c", "4e", "5b")
-  config.backbone = "caffe"
-  config.backbone_weights = ""
-  config.freeze_backbone = False
-  config.num_recurrent_steps = 3
-  config.hidden_size = 96
-  config.projection_size = 96
-  config.convlstm_kernel_sizes = (1, 3, 5, 7)
-  config.attention_kernel_sizes = (1, 3, 5)
-  config.gate_embedding_size = 16
-  config.attention_nonlinearity = "leaky_relu"
-  config.attention_branch_channels = 4  # channels of each C_A branch (ours)
-  config.initial_state = "image"  # "image" ([47]-style, from the taps) or "constant"
-  config.dtype = "float32"
-  config.scan_unroll = 0  # 0: auto (full unroll on CPU, see CoreConfig)
-  # Op kinds XLA's CPU compiler gives YNNPACK ('xla_default' = XLA's choice); its
-  # convolutions are slower than XLA's own here (lsattn/compilation.py).
-  config.xla_cpu_ynn_fusions = "dot,reduce"
-  config.compilation_cache_dir = "~/.cache/lsattn/jax_compilation"  # '' = no cache
-  # Loss.
-  config.beta = 500.0
-  config.learned_loss_weighting = False
-  config.step_loss = "final"  # "final" (section 3.3) or "mean" over the per-step heads
-  # Optimisation.
-  config.learning_rate = 1e-4
-  config.learning_rate_schedule = "constant"
-  config.warmup_steps = 0
-  config.temperature_schedule = "exponential"
-  config.temperature_init = 1.0
-  config.temperature_final = 0.5
-  config.temperature_decay_steps = 0
-  # Loop.
-  config.seed = 0
-  config.batch_size = 40
-  config.eval_batch_size = 40
-  config.num_train_steps = 30_000
-  config.log_every_steps = 100
-  config.eval_every_steps = 5_000
-  config.checkpoint_every_steps = 1_000
-  config.keep_checkpoints = 3
-  config.nonfinite_policy = "skip"
-  config.max_consecutive_nonfinite = 10
-  config.num_figure_examples = 4
-  config.jax_distributed = False
-  return config
+  return defaults.get_config()

@@ -1,29 +1,16 @@
 """Checks of a run's config before any compute: every problem names its key.
 
-A config must have exactly the keys of ``configs/default.py`` (an unknown
+A config must have exactly the keys of ``configs/default.py`` (their
+defaults: `lsattn.defaults`, so the check holds in an installed copy; an unknown
 key is almost always a typo that would otherwise be silently ignored), and
 each value must be in range.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
-
-from lsattn import compilation, model, training
+from lsattn import compilation, defaults, model, training
 from lsattn.data import pipeline
 from lsattn.errors import LsattnError
-
-DEFAULT_CONFIG = pathlib.Path(__file__).resolve().parent.parent / "configs" / "default.py"
-
-
-def default_config():
-  """configs/default.py's config (the reference list of keys)."""
-  spec = importlib.util.spec_from_file_location("lsattn_default_config", DEFAULT_CONFIG)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
-
 
 def _require(condition: bool, key: str, value, expected: str) -> None:
   if not condition:
@@ -32,12 +19,11 @@ def _require(condition: bool, key: str, value, expected: str) -> None:
 
 def check_config(config) -> model.ModelConfig:
   """Raises LsattnError on an unknown key or a bad value; returns the model config."""
-  if DEFAULT_CONFIG.exists():
-    known = set(default_config().keys())
-    unknown = sorted(set(config.keys()) - known)
-    if unknown:
-      raise LsattnError(f"unknown config key(s) {unknown}; the keys are those of "
-                        f"{DEFAULT_CONFIG.name}: {sorted(known)}")
+  known = set(defaults.get_config().keys())
+  unknown = sorted(set(config.keys()) - known)
+  if unknown:
+    raise LsattnError(f"unknown config key(s) {unknown}; the keys are those of "
+                      f"configs/default.py: {sorted(known)}")
   for key in ("num_train_steps", "batch_size", "eval_batch_size", "log_every_steps",
               "eval_every_steps", "checkpoint_every_steps", "keep_checkpoints",
               "max_consecutive_nonfinite", "image_size"):

@@ -179,3 +179,32 @@ def test_initial_state_is_init_model_with_a_shared_backbone_program(setup):
   for ours, theirs in zip(jax.tree.leaves(posenet.params["backbone"]),
                           jax.tree.leaves(state.params["backbone"])):
     np.testing.assert_array_equal(ours, theirs)
+
+
+def test_unknown_keys_are_refused_without_the_repository(tmp_path):
+  """The key schema is in the package: a copy of lsattn/ alone (as installed, no
+  configs/ beside it) still refuses a misspelled key."""
+  import pathlib
+  import shutil
+  import subprocess
+  import sys
+  root = pathlib.Path(__file__).resolve().parent.parent
+  shutil.copytree(root / "lsattn", tmp_path / "site" / "lsattn",
+                  ignore=shutil.ignore_patterns("__pycache__"))
+  script = ("from lsattn import LsattnError, config_checks, defaults\n"
+            "config = defaults.get_config()\n"
+            "config.batchsize = 4\n"
+            "try:\n"
+            "  config_checks.check_config(config)\n"
+            "except LsattnError as error:\n"
+            "  print(error)\n"
+            "try:\n"
+            "  import configs\n"
+            "except ImportError:\n"
+            "  print('no configs')\n")
+  result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path / "site")})
+  assert result.returncode == 0, result.stderr
+  assert "unknown config key(s) ['batchsize']" in result.stdout
+  assert result.stdout.strip().endswith("no configs")
