@@ -371,3 +371,20 @@ def test_a_builder_leaves_no_temporary_folder(tmp_path, monkeypatch):
   assert list(system_temp.iterdir()) == []
   import tempfile
   assert tempfile.tempdir == str(system_temp)  # restored after the builder is made
+
+
+def test_tfds_finds_the_builders_and_builds_without_tensorflow(tmp_path):
+  """`import lsattn.data` registers the builders; tfds' own API builds one with no
+  file_format given (array_record: tfds' default, tfrecord, would need TensorFlow)."""
+  import tensorflow_datasets as tfds
+  import lsattn.data  # noqa: F401
+  from lsattn.data import cue_scale
+  cue_scale.write_cue_scale_mit67(tmp_path / "manual", cue="layout", train_per_class=1,
+                                  test_per_class=1, image_size=(48, 48))
+  builder = tfds.builder("mit67/synthetic_layout", data_dir=str(tmp_path / "data"))
+  assert isinstance(builder, builders.Mit67)
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+      manual_dir=str(tmp_path / "manual")))
+  assert builder.info.file_format == tfds.core.FileFormat.ARRAY_RECORD
+  source = builder.as_data_source(split="test")
+  assert len(source) == len(cue_scale.LAYOUTS)

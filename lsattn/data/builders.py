@@ -80,6 +80,10 @@ class _LsattnBuilder(tfds.core.GeneratorBasedBuilder):
   RELEASE_NOTES = {"1.0.0": "First release."}
   STORED_SIZE: tuple[int, int] = POSE_STORED_SIZE
 
+  def __init__(self, *, file_format=None, **kwargs):
+    # array_record needs no TensorFlow; tfds' own default (tfrecord) does.
+    super().__init__(file_format=file_format or "array_record", **kwargs)
+
   @abc.abstractmethod
   def _features(self) -> tfds.features.FeaturesDict:
     """The record's features (ARCHITECTURE.md)."""
