@@ -93,7 +93,9 @@ Keys (flax-examples names where one exists):
   Walch et al. [42]) | 'googlenet' (GoogLeNet classification baseline
   [38])), ``fixed_layer``, ``candidate_layers``, ``backbone`` ('caffe' |
   'torchvision'), ``backbone_weights`` (a .npz, Caffe pickle or torchvision
-  .pth; '' = random init), ``freeze_backbone``, ``num_recurrent_steps``,
+  .pth; '' = random init), ``torchvision_transform_input`` ('auto': on
+  when torchvision weights are loaded, as torchvision's pretrained GoogLeNet
+  expects; 'on' | 'off'), ``freeze_backbone``, ``num_recurrent_steps``,
   ``hidden_size``, ``projection_size``, ``convlstm_kernel_sizes``,
   ``attention_kernel_sizes``, ``gate_embedding_size``,
   ``attention_nonlinearity`` ('leaky_relu' | 'relu'),

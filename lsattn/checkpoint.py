@@ -37,6 +37,7 @@ def shape_signature(config, model_config, image_shape) -> dict[str, Any]:
   """The config values that fix the train state's shapes, as JSON data."""
   signature = dataclasses.asdict(model_config)
   signature["core"].pop("scan_unroll")  # how the loop compiles, not what it computes
+  signature.pop("transform_input")  # an input remapping, no shape: older runs still resume
   signature["image_shape"] = list(image_shape)
   signature["freeze_backbone"] = bool(config.freeze_backbone)
   signature["learned_loss_weighting"] = bool(config.learned_loss_weighting)

@@ -29,6 +29,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.candidate_layers = ("3b", "4c", "4e", "5b")
   config.backbone = "caffe"
   config.backbone_weights = ""
+  # torchvision's input remapping: 'auto' = on with a torchvision weights file (its
+  # pretrained GoogLeNet was trained with it), off otherwise; 'on' | 'off' force it.
+  config.torchvision_transform_input = "auto"
   config.freeze_backbone = False
   config.num_recurrent_steps = 3
   config.hidden_size = 96

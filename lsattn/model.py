@@ -47,6 +47,7 @@ from lsattn.googlenet import TAP_NAMES, VARIANTS as BACKBONES, GoogLeNet
 TASKS = ("pose", "classification")
 RECURRENT_VARIANTS = ("layer_spatial", "spatial_only", "layer_only")
 MODEL_VARIANTS = RECURRENT_VARIANTS + baselines.BASELINES
+TRANSFORM_INPUT = ("auto", "on", "off")  # config.torchvision_transform_input
 MIN_IMAGE_SIZE = 32
 
 
@@ -61,6 +62,7 @@ class ModelConfig:
   candidate_layers: tuple[str, ...] = TAP_NAMES
   core: core.CoreConfig = core.CoreConfig()
   dtype: str = "float32"
+  transform_input: bool = False  # torchvision's input remapping (googlenet.GoogLeNet)
 
   def __post_init__(self):
     check_choice("task", self.task, TASKS)
@@ -100,10 +102,14 @@ class ModelConfig:
         select_layer=variant in ("layer_spatial", "layer_only"),
         spatial_attention=variant in ("layer_spatial", "spatial_only"),
         scan_unroll=config.get("scan_unroll", 0))
+    transform = config.get("torchvision_transform_input", "auto")
+    check_choice("torchvision_transform_input", transform, TRANSFORM_INPUT)
+    transform_input = config.backbone == "torchvision" and (
+        transform == "on" or (transform == "auto" and bool(config.get("backbone_weights"))))
     return cls(task=config.task, num_classes=config.get("num_classes", 0), variant=variant,
                fixed_layer=config.get("fixed_layer", "5b"), backbone=config.backbone,
                candidate_layers=tuple(config.candidate_layers), core=core_config,
-               dtype=config.get("dtype", "float32"))
+               dtype=config.get("dtype", "float32"), transform_input=transform_input)
 
   @property
   def layers(self) -> tuple[str, ...]:
@@ -144,7 +150,7 @@ class ModelOutputs(NamedTuple):
 
 def backbone_module(config: ModelConfig) -> GoogLeNet:
   return GoogLeNet(variant=config.backbone, taps=config.layers, compute_logits=False,
-                   dtype=jnp.dtype(config.dtype))
+                   transform_input=config.transform_input, dtype=jnp.dtype(config.dtype))
 
 
 def num_steps(config: ModelConfig) -> int:

@@ -228,3 +228,23 @@ def test_too_small_image_is_refused():
   with pytest.raises(LsattnError, match="at least 32x32"):
     model.apply_model(params, state, jnp.zeros((1, 16, 40, 3)), train=False,
                       config=config)
+
+
+@pytest.mark.parametrize("backbone, weights, setting, expected", [
+    ("torchvision", "googlenet.pth", "auto", True),   # its pretrained weights expect it
+    ("torchvision", "", "auto", False),               # random weights: nothing to match
+    ("torchvision", "", "on", True),
+    ("torchvision", "googlenet.pth", "off", False),
+    ("caffe", "places.npz", "on", False),             # Caffe's input is BGR minus the mean
+])
+def test_torchvision_transform_input_follows_the_weights(backbone, weights, setting, expected):
+  from configs import test as test_config
+  config = test_config.get_config()
+  config.backbone, config.backbone_weights = backbone, weights
+  config.torchvision_transform_input = setting
+  model_config = model.ModelConfig.from_config(config)
+  assert model_config.transform_input is expected
+  assert model.backbone_module(model_config).transform_input is expected
+  config.torchvision_transform_input = "yes"
+  with pytest.raises(LsattnError, match="torchvision_transform_input must be one of"):
+    model.ModelConfig.from_config(config)

@@ -74,13 +74,14 @@ def test_caffe_naming_loads_oihw_blobs(tmp_path):
     jax.tree.map(np.testing.assert_array_equal, loaded, variables)
 
 
-def test_torchvision_equivalence(tmp_path):
+@pytest.mark.parametrize("transform_input", [False, True])
+def test_torchvision_equivalence(tmp_path, transform_input):
   torch = pytest.importorskip("torch", reason="PyTorch is not installed (pip install 'lsattn[torch]')")
   torchvision = pytest.importorskip(
       "torchvision", reason="torchvision is not importable (pip install 'lsattn[torch]')")
   torch.manual_seed(0)
   reference = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=True,
-                                           num_classes=10)
+                                           num_classes=10, transform_input=transform_input)
   with torch.no_grad():  # non-trivial running statistics, so eval-mode BN is compared
     for module in reference.modules():
       if isinstance(module, torch.nn.BatchNorm2d):
@@ -104,7 +105,8 @@ def test_torchvision_equivalence(tmp_path):
   # Our input convention: RGB 0-255 minus mean; the variant divides by 255 * std.
   std = np.array([0.229, 0.224, 0.225], np.float32)
   images = normalised.numpy().transpose(0, 2, 3, 1) * 255 * std
-  ours = GoogLeNet(variant="torchvision", num_classes=10).apply(variables, images, train=False)
+  ours = GoogLeNet(variant="torchvision", num_classes=10,
+                   transform_input=transform_input).apply(variables, images, train=False)
   for name, value in taps.items():
     expected = value.numpy().transpose(0, 2, 3, 1)
     error = np.linalg.norm(np.asarray(ours[name]) - expected) / np.linalg.norm(expected)
