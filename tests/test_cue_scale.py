@@ -17,12 +17,11 @@ import functools
 import pathlib
 
 import numpy as np
-from PIL import Image
 import pytest
 
 from lsattn import LsattnError
 from lsattn.data import cue_scale, datasets, pipeline
-from written_files import file_bytes, pixels  # tests/written_files.py
+from written_files import assert_mit67_layout, file_bytes, pixels  # tests/written_files.py
 
 SMALL = dict(train_per_class=2, test_per_class=1, image_size=(64, 64))
 # Enough images per class for the statistics; 96 px keeps the texture period
@@ -93,13 +92,7 @@ def test_layout_on_disk(small_sets, cue):
   assert len(train) == 4 * 2 and len(test) == 4 * 1 and not set(train) & set(test)
   for name in classes:
     assert sum(line.startswith(name + "/") for line in train) == 2
-  for relative in train + test:
-    class_name, file_name = relative.split("/")
-    assert class_name in classes and file_name.endswith(".jpg")
-    with Image.open(root / "Images" / relative) as image:
-      assert image.format == "JPEG" and image.mode == "RGB" and image.size == (64, 64)
-  on_disk = {str(p.relative_to(root / "Images")) for p in root.glob("Images/*/*")}
-  assert on_disk == set(train + test)
+  assert_mit67_layout(root, train, test, classes, (64, 64))
 
 
 def test_class_names():

@@ -11,7 +11,7 @@ import pytest
 
 from lsattn import LsattnError
 from lsattn.data import synthetic
-from written_files import file_bytes, pixels  # tests/written_files.py
+from written_files import assert_mit67_layout, file_bytes, pixels  # tests/written_files.py
 
 SMALL_SCENE = dict(image_size=(60, 80), train_sequences=(1, 2), test_sequences=(3,),
                    frames_per_sequence=16)
@@ -160,13 +160,7 @@ def test_mit67_layout_and_lists(mit_dir):
   train = (mit_dir / "TrainImages.txt").read_text().split()
   test = (mit_dir / "TestImages.txt").read_text().split()
   assert len(train) == 4 * 6 and len(test) == 4 * 3 and not set(train) & set(test)
-  for relative in train + test:
-    class_name, file_name = relative.split("/")
-    assert class_name in classes and file_name.endswith(".jpg")
-    with Image.open(mit_dir / "Images" / relative) as image:
-      assert image.format == "JPEG" and image.mode == "RGB" and image.size == (40, 40)
-  on_disk = {str(p.relative_to(mit_dir / "Images")) for p in mit_dir.glob("Images/*/*.jpg")}
-  assert on_disk == set(train + test)
+  assert_mit67_layout(mit_dir, train, test, classes, (40, 40))
 
 
 def test_mit67_deterministic(tmp_path, mit_dir):

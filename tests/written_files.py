@@ -18,3 +18,16 @@ def pixels(path: pathlib.Path) -> np.ndarray:
   """The decoded image at `path` as an array."""
   with Image.open(path) as image:
     return np.asarray(image)
+
+
+def assert_mit67_layout(root: pathlib.Path, train: list[str], test: list[str], classes,
+                        size: tuple[int, int]) -> None:
+  """The listed images are `<class>/<name>.jpg` of known classes, RGB JPEGs of `size`
+  (W, H), and exactly the files under Images/ (the MIT-67 layout)."""
+  for relative in train + test:
+    class_name, file_name = relative.split("/")
+    assert class_name in classes and file_name.endswith(".jpg")
+    with Image.open(root / "Images" / relative) as image:
+      assert image.format == "JPEG" and image.mode == "RGB" and image.size == size
+  on_disk = {str(p.relative_to(root / "Images")) for p in root.glob("Images/*/*")}
+  assert on_disk == set(train + test)
