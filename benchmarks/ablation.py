@@ -243,9 +243,9 @@ def code_version() -> dict:
           "uncommitted_changes": bool(_git("status", "--porcelain", "--untracked-files=no"))}
 
 
-def run_key(record: dict) -> tuple:
-  return (record["study"], record["variant"], record["seed"],
-          json.dumps(record["budget"], sort_keys=True))
+def run_key(study: str, variant: str, seed: int, budget: dict) -> tuple:
+  """What identifies a run, to skip those already recorded."""
+  return study, variant, seed, json.dumps(budget, sort_keys=True)
 
 
 def run_one(study: Study, variant: str, seed: int, budget: Budget, *, workdir: pathlib.Path,
@@ -427,12 +427,20 @@ def report(records: list[dict], studies=STUDIES) -> str:
   return "\n".join(lines)
 
 
-def errors_figure(path: pathlib.Path, records, studies=STUDIES) -> pathlib.Path:
-  """Errors per variant with error bars (sd over seeds), then the full model's per-step errors."""
+FIGURE_DPI = 72  # small committed PNGs
+
+
+def _figure(width: float, height: float):
   from matplotlib.backends.backend_agg import FigureCanvasAgg
   from matplotlib.figure import Figure
-  figure = Figure(figsize=(11, 5.6), dpi=72, layout="constrained")
+  figure = Figure(figsize=(width, height), dpi=FIGURE_DPI, layout="constrained")
   FigureCanvasAgg(figure)
+  return figure
+
+
+def errors_figure(path: pathlib.Path, records, studies=STUDIES) -> pathlib.Path:
+  """Errors per variant with error bars (sd over seeds), then the full model's per-step errors."""
+  figure = _figure(11, 5.6)
   axes = figure.subplots(2, 3)
   pose = next(s for s in studies if s.name == "pose")
   scenes = next(s for s in studies if s.name == "scenes")
@@ -482,18 +490,15 @@ def errors_figure(path: pathlib.Path, records, studies=STUDIES) -> pathlib.Path:
     ax.set_title(f"{study.name}, layer + spatial: per step", fontsize=9)
     ax.grid(alpha=0.3)
   path.parent.mkdir(parents=True, exist_ok=True)
-  figure.savefig(path, format="png", dpi=72)
+  figure.savefig(path, format="png", dpi=FIGURE_DPI)
   return path
 
 
 def layers_figure(path: pathlib.Path, records, studies=STUDIES,
                   variant: str = "layer_spatial") -> pathlib.Path:
   """Stacked layer-selection frequency per step, one panel per dataset (paper figure 3)."""
-  from matplotlib.backends.backend_agg import FigureCanvasAgg
-  from matplotlib.figure import Figure
   shown = [s for s in studies if variant in _group(records, s.name)]
-  figure = Figure(figsize=(2.6 * max(1, len(shown)) + 0.6, 3.0), dpi=72, layout="constrained")
-  FigureCanvasAgg(figure)
+  figure = _figure(2.6 * max(1, len(shown)) + 0.6, 3.0)
   axes = figure.subplots(1, max(1, len(shown)), squeeze=False)[0]
   for ax, study in zip(axes, shown):
     steps = layer_frequencies(_group(records, study.name)[variant])
@@ -509,7 +514,7 @@ def layers_figure(path: pathlib.Path, records, studies=STUDIES,
   axes[0].set_ylabel(f"fraction of test images\n({variant}, mean over seeds)")
   axes[-1].legend(fontsize=7, loc="lower right")
   path.parent.mkdir(parents=True, exist_ok=True)
-  figure.savefig(path, format="png", dpi=72)
+  figure.savefig(path, format="png", dpi=FIGURE_DPI)
   return path
 
 
@@ -591,15 +596,15 @@ def main(argv=None) -> int:
   with contextlib.redirect_stdout(sys.stderr):  # tfds' build messages
     facts = prepare_data(args.studies, data_dir, manual)
   print(json.dumps({"benchmark": "ablation_data", "datasets": facts}), flush=True)
-  done = {run_key(r) for r in read_records(records_path)} if records_path.exists() else set()
+  done = ({run_key(r["study"], r["variant"], r["seed"], r["budget"])
+           for r in read_records(records_path)} if records_path.exists() else set())
   machine, version = measure.machine_description(), code_version()
   plan = [(study, variant, seed) for seed in args.seeds for study in args.studies
           for variant in study.variants
           if variant in args.variants]  # seed-major: an early stop leaves whole seeds
   for number, (study, variant, seed) in enumerate(plan, start=1):
     budget = budgets[study.task]
-    key = (study.name, variant, seed, json.dumps(dataclasses.asdict(budget), sort_keys=True))
-    if key in done:
+    if run_key(study.name, variant, seed, dataclasses.asdict(budget)) in done:
       print(f"[{number}/{len(plan)}] {study.name} {variant} seed {seed}: in {records_path}, "
             f"skipped", file=sys.stderr)
       continue

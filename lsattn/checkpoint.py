@@ -137,6 +137,11 @@ def read_meta(manager: ocp.CheckpointManager, step: int) -> dict:
   return restored.meta
 
 
+def _no_checkpoint(directory: pathlib.Path, workdir: pathlib.Path) -> LsattnError:
+  return LsattnError(f"no checkpoint in {directory}: train first with train.py "
+                     f"--workdir={workdir}")
+
+
 def _reading_manager(workdir: pathlib.Path) -> ocp.CheckpointManager:
   """A manager that never writes to, or cleans, the run folder (training may be running).
 
@@ -145,8 +150,7 @@ def _reading_manager(workdir: pathlib.Path) -> ocp.CheckpointManager:
   """
   directory = workdir.resolve() / "checkpoints"
   if not directory.is_dir():
-    raise LsattnError(f"no checkpoint in {directory}: train first with train.py "
-                      f"--workdir={workdir}")
+    raise _no_checkpoint(directory, workdir)
   options = ocp.CheckpointManagerOptions(create=False, cleanup_tmp_directories=False,
                                          save_root_metadata=False,
                                          enable_async_checkpointing=False)
@@ -161,8 +165,7 @@ def require_checkpoint(workdir: str | pathlib.Path) -> None:
   workdir = pathlib.Path(workdir).expanduser()
   manager = _reading_manager(workdir)
   if manager.latest_step() is None:
-    raise LsattnError(f"no checkpoint in {manager.directory}: train first with train.py "
-                      f"--workdir={workdir}")
+    raise _no_checkpoint(manager.directory, workdir)
 
 
 def restore_run(workdir: str | pathlib.Path, abstract_state, signature: dict
@@ -179,8 +182,7 @@ def restore_run(workdir: str | pathlib.Path, abstract_state, signature: dict
   manager = _reading_manager(workdir)
   restored = restore_latest(manager, abstract_state, signature)
   if restored is None:
-    raise LsattnError(f"no checkpoint in {manager.directory}: train first with train.py "
-                      f"--workdir={workdir}")
+    raise _no_checkpoint(manager.directory, workdir)
   state, meta, step = restored
   return state, meta, step, manager.directory / str(step)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Callable, TypeVar
+from typing import Callable, NoReturn, TypeVar
 
 T = TypeVar("T")
 
@@ -61,10 +61,9 @@ def parse_flags(argv: list[str]) -> list[str]:
     overrides = [arg for arg in argv[1:] if arg.startswith("--config.")]
     _exit_with(f"unknown config key in {' '.join(overrides)}: "
                f"{' '.join(detail.split())}")
-  return argv
 
 
-def _exit_with(message: str) -> None:
+def _exit_with(message: str) -> NoReturn:
   print(f"error: {message}", file=sys.stderr)
   sys.stderr.flush()
   sys.exit(2)

@@ -11,7 +11,6 @@ a complete resume point.
 from __future__ import annotations
 
 import functools
-
 from typing import Any, Callable
 
 import flax.struct
