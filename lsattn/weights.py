@@ -1,4 +1,4 @@
-"""Backbone weights: import from torchvision and Caffe namings, export to .npz.
+"""Backbone weights: import from Caffe (.caffemodel, converted) and torchvision, export .npz.
 
 Formats:
 
@@ -6,13 +6,18 @@ Formats:
   its path in the Flax variables, e.g. ``params/inception_3a/b1x1/conv/kernel``
   (HWIO) or ``batch_stats/conv1/bn/mean``; exactly what `GoogLeNet.init`
   creates for the variant.
+* **Caffe** ``.caffemodel``, the official Places205 / BVLC GoogLeNet files,
+  read without Caffe (`lsattn.caffemodel` decodes the protobuf into the Caffe
+  naming below: ``<layer>_<i>`` = blob i of <layer>).
 * **Caffe naming** (.npz, or a pickle of a dict), as converted Places/BVLC
   GoogLeNet weights circulate: ``<layer>_0`` the weight (OIHW for
   convolutions, [out, in] for the classifier) and ``<layer>_1`` the bias,
   where <layer> is ``conv1/7x7_s2``, ``conv2/3x3_reduce``, ``conv2/3x3``,
   ``inception_3a/1x1``, ``.../3x3_reduce``, ``.../3x3``, ``.../5x5_reduce``,
   ``.../5x5``, ``.../pool_proj`` and ``loss3/classifier``. A pickle may also
-  map ``<layer>`` to ``[weight, bias]``. Loads into the 'caffe' variant.
+  map ``<layer>`` to ``[weight, bias]``. Loads into the 'caffe' variant;
+  the auxiliary heads (``loss1/*``, ``loss2/*``) and any other layers are
+  ignored, and a file lacking GoogLeNet layers gets one error listing them.
 * **torchvision** state dict (.pth) of ``torchvision.models.googlenet``;
   loads into the 'torchvision' variant (needs ``pip install torch``; the
   auxiliary classifiers are ignored).
@@ -31,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lsattn import caffemodel
 from lsattn.errors import LsattnError
 from lsattn.googlenet import GoogLeNet
 
@@ -135,40 +141,81 @@ def _external_layer(modules: list[str], stem: dict, branch: dict, separator: str
   return stem[modules[0]]
 
 
+def _caffe_key(name: str) -> str:
+  """'params/inception_3a/b1x1/conv/kernel' -> 'inception_3a/1x1_0' (bias: '_1')."""
+  modules, leaf = _module_and_leaf(name)
+  layer = _external_layer(_layer_modules(modules), _CAFFE_STEM, _CAFFE_BRANCH, "/")
+  return layer + ("_0" if leaf == "kernel" else "_1")
+
+
+def _listed(names: list[str], limit: int = 6) -> str:
+  shown = ", ".join(names[:limit])
+  return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _read_caffe_named(path: str) -> dict[str, np.ndarray]:
+  """``<layer>_<i>`` arrays of a .caffemodel, a pickle or a Caffe-named .npz."""
+  if path.endswith(".caffemodel"):
+    return caffemodel.read_blobs(path)
+  if not path.endswith((".pkl", ".pickle")):
+    return _read_npz(path)
+  try:
+    with open(path, "rb") as f:
+      raw = pickle.load(f)
+  except FileNotFoundError:
+    raise LsattnError(f"{path}: no such weights file") from None
+  except Exception as error:
+    raise LsattnError(f"{path}: not a readable pickle ({error})") from None
+  arrays = {}
+  for key, value in raw.items():
+    if isinstance(value, (list, tuple)):
+      arrays.update({f"{key}_{i}": np.asarray(v) for i, v in enumerate(value)})
+    else:
+      arrays[key] = np.asarray(value)
+  return arrays
+
+
 def load_caffe(path: str | os.PathLike, num_classes: int | None = None) -> dict:
-  """Reads Caffe-named GoogLeNet weights (.npz or pickle) into the 'caffe' variant."""
+  """Reads Caffe-named GoogLeNet weights (.caffemodel, .npz or pickle) into the 'caffe' variant.
+
+  The number of classes is the file's (``loss3/classifier``: 205 for Places205,
+  1000 for BVLC ImageNet) unless given. Layers the backbone has no use for
+  (the auxiliary heads ``loss1/*``, ``loss2/*``) are ignored. Legacy blobs
+  with leading axes of size 1 (V1 files: a bias [1, 1, 1, O], the classifier
+  [1, 1, out, in]) are squeezed.
+
+  Raises:
+    LsattnError: the file is unreadable, or lacks blobs of the Caffe
+      GoogLeNet (one error listing the missing layers: a file of another
+      network), or a blob has another shape.
+  """
   path = str(path)
-  if path.endswith((".pkl", ".pickle")):
-    try:
-      with open(path, "rb") as f:
-        raw = pickle.load(f)
-    except FileNotFoundError:
-      raise LsattnError(f"{path}: no such weights file") from None
-    except Exception as error:
-      raise LsattnError(f"{path}: not a readable pickle ({error})") from None
-    arrays = {}
-    for key, value in raw.items():
-      if isinstance(value, (list, tuple)):
-        arrays.update({f"{key}_{i}": np.asarray(v) for i, v in enumerate(value)})
-      else:
-        arrays[key] = np.asarray(value)
-  else:
-    arrays = _read_npz(path)
+  arrays = _read_caffe_named(path)
   if num_classes is None:
-    num_classes = arrays.get("loss3/classifier_1", np.zeros(1000)).shape[0]
+    num_classes = np.size(arrays.get("loss3/classifier_1", np.zeros(1000)))
+  variables = template_variables("caffe", num_classes)
+  template = _flatten(variables)
+  layers = sorted({_caffe_key(name)[:-2] for name in template})
+  missing = []  # a layer without any blob by its name, else its missing blob
+  for layer in layers:
+    absent = [f"{layer}_{i}" for i in (0, 1) if f"{layer}_{i}" not in arrays]
+    missing += [layer] if len(absent) == 2 else absent
+  if missing:
+    present = sorted({key.rsplit("_", 1)[0] for key in arrays})
+    raise LsattnError(f"{path}: not the Caffe GoogLeNet: {len(missing)} of its {len(layers)} "
+                      f"layers missing or incomplete ({_listed(missing)}); the file has "
+                      f"{_listed(present) or 'no layers'}")
 
   def lookup(name):
-    modules, leaf = _module_and_leaf(name)
-    key = _external_layer(_layer_modules(modules), _CAFFE_STEM, _CAFFE_BRANCH, "/")
-    key += "_0" if leaf == "kernel" else "_1"
-    if key not in arrays:
-      raise LsattnError(f"{path}: missing Caffe blob {key!r}")
-    value = arrays[key]
-    if leaf == "kernel":
+    value = np.asarray(arrays[_caffe_key(name)])
+    ndim = len(template[name].shape)
+    while value.ndim > ndim and value.shape[0] == 1:
+      value = value[0]
+    if name.endswith("kernel"):
       value = value.transpose(2, 3, 1, 0) if value.ndim == 4 else value.T
     return value
 
-  return _assemble(path, template_variables("caffe", num_classes), lookup)
+  return _assemble(path, variables, lookup)
 
 
 def load_torchvision_googlenet(path: str | os.PathLike) -> dict:
@@ -208,8 +255,10 @@ def load_backbone_weights(path: str | os.PathLike, variant: str,
                           num_classes: int | None = None) -> dict:
   """Loads backbone variables from any supported file, chosen by its contents.
 
-  `.pth` is a torchvision state dict; a `.npz` whose names start with
-  ``params/`` is lsattn's own; other `.npz` and pickles use Caffe naming.
+  `.pth` is a torchvision state dict; `.caffemodel` Caffe's own file
+  (`lsattn.caffemodel`); a `.npz` whose names start with ``params/`` is
+  lsattn's own; other `.npz` and pickles use Caffe naming. Caffe files load
+  into backbone='caffe' only, `.pth` into 'torchvision' only.
   """
   path = str(path)
   if not os.path.exists(path):
@@ -224,7 +273,9 @@ def load_backbone_weights(path: str | os.PathLike, variant: str,
       classes = num_classes or names.get("params/classifier/bias", np.zeros(1000)).shape[0]
       return load_npz(path, variant, classes)
   if variant != "caffe":
-    raise LsattnError(f"{path}: Caffe-named weights need backbone='caffe', got {variant!r}")
+    kind = "a .caffemodel" if path.endswith(".caffemodel") else "Caffe-named weights"
+    raise LsattnError(f"{path}: {kind} needs backbone='caffe' (the Caffe GoogLeNet), "
+                      f"got {variant!r}")
   return load_caffe(path, num_classes)
 
 

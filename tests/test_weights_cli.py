@@ -1,0 +1,99 @@
+"""Pretrained backbone weights through the CLI: train.py --config.backbone_weights=FILE.
+
+Each case writes a weights file of random values, trains one frozen-backbone
+step of the test config with it, and reads the backbone back from the saved
+checkpoint: it must be the file's values, bit for bit (params and batch-norm
+statistics).
+"""
+
+import pathlib
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+import caffe_writer  # tests/caffe_writer.py, beside this file
+from lsattn import weights
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def _write_npz(folder: pathlib.Path) -> tuple[pathlib.Path, str, dict]:
+  """An lsattn .npz of the torchvision variant (it has batch-norm statistics)."""
+  variables = caffe_writer.random_variables("torchvision", 10, seed=1)
+  path = folder / "backbone.npz"
+  weights.save_npz(path, variables)
+  return path, "torchvision", variables
+
+
+def _write_caffemodel(folder: pathlib.Path) -> tuple[pathlib.Path, str, dict]:
+  variables = caffe_writer.random_variables("caffe", 205, seed=2)
+  path = folder / "googlenet_places205.caffemodel"
+  caffe_writer.write_caffemodel(path, caffe_writer.caffe_blobs(variables), "layers")
+  return path, "caffe", variables
+
+
+def _write_pth(folder: pathlib.Path) -> tuple[pathlib.Path, str, dict]:
+  torch = pytest.importorskip("torch", reason="PyTorch is not installed (pip install 'lsattn[torch]')")
+  torchvision = pytest.importorskip(
+      "torchvision", reason="torchvision is not importable (pip install 'lsattn[torch]')")
+  torch.manual_seed(3)
+  reference = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=True,
+                                           num_classes=10)
+  with torch.no_grad():  # statistics that differ from a fresh initialisation
+    for module in reference.modules():
+      if isinstance(module, torch.nn.BatchNorm2d):
+        module.running_mean.uniform_(-0.5, 0.5)
+        module.running_var.uniform_(0.5, 1.5)
+  path = folder / "googlenet-1378be20.pth"
+  torch.save(reference.state_dict(), path)
+  return path, "torchvision", weights.load_torchvision_googlenet(path)
+
+
+def _restored_state(workdir: pathlib.Path) -> tuple[int, dict]:
+  """(step, TrainState as a dict of arrays) of the run's first checkpoint."""
+  manager = ocp.CheckpointManager(workdir / "checkpoints", item_names=("state", "meta"),
+                                  options=ocp.CheckpointManagerOptions(read_only=True))
+  step = min(manager.all_steps())
+  restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+  return step, jax.device_get(restored.state)
+
+
+def _assert_subtree_of(saved: dict, expected: dict, prefix: str) -> int:
+  """Every leaf of `saved` equals the leaf of `expected` at the same path; the count."""
+  leaves = jax.tree_util.tree_leaves_with_path(saved)
+  for path, leaf in leaves:
+    node = expected
+    for key in path:
+      node = node[key.key]
+    name = "/".join([prefix] + [key.key for key in path])
+    np.testing.assert_array_equal(leaf, np.asarray(node), err_msg=name)
+  return len(leaves)
+
+
+@pytest.mark.parametrize("write", [_write_npz, _write_caffemodel, _write_pth],
+                         ids=["lsattn-npz", "caffemodel", "torchvision-pth"])
+def test_train_cli_starts_from_the_weights_file(data, tmp_path, write):
+  path, backbone, variables = write(tmp_path)
+  workdir = tmp_path / "run"
+  result = subprocess.run(
+      [sys.executable, str(ROOT / "train.py"), f"--config={ROOT / 'configs' / 'test.py'}",
+       f"--workdir={workdir}", f"--config.data_dir={data['data_dir']}",
+       f"--config.manual_dir={data['manual_dir']}", f"--config.backbone={backbone}",
+       f"--config.backbone_weights={path}", "--config.freeze_backbone=True",
+       "--config.num_train_steps=1"],
+      cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+
+  step, state = _restored_state(workdir)
+  assert step == 1
+  count = _assert_subtree_of(state["params"]["backbone"], variables["params"], "params")
+  assert count > 50  # the convolutions up to the deepest tap, not a stub
+  saved_statistics = state["model_state"]["backbone"]
+  if backbone == "torchvision":
+    assert _assert_subtree_of(saved_statistics, variables["batch_stats"], "batch_stats") > 50
+  else:
+    assert not jax.tree.leaves(saved_statistics)  # the Caffe GoogLeNet has no batch norm
