@@ -4,28 +4,13 @@ r"""Trains a layer-spatial attention model, then evaluates it on the test split.
       [--config.num_train_steps=100 ...]
 
 Re-running the same command on the same workdir resumes from its latest
-checkpoint. Outputs: <workdir>/checkpoints, <workdir>/tensorboard,
+checkpoint (a config that changes the model is refused). Outputs:
+<workdir>/config.json (the resolved config, read by eval.py, predict.py and
+export.py), <workdir>/checkpoints, <workdir>/tensorboard,
 <workdir>/eval/{metrics.json, predictions.csv, *.png}.
 """
 
-from absl import app, flags, logging
-from ml_collections import config_flags
-
-from lsattn import experiment
-from lsattn.errors import parse_flags, run_cli
-
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).",
-                                          lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run folder (checkpoints, logs, eval).")
-flags.mark_flags_as_required(["config", "workdir"])
-
-
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
-  run_cli(experiment.train_and_evaluate, _CONFIG.value, _WORKDIR.value)
-
+from lsattn import cli
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=parse_flags)
+  cli.train()

@@ -5,13 +5,17 @@ r"""A tiny config for tests: seconds on a CPU, every code path of a real run.
 
 Tests write a few-frame synthetic scene (lsattn.data.synthetic) as the manual
 folder; without one, the full synthetic room is written (about 20 s).
+
+It builds on the schema in the package (`lsattn.defaults`, what
+configs/default.py returns), so a copy of this one file works with an
+installed lsattn outside the repository (tests/test_install.py).
 """
 
-from configs import default
+from lsattn import defaults
 
 
 def get_config():
-  config = default.get_config()
+  config = defaults.get_config()
   config.dataset = "seven_scenes/synthetic_room"
   config.data_dir = "/tmp/lsattn_test_data"
   config.resize_size = (40, 64)

@@ -46,13 +46,17 @@ def parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parsing (`app.run(main, flags_parser=parse_flags)`), with a bad
   ``--config.<key>`` override or flag value reported as one line, exit 2.
 
-  Without it a misspelled key prints three chained tracebacks and a bad value
-  absl's FATAL line, exit 1.
+  Without it a misspelled key prints three chained tracebacks, a bad value
+  absl's FATAL line and a missing config file two tracebacks, exit 1.
   """
   from absl import flags  # only the command-line tools need absl
   try:
-    return flags.FLAGS(argv)
+    remaining = flags.FLAGS(argv)
   except flags.Error as error:
+    if (any(arg.startswith("--config.") for arg in argv[1:])
+        and not any(arg == "--config" or arg.startswith("--config=") for arg in argv[1:])):
+      _exit_with(f"{error}: --config.<key>=... overrides need --config=FILE (a config file; "
+                 f"eval.py and predict.py read the run's own config without it)")
     _exit_with(f"{error}")
   except (AttributeError, KeyError) as error:  # ml_collections: an unknown --config.<key>
     # ml_collections nests the KeyError's repr: literal quotes and a literal \n.
@@ -61,6 +65,28 @@ def parse_flags(argv: list[str]) -> list[str]:
     overrides = [arg for arg in argv[1:] if arg.startswith("--config.")]
     _exit_with(f"unknown config key in {' '.join(overrides)}: "
                f"{' '.join(detail.split())}")
+  except OSError as error:  # ml_collections: overrides of a config file that failed to load
+    _exit_with(_config_file_error(error))
+  _check_config_file(flags.FLAGS)
+  return remaining
+
+
+def _check_config_file(flag_values) -> None:
+  """A --config file that could not be loaded: one line (ml_collections defers the
+  error to the config's first use, where it prints two chained tracebacks, exit 1)."""
+  if "config" not in flag_values:
+    return
+  config = flag_values["config"].value
+  if type(config).__name__ == "_ErrorConfig":  # ml_collections' stand-in for a failed load
+    try:
+      config.keys()
+    except OSError as error:
+      _exit_with(_config_file_error(error))
+
+
+def _config_file_error(error: OSError) -> str:
+  # The last line of ml_collections' report names the file and the OS error.
+  return f"--config: cannot load the config file: {str(error).strip().splitlines()[-1].strip()}"
 
 
 def _exit_with(message: str) -> NoReturn:

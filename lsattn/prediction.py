@@ -5,9 +5,11 @@ and returns, per image, its camera pose (position, orientation; the pose
 convention of `lsattn.geometry`) or its class and class probabilities, with
 the layer chosen at each recurrent step and, with ``per_step=True``, the
 prediction of every recurrent step. Only the run folder is needed, not
-the dataset: the state template comes from the config, the channel mean
-from the checkpoint's meta (for classification, the class names from the
-dataset's builder config, or its built copy in ``config.data_dir``).
+the dataset: the config is the run's own (``<workdir>/config.json``; a given
+``config`` may change only what leaves the model as it is, see
+`lsattn.run_folder`), the channel mean comes from the checkpoint's meta (for
+classification, the class names from the checkpoint, or for older runs from
+the dataset's builder config or its built copy in ``config.data_dir``).
 
 Each image is prepared as in training: decoded, turned upright by its EXIF
 orientation, converted to RGB, resized to the stored size of the run's
@@ -31,7 +33,7 @@ import jax
 import numpy as np
 
 from lsattn import (checkpoint, compilation, config_checks, evaluation, figures, geometry,
-                    parallel, training)
+                    parallel, run_folder, training)
 from lsattn.data import datasets, images, pipeline, splits
 from lsattn.errors import LsattnError
 
@@ -93,6 +95,19 @@ def expand_paths(paths: Iterable[str | pathlib.Path]) -> list[pathlib.Path]:
   return files
 
 
+def skipped_entries(paths: Iterable[str | pathlib.Path]) -> list[pathlib.Path]:
+  """What `expand_paths` leaves out of the given folders: files that are not
+  .jpg/.jpeg/.png, and sub-folders, in natural name order."""
+  skipped = []
+  for path in map(pathlib.Path, paths):
+    path = path.expanduser()
+    if path.is_dir():
+      skipped.extend(sorted((child for child in path.iterdir()
+                             if child.is_dir() or child.suffix.lower() not in IMAGE_SUFFIXES),
+                            key=lambda child: splits.natural_key(child.name)))
+  return skipped
+
+
 def _class_names(config) -> tuple[str, ...]:
   builder = datasets.get_builder(config.dataset, config.data_dir)
   names = tuple(builder.info.features["label"].names)
@@ -102,23 +117,33 @@ def _class_names(config) -> tuple[str, ...]:
   return names
 
 
-def load_predictor(workdir: str | pathlib.Path, config) -> Predictor:
-  """Restores the latest checkpoint of `workdir`, trained with `config`.
+def load_predictor(workdir: str | pathlib.Path, config=None) -> Predictor:
+  """Restores the latest checkpoint of `workdir`.
+
+  Args:
+    workdir: the run folder.
+    config: None to use the run's own config (<workdir>/config.json), or a
+      config merged with it by `run_folder.resolve` (keys that change the
+      model or its input are refused); required for runs without config.json.
 
   Raises:
-    LsattnError: no checkpoint, a config whose shapes differ from the run's
-      (keys named), or a checkpoint without a channel mean and a config
-      without `channel_mean`.
+    LsattnError: no checkpoint, a config that changes the model (keys
+      named), or a checkpoint without a channel mean and a config without
+      `channel_mean`.
   """
+  workdir = run_folder.check_workdir(workdir)
+  checkpoint.require_checkpoint(workdir)
+  config, _ = run_folder.resolve(workdir, config)
   model_config = config_checks.check_config(config)
   compilation.use_compilation_cache(config)  # before anything compiles
-  workdir = pathlib.Path(workdir).expanduser()
   name, _ = datasets.split_name(config.dataset)
   stored_size = datasets.builder_class(name).STORED_SIZE
   parallel.check_batch_size(config.eval_batch_size, "eval_batch_size")
-  if jax.process_count() > 1:
-    raise LsattnError("prediction runs in one process (it may use all of its devices); "
-                      "start it without jax_distributed")
+  if parallel.distributed_requested(config.jax_distributed) or jax.process_count() > 1:
+    # Each process would predict every image and write the same output.
+    raise LsattnError("predict.py runs in one process (it uses all of that machine's "
+                      "devices): start it once, with --config.jax_distributed=False and "
+                      "JAX_COORDINATOR_ADDRESS unset")
 
   mesh = parallel.create_mesh()
   replicated = parallel.replicated(mesh)
@@ -218,8 +243,9 @@ def predict(workdir: str | pathlib.Path, config, paths: Sequence[str | pathlib.P
   """Predicts every image of `paths` with the latest checkpoint of `workdir`.
 
   Args:
-    workdir: the run folder (its `checkpoints/`).
-    config: the config the run was trained with.
+    workdir: the run folder (its `checkpoints/` and `config.json`).
+    config: None (the run's own config), or a config that may change only
+      keys that leave the model as it is (see `load_predictor`).
     paths: image files and folders (see `expand_paths`).
     overlays: a folder to write one attention figure per image into
       (`<stem>.attention.png`: the crop and each step's attention, the chosen
@@ -324,7 +350,12 @@ def write_predictions(path: str | pathlib.Path | None, results: Sequence[dict]) 
 
 
 def check_output_path(path: str | pathlib.Path) -> None:
-  """Refuses an output file that is neither .csv nor .json (before any compute)."""
-  suffix = pathlib.Path(path).suffix.lower()
-  if suffix not in OUTPUT_SUFFIXES:
+  """Refuses an output file that is neither .csv nor .json, is a folder, or lies in a
+  folder that does not exist (before any compute)."""
+  path = pathlib.Path(path).expanduser()
+  if path.suffix.lower() not in OUTPUT_SUFFIXES:
     raise LsattnError(f"--output={path}: expected a .csv or .json file name")
+  if path.is_dir():
+    raise LsattnError(f"--output={path} is a folder: expected a .csv or .json file name")
+  if not path.parent.is_dir():
+    raise LsattnError(f"--output={path}: folder {path.parent} does not exist; create it first")

@@ -12,16 +12,17 @@ import csv
 import json
 import pathlib
 import shutil
+import subprocess
+import sys
 import types
 
-from absl import flags
 import numpy as np
 from PIL import Image
 import pytest
 
 from configs import test as test_config
-from lsattn import LsattnError, experiment, geometry, prediction
-from lsattn.data import synthetic
+from lsattn import LsattnError, cli, geometry, prediction
+import trained_runs
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 FRAMES = ["frame-000000.color.png", "frame-000003.color.png", "frame-000007.color.png"]
@@ -29,28 +30,13 @@ EXIF_ORIENTATION = 0x0112
 ROTATE_CLOCKWISE_90 = 6  # EXIF: display after rotating the stored pixels 90 degrees clockwise
 
 
-def _config(data, **overrides):
-  config = test_config.get_config()
-  config.data_dir, config.manual_dir = data["data_dir"], data["manual_dir"]
-  config.num_train_steps = 2
-  for key, value in overrides.items():
-    config[key] = value
-  return config
+_config = trained_runs.config
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
   """A run trained for 2 steps, and the frames of its test sequence."""
-  root = tmp_path_factory.mktemp("run")
-  scene = synthetic.write_synthetic_seven_scenes(root / "manual", frames_per_sequence=8,
-                                                 image_size=(48, 64), train_sequences=(1,),
-                                                 test_sequences=(2,))
-  data = {"manual_dir": str(root / "manual"), "data_dir": str(root / "built")}
-  experiment.train_and_evaluate(_config(data), root / "workdir")
-  with open(root / "workdir" / "eval" / "predictions.csv") as handle:
-    evaluated = {pathlib.PurePosixPath(row["image"]).name: row for row in csv.DictReader(handle)}
-  return {"workdir": root / "workdir", "data": data, "test_frames": scene / "seq-02",
-          "evaluated": evaluated}
+  return trained_runs.pose_run(tmp_path_factory.mktemp("run"))
 
 
 def _photos(run, folder: pathlib.Path) -> pathlib.Path:
@@ -119,17 +105,12 @@ def test_any_size_and_exif_orientation(run, tmp_path):
 
 
 def test_cli_writes_csv(run, tmp_path, capsys):
-  import predict  # Defines the CLI's flags; parsed here as app.run would.
   photos = _photos(run, tmp_path / "photos")
   output = tmp_path / "preds.csv"
-  argv = flags.FLAGS(["predict.py", f"--config={ROOT / 'configs' / 'test.py'}",
-                      f"--workdir={run['workdir']}",
-                      f"--output={output}", "--per_step", str(photos / FRAMES[2]),
-                      str(photos)])
-  try:
-    predict.main(argv)
-  finally:
-    flags.FLAGS.unparse_flags()
+  # What predict.py runs once its flags are parsed (the flags themselves:
+  # tests/test_cli.py, in subprocesses). No config: the run folder's config.json.
+  cli.predict_images(None, run["workdir"], [str(photos / FRAMES[2]), str(photos)], str(output),
+                     None, True)
   with open(output) as handle:
     rows = list(csv.DictReader(handle))
   assert [pathlib.Path(r["path"]).name for r in rows] == [FRAMES[2], "broken.png", *FRAMES]
@@ -142,12 +123,47 @@ def test_cli_writes_csv(run, tmp_path, capsys):
   assert "x_step3" not in rows[0] and rows[1]["x_step1"] == ""
   err = capsys.readouterr().err
   assert "Predicted 4 of 5 images" in err and str(photos / "broken.png") in err
+  # What the folder held besides images is named, not silently dropped.
+  assert err.strip().splitlines()[-1].endswith("; skipped 2 non-image entries: nested/, notes.txt")
 
 
 def test_other_shapes_are_refused(run):
   with pytest.raises(LsattnError, match="hidden_size"):
     prediction.predict(run["workdir"], _config(run["data"], hidden_size=16),
                        [run["test_frames"] / FRAMES[0]])
+
+
+def _cli(script, *args):
+  return subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], cwd=ROOT,
+                        capture_output=True, text=True, timeout=600)
+
+
+def test_the_run_folder_stands_alone_and_refuses_another_model(run):
+  frame = run["test_frames"] / FRAMES[0]
+  own = prediction.predict(run["workdir"], None, [frame])  # <workdir>/config.json
+  given = prediction.predict(run["workdir"], _config(run["data"], eval_batch_size=2), [frame])
+  assert own == given
+  # The preprocessing of training is the run's: another resize_size is refused, one line.
+  result = _cli("predict.py", f"--workdir={run['workdir']}",
+                f"--config={ROOT / 'configs' / 'test.py'}", "--config.resize_size=(48, 64)",
+                frame)
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert result.stderr.strip() == (
+      f"error: the given config changes what the run's model is "
+      f"({run['workdir'] / 'config.json'}): resize_size=(40, 64) in the run, (48, 64) given. "
+      f"Leave --config out to use the run's own config.")
+
+
+@pytest.mark.parametrize("script", ["eval.py", "predict.py"])
+def test_a_file_as_data_dir_is_one_line_before_any_work(run, script, tmp_path):
+  not_a_folder = tmp_path / "data.txt"
+  not_a_folder.write_text("")
+  result = _cli(script, f"--workdir={run['workdir']}", f"--config={ROOT / 'configs' / 'test.py'}",
+                f"--config.data_dir={not_a_folder}",
+                *([run["test_frames"] / FRAMES[0]] if script == "predict.py" else []))
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert result.stderr.strip() == (f"error: config.data_dir = '{not_a_folder}': expected a "
+                                   f"folder, not a file")
 
 
 def test_workdir_without_checkpoint(run, tmp_path):

@@ -1,0 +1,171 @@
+r"""The command-line tools, for an installed lsattn and the repository alike.
+
+  lsattn-train --config=my_config.py --workdir=runs/x [--config.<key>=...]
+  lsattn-eval --workdir=runs/x
+  lsattn-predict --workdir=runs/x [--output=F] IMAGE_OR_FOLDER...
+  lsattn-export --workdir=runs/x --output=F
+
+The console scripts (pyproject ``[project.scripts]``) call `train`,
+`evaluate`, `predict` and `export`; the repository's train.py, eval.py,
+predict.py and export.py call the same functions (their docstrings are
+the --help text). A config file may build on the schema with
+``from lsattn import defaults; config = defaults.get_config()`` (the
+repository's configs/ need the repository on ``sys.path``).
+
+Each tool defines its flags when it starts: absl flags are global to the
+process, and one tool's flags (predict's ``--output``) must not be accepted
+by another. User errors print one line and exit 2 (`lsattn.errors`).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from lsattn.errors import LsattnError, parse_flags, run_cli
+
+
+_OPTIONAL_CONFIG_HELP = ("Optional: a config file (configs/*.py) whose run-time keys override "
+                        "the run's own config (<workdir>/config.json).")
+
+
+def _run_flags(config_help: str, workdir_help: str, *, config_required: bool):
+  """--config and --workdir; their flag holders.
+
+  train needs --config; eval, predict and export read the run's own config
+  (<workdir>/config.json) and take --config only for overrides or for runs
+  written before train.py saved its config.
+  """
+  config = config_flags.DEFINE_config_file("config", None, config_help, lock_config=True)
+  workdir = flags.DEFINE_string("workdir", None, workdir_help)
+  flags.mark_flags_as_required(["config", "workdir"] if config_required else ["workdir"])
+  return config, workdir
+
+
+def _shown_in_help(tool, *holders) -> None:
+  """--help describes the tool and lists its flags.
+
+  absl's --help shows the main module's docstring and the flags it defined;
+  a console script's main module is pip's wrapper, which has neither.
+  """
+  main = sys.modules["__main__"]
+  if not main.__doc__:
+    main.__doc__ = tool.__doc__
+  for holder in holders:
+    flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[holder.name])
+
+
+def _no_arguments(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+
+
+def _experiment_tool(tool, argv, name: str, config_help: str, workdir_help: str, *,
+                     config_required: bool) -> None:
+  """Runs `lsattn.experiment.<name>(config, workdir)` as a tool with --config and --workdir."""
+  config, workdir = _run_flags(config_help, workdir_help, config_required=config_required)
+  _shown_in_help(tool, config, workdir)
+
+  def main(argv):
+    _no_arguments(argv)
+    from lsattn import experiment  # jax and the model: after the flags are parsed
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+    run_cli(getattr(experiment, name), config.value, workdir.value)
+
+  app.run(main, argv=argv, flags_parser=parse_flags)
+
+
+def train(argv: list[str] | None = None) -> None:
+  """Trains a model, then evaluates it on the test split (train.py).
+
+  Re-running the same command on the same workdir resumes from its latest
+  checkpoint. Outputs: <workdir>/config.json, <workdir>/checkpoints,
+  <workdir>/tensorboard, <workdir>/eval/{metrics.json, predictions.csv, *.png}.
+  """
+  _experiment_tool(train, argv, "train_and_evaluate", "Config file (configs/*.py).",
+                   "Run folder (checkpoints, logs, eval).", config_required=True)
+
+
+def evaluate(argv: list[str] | None = None) -> None:
+  """Evaluates the latest checkpoint of a run on the test split (eval.py).
+
+  Writes <workdir>/eval/metrics.json, predictions.csv and figures (PNG).
+  """
+  _experiment_tool(evaluate, argv, "evaluate", _OPTIONAL_CONFIG_HELP,
+                   "Run folder written by train.py.", config_required=False)
+
+
+def predict(argv: list[str] | None = None) -> None:
+  """Predicts the pose (or scene class) of photos with a trained run (predict.py).
+
+  Folders are expanded to their .jpg/.jpeg/.png files; without --output a
+  CSV goes to stdout (columns: `lsattn.prediction`).
+  """
+  config, workdir = _run_flags(_OPTIONAL_CONFIG_HELP, "Run folder written by train.py.",
+                               config_required=False)
+  output = flags.DEFINE_string("output", None, "Write predictions here (.csv or .json); "
+                               "default: CSV to stdout.")
+  overlays = flags.DEFINE_string("overlays", None, "Folder for attention overlay figures.")
+  per_step = flags.DEFINE_bool("per_step", False, "Also output the prediction of every "
+                               "recurrent step (step 1 first; the last is the final one).")
+  _shown_in_help(predict, config, workdir, output, overlays, per_step)
+
+  def main(argv):
+    logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
+    run_cli(predict_images, config.value, workdir.value, argv[1:], output.value,
+            overlays.value, per_step.value)
+
+  app.run(main, argv=argv, flags_parser=parse_flags)
+
+
+def predict_images(config, workdir, paths, output, overlays, per_step) -> None:
+  """predict's work once its flags are read; a summary line on stderr."""
+  from lsattn import prediction
+  if not paths:
+    raise LsattnError("no images given: pass image files or folders after the flags")
+  if output is not None:
+    prediction.check_output_path(output)
+  results = prediction.predict(workdir, config, paths, overlays=overlays, per_step=per_step)
+  prediction.write_predictions(output, results)
+  failed = [r["path"] for r in results if "error" in r]
+  skipped = [f"{path.name}/" if path.is_dir() else path.name
+             for path in prediction.skipped_entries(paths)]
+  print(f"Predicted {len(results) - len(failed)} of {len(results)} images"
+        + (f"; wrote {output}" if output else "")
+        + (f"; unreadable: {', '.join(failed)}" if failed else "")
+        + (f"; skipped {len(skipped)} non-image "
+           f"{'entry' if len(skipped) == 1 else 'entries'}: {', '.join(skipped)}"
+           if skipped else ""), file=sys.stderr)
+  if len(failed) == len(results):
+    raise LsattnError(f"none of the {len(results)} images could be read")
+
+
+def export(argv: list[str] | None = None) -> None:
+  """Exports a trained run as one file that needs only jax and numpy (export.py)."""
+  config, workdir = _run_flags(
+      "Only for runs without <workdir>/config.json: the run's config file.",
+      "Run folder written by train.py.", config_required=False)
+  output = flags.DEFINE_string("output", None, "The file to write (and <output>.json).")
+  platforms = flags.DEFINE_list("platforms", None, "Platforms to lower for (e.g. cpu,cuda); "
+                                "default: this machine's.")
+  flags.mark_flags_as_required(["output"])
+  _shown_in_help(export, config, workdir, output, platforms)
+
+  def main(argv):
+    _no_arguments(argv)
+    logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
+    run_cli(export_run, config.value, workdir.value, output.value,
+            tuple(platforms.value) if platforms.value else None)
+
+  app.run(main, argv=argv, flags_parser=parse_flags)
+
+
+def export_run(config, workdir, output, platforms) -> None:
+  """export's work once its flags are read; a summary line on stdout."""
+  from lsattn import export as exporting
+  description = exporting.export_run(workdir, output, config, platforms=platforms)
+  print(f"Wrote {output} and {output}.json (step {description['checkpoint_step']}, input "
+        f"{description['input_size']}x{description['input_size']}, outputs "
+        f"{', '.join(sorted(description['outputs']))})")

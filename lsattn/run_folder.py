@@ -1,0 +1,177 @@
+"""What a run folder holds beside its checkpoints: the run's config.
+
+``train.py`` writes the resolved config (the config file with every
+``--config.<key>`` override applied) to ``<workdir>/config.json`` when it
+starts, so that ``eval.py``, ``predict.py`` and ``export.py`` need only the
+run folder. JSON holds lists, not tuples: `read` restores each value to the
+type of its default in the schema (`lsattn.defaults`).
+
+A config given to eval or predict is merged with the run's (`resolve`): a
+key in `RUN_KEYS` (what the model computes, how its input is prepared, which
+data and checkpoint the run is) must equal the run's; any other key (batch
+size of evaluation, folders, figures, compilation; training-only keys, which
+do not change an evaluation) is applied and reported as an override.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import tempfile
+
+import ml_collections
+
+from lsattn import defaults
+from lsattn.errors import LsattnError
+
+CONFIG_FILE = "config.json"
+
+# Keys a given config may not change for eval/predict/export: each changes the
+# model's function (the shape signature's keys and more), the input it sees, or
+# the data it is trained and evaluated on (validation_split: the training examples).
+RUN_KEYS = (
+    "dataset", "task", "num_classes", "seed", "resize_size", "image_size", "channel_mean",
+    "validation_split", "model_variant", "fixed_layer", "candidate_layers", "backbone",
+    "torchvision_transform_input", "freeze_backbone", "num_recurrent_steps", "hidden_size",
+    "projection_size", "convlstm_kernel_sizes", "attention_kernel_sizes",
+    "gate_embedding_size", "attention_nonlinearity", "attention_branch_channels",
+    "initial_state", "dtype", "learned_loss_weighting")
+# Keys a resumed training may not change (validation_split is checked against the
+# checkpoint's meta by `experiment`, which covers runs without config.json too).
+RESUME_KEYS = tuple(key for key in RUN_KEYS if key != "validation_split")
+# Keys that change neither the model nor the data: applied when given (num_train_steps:
+# eval.py reports a checkpoint short of the budget as "training not finished").
+RUNTIME_KEYS = (
+    "data_dir", "manual_dir", "random_flip", "backbone_weights", "scan_unroll", "kernels",
+    "remat", "xla_cpu_ynn_fusions", "compilation_cache_dir", "beta", "step_loss",
+    "learning_rate", "learning_rate_schedule", "warmup_steps", "temperature_schedule",
+    "temperature_init", "temperature_final", "temperature_decay_steps", "num_train_steps",
+    "batch_size", "eval_batch_size", "log_every_steps", "eval_every_steps",
+    "checkpoint_every_steps", "keep_checkpoints", "nonfinite_policy",
+    "max_consecutive_nonfinite", "num_figure_examples", "jax_distributed",
+    "heartbeat_timeout_seconds")
+
+
+def config_path(workdir: str | pathlib.Path) -> pathlib.Path:
+  return pathlib.Path(workdir).expanduser() / CONFIG_FILE
+
+
+def check_workdir(workdir: str | pathlib.Path) -> pathlib.Path:
+  """`workdir` as a Path; raises LsattnError if it names an existing non-folder."""
+  path = pathlib.Path(workdir).expanduser()
+  if path.exists() and not path.is_dir():
+    raise LsattnError(f"--workdir={workdir} is a file: expected a run folder (existing or new)")
+  return path
+
+
+def _jsonable(value):
+  if isinstance(value, (list, tuple)):
+    return [_jsonable(item) for item in value]
+  return value
+
+
+def to_json_data(config) -> dict:
+  """{key: value} of `config`, tuples as lists (JSON data)."""
+  return {key: _jsonable(config[key]) for key in sorted(config.keys())}
+
+
+def write(workdir: str | pathlib.Path, config) -> pathlib.Path:
+  """Writes `config` to <workdir>/config.json (atomically: a reader never sees half)."""
+  path = config_path(workdir)
+  text = json.dumps(to_json_data(config), indent=2, sort_keys=True) + "\n"
+  handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".config.", suffix=".tmp")
+  with os.fdopen(handle, "w") as stream:
+    stream.write(text)
+  os.replace(temporary, path)
+  return path
+
+
+def read(workdir: str | pathlib.Path) -> ml_collections.ConfigDict | None:
+  """The run's config from <workdir>/config.json, or None for a run without one.
+
+  Values get the types of the schema's defaults (tuples restored); a key the
+  file lacks (added to lsattn since the run) gets its default.
+
+  Raises:
+    LsattnError: the file is not a JSON object.
+  """
+  path = config_path(workdir)
+  if not path.is_file():
+    return None
+  try:
+    saved = json.loads(path.read_text())
+  except (OSError, ValueError) as error:
+    raise LsattnError(f"{path}: cannot read the run's config ({error})") from None
+  if not isinstance(saved, dict):
+    raise LsattnError(f"{path}: expected a JSON object of config keys")
+  schema = defaults.get_config()
+  values = {}
+  for key in sorted(set(schema.keys()) | set(saved)):
+    value = saved.get(key, schema.get(key))
+    if key in schema and isinstance(schema[key], tuple) and isinstance(value, list):
+      value = tuple(value)
+    values[key] = value
+  return ml_collections.ConfigDict(values)
+
+
+def _differences(saved, given, keys) -> list[tuple[str, object, object]]:
+  return [(key, saved[key], given[key]) for key in keys
+          if key in saved and key in given and _jsonable(saved[key]) != _jsonable(given[key])]
+
+
+def _describe(differences) -> str:
+  return "; ".join(f"{key}={run!r} in the run, {new!r} given" for key, run, new in differences)
+
+
+def resolve(workdir: str | pathlib.Path, config=None
+            ) -> tuple[ml_collections.ConfigDict, dict | None]:
+  """The config to evaluate or predict a run with, and the overrides applied.
+
+  Args:
+    workdir: the run folder.
+    config: a config given by the user (e.g. `--config` with overrides), or
+      None to use the run's own.
+
+  Returns:
+    (config, overrides): overrides is {key: {'run': value, 'used': value}}
+    for each key `config` changes ({} when none), or None for a run without
+    config.json (then `config` is used as given).
+
+  Raises:
+    LsattnError: `config` changes a key of `RUN_KEYS` (one line naming each
+      such key with both values), or neither `config` nor config.json exists.
+  """
+  saved = read(workdir)
+  if saved is None:
+    if config is None:
+      raise LsattnError(f"{config_path(workdir)} does not exist (a run written before "
+                        f"train.py saved its config, or not a run folder): pass the run's "
+                        f"config with --config=...")
+    return config, None
+  if config is None:
+    return saved, {}
+  refused = _differences(saved, config, [key for key in saved.keys()
+                                         if key not in RUNTIME_KEYS])
+  if refused:
+    raise LsattnError(f"the given config changes what the run's model is "
+                      f"({config_path(workdir)}): {_describe(refused)}. Leave --config out "
+                      f"to use the run's own config.")
+  overrides = {key: {"run": _jsonable(run), "used": _jsonable(new)}
+               for key, run, new in _differences(saved, config, RUNTIME_KEYS)}
+  merged = ml_collections.ConfigDict(saved.to_dict())
+  for key in overrides:
+    merged[key] = config[key]
+  return merged, overrides
+
+
+def check_resume(workdir: str | pathlib.Path, config) -> None:
+  """Refuses resuming a run with a config whose `RESUME_KEYS` differ from its config.json."""
+  saved = read(workdir)
+  if saved is None:
+    return
+  changed = _differences(saved, config, RESUME_KEYS)
+  if changed:
+    raise LsattnError(f"cannot resume {workdir}: the config changes what the model is "
+                      f"({_describe(changed)}; {config_path(workdir)}). Use a new --workdir, "
+                      f"or restore the old values.")

@@ -1,0 +1,62 @@
+"""Tiny runs trained for a few steps (configs/test.py), shared by the test modules that
+need a finished run folder (prediction, export, the run's config).
+
+Each call trains one run (a minute or less on CPU): call it from a
+module-scoped fixture.
+"""
+
+from __future__ import annotations
+
+import csv
+import pathlib
+
+from configs import test as test_config
+from lsattn import experiment
+from lsattn.data import synthetic
+
+
+def config(data: dict, **overrides):
+  """configs/test.py on `data`'s folders, 2 steps, with `overrides`."""
+  result = test_config.get_config()
+  result.data_dir, result.manual_dir = data["data_dir"], data["manual_dir"]
+  result.num_train_steps = 2
+  for key, value in overrides.items():
+    result[key] = value
+  return result
+
+
+def pose_run(root: pathlib.Path, **overrides) -> dict:
+  """A pose run on a few-frame synthetic scene (sequence 1 train, 2 test).
+
+  Returns:
+    {'workdir', 'data' (data_dir, manual_dir), 'config' (the one trained with),
+    'test_frames' (folder of the test sequence's PNG frames), 'evaluated'
+    (eval's predictions.csv rows by frame name)}.
+  """
+  scene = synthetic.write_synthetic_seven_scenes(root / "manual", frames_per_sequence=8,
+                                                 image_size=(48, 64), train_sequences=(1,),
+                                                 test_sequences=(2,))
+  data = {"manual_dir": str(root / "manual"), "data_dir": str(root / "built")}
+  trained = config(data, **overrides)
+  experiment.train_and_evaluate(trained, root / "workdir")
+  with open(root / "workdir" / "eval" / "predictions.csv") as handle:
+    evaluated = {pathlib.PurePosixPath(row["image"]).name: row for row in csv.DictReader(handle)}
+  return {"workdir": root / "workdir", "data": data, "config": trained,
+          "test_frames": scene / "seq-02", "evaluated": evaluated}
+
+
+def classification_run(root: pathlib.Path, **overrides) -> dict:
+  """A scene-classification run on lsattn's synthetic MIT-67-layout set (2 steps).
+
+  Returns:
+    {'workdir', 'data', 'config', 'images' (the written class folders' root)}.
+  """
+  manual = synthetic.write_synthetic_mit67(root / "manual", train_per_class=2,
+                                           test_per_class=1, image_size=(40, 40))
+  data = {"manual_dir": str(manual), "data_dir": str(root / "built")}
+  trained = config(data, dataset="mit67/synthetic", task="classification",
+                   num_classes=synthetic.DEFAULT_NUM_CLASSES, resize_size=(36, 36),
+                   **overrides)
+  experiment.train_and_evaluate(trained, root / "workdir")
+  return {"workdir": root / "workdir", "data": data, "config": trained,
+          "images": pathlib.Path(manual)}
