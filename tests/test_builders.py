@@ -301,6 +301,7 @@ def _assert_nothing_built(dataset: str, data_dir: pathlib.Path) -> None:
                if p.name.startswith("incomplete") or p.name == "dataset_info.json"
                or ".array_record" in p.name]
   assert leftovers == []
+  assert not data_dir.exists()  # made by the failed build, so removed whole
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
