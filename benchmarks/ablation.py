@@ -12,7 +12,13 @@ Studies (datasets are lsattn's embedded synthetic sets, official layouts):
 
 * ``pose`` on ``seven_scenes/synthetic_room``: PoseNet, LSTM-PoseNet,
   spatial attention alone on Conv-3B / 4E / 5B, layer selection alone,
-  layer + spatial (the full model).
+  layer + spatial (the full model). Test views lie between training views:
+  it tests interpolation.
+* ``walks``: the same variants on ``seven_scenes/synthetic_walks``
+  (`lsattn.data.walks`), whose test walk leaves the training paths: it tests
+  generalisation to a new walk. Pose tables also give the retrieval
+  baselines (the pose of the nearest training image by pixels and by
+  Conv-5B features, ``knn_*`` in metrics.json) beside the mean pose.
 * ``scenes`` on ``mit67/synthetic``: the GoogLeNet classifier, spatial alone on
   3B / 4E / 5B, layer selection alone, layer + spatial.
 * ``texture`` and ``layout`` on ``mit67/synthetic_texture`` and
@@ -101,6 +107,7 @@ class Study:
 
 STUDIES = (
     Study("pose", "seven_scenes/synthetic_room", "pose", POSE_VARIANTS),
+    Study("walks", "seven_scenes/synthetic_walks", "pose", POSE_VARIANTS),
     Study("scenes", "mit67/synthetic", "classification", SCENE_VARIANTS),
     Study("texture", "mit67/synthetic_texture", "classification", CUE_VARIANTS),
     Study("layout", "mit67/synthetic_layout", "classification", CUE_VARIANTS),
@@ -201,10 +208,13 @@ def write_quick_data(root: pathlib.Path, studies) -> dict[str, str]:
 
 
 def _write_small(study: Study, folder: pathlib.Path) -> None:
-  from lsattn.data import cue_scale, synthetic
+  from lsattn.data import cue_scale, synthetic, walks
   if study.dataset == "seven_scenes/synthetic_room":
     synthetic.write_synthetic_seven_scenes(folder, frames_per_sequence=6, image_size=(48, 64),
                                            train_sequences=(1, 2), test_sequences=(3,))
+  elif study.dataset == "seven_scenes/synthetic_walks":
+    walks.write_synthetic_walks(folder, frames_per_sequence=6, image_size=(48, 64),
+                                train_sequences=(1, 2), test_sequences=(3,))
   elif study.dataset == "mit67/synthetic":
     synthetic.write_synthetic_mit67(folder, train_per_class=2, test_per_class=2,
                                     image_size=(48, 48))
@@ -322,6 +332,12 @@ def _ordered(groups: dict, variants) -> list[str]:
   return [v for v in variants if v in groups] + sorted(set(groups) - set(variants))
 
 
+# Retrieval baselines (lsattn.retrieval): pixels do not depend on the run; the
+# features are those of each run's frozen random backbone (its seed's).
+RETRIEVAL_ROWS = (("knn_pixels", "nearest training image, pixels"),
+                  ("knn_features", "nearest training image, Conv-5B (all runs)"))
+
+
 def pose_table(records, study: Study) -> list[str]:
   groups = _group(records, study.name)
   if not groups:
@@ -343,6 +359,16 @@ def pose_table(records, study: Study) -> list[str]:
     baseline = metrics[0]
   lines.append(f"| mean training pose | - | {baseline['baseline_median_translation_m']:.3f} "
                f"| {baseline['baseline_median_rotation_deg']:.2f} | 1.00 | - | - |")
+  for name, title in RETRIEVAL_ROWS:  # the same for every variant: the frozen backbone's
+    metrics = [r["metrics"] for v in groups for r in groups[v]
+               if f"{name}_median_translation_m" in r["metrics"]]
+    metrics = metrics[:1] if name == "knn_pixels" else metrics
+    if metrics:
+      translation = [m[f"{name}_median_translation_m"] for m in metrics]
+      ratio = [t / m["baseline_median_translation_m"] for t, m in zip(translation, metrics)]
+      lines.append(f"| {title} | - | {_fmt(translation, 3)} "
+                   f"| {_fmt([m[f'{name}_median_rotation_deg'] for m in metrics], 2)} "
+                   f"| {_fmt(ratio, 2)} | - | - |")
   full = groups.get("layer_spatial")
   if full and full[0]["metrics"].get("per_step"):
     lines += ["", f"Per step, layer + spatial (head t reads steps 1..t; paper Tables 1/7):", "",
@@ -438,57 +464,81 @@ def _figure(width: float, height: float):
   return figure
 
 
-def errors_figure(path: pathlib.Path, records, studies=STUDIES) -> pathlib.Path:
-  """Errors per variant with error bars (sd over seeds), then the full model's per-step errors."""
-  figure = _figure(11, 5.6)
-  axes = figure.subplots(2, 3)
-  pose = next(s for s in studies if s.name == "pose")
-  scenes = next(s for s in studies if s.name == "scenes")
-  panels = [(axes[0, 0], pose, "median_translation_m", "baseline_median_translation_m",
-             "median translation (m)"),
-            (axes[0, 1], pose, "median_rotation_deg", "baseline_median_rotation_deg",
-             "median rotation (deg)"),
-            (axes[0, 2], scenes, "accuracy", None, "accuracy")]
-  for ax, study, key, baseline_key, label in panels:
-    groups = _group(records, study.name)
-    if not groups:
-      ax.axis("off")
-      continue
-    variants = _ordered(groups, study.variants)
-    stats = [mean_sd([r["metrics"][key] for r in groups[v]]) for v in variants]
-    ax.bar(range(len(variants)), [m for m, _ in stats], yerr=[s for _, s in stats],
-           capsize=3, color=["0.6" if v in ("posenet", "lstm_posenet", "googlenet") else "C0"
-                             for v in variants])
-    for i, v in enumerate(variants):  # every seed, so the spread is visible
-      ax.plot([i] * len(groups[v]), [r["metrics"][key] for r in groups[v]], "k.", ms=4)
-    if baseline_key:
-      ax.axhline(groups[variants[0]][0]["metrics"][baseline_key], color="C3", ls="--",
-                 label="mean training pose")
-    else:
-      ax.axhline(1 / len(groups[variants[0]][0]["metrics"]["confusion_matrix"]), color="C3",
-                 ls="--", label="chance")
-    ax.set_xticks(range(len(variants)), variants, rotation=35, ha="right", fontsize=8)
-    ax.set_ylabel(label)
-    ax.set_title(f"{study.name}: {label}", fontsize=9)
-    ax.legend(fontsize=7)
-    ax.grid(axis="y", alpha=0.3)
-  step_panels = [(axes[1, 0], pose, "median_translation_m", "translation (m)"),
-                 (axes[1, 1], pose, "median_rotation_deg", "rotation (deg)"),
-                 (axes[1, 2], scenes, "accuracy", "accuracy")]
-  for ax, study, key, label in step_panels:
+def _variant_bars(ax, records, study: Study, key: str, baseline_key: str | None,
+                  label: str) -> None:
+  """One bar per variant (mean over seeds, sd as error bar, every seed a dot)."""
+  groups = _group(records, study.name)
+  if not groups:
+    ax.axis("off")
+    return
+  variants = _ordered(groups, study.variants)
+  stats = [mean_sd([r["metrics"][key] for r in groups[v]]) for v in variants]
+  ax.bar(range(len(variants)), [m for m, _ in stats], yerr=[s for _, s in stats],
+         capsize=3, color=["0.6" if v in ("posenet", "lstm_posenet", "googlenet") else "C0"
+                           for v in variants])
+  for i, v in enumerate(variants):  # every seed, so the spread is visible
+    ax.plot([i] * len(groups[v]), [r["metrics"][key] for r in groups[v]], "k.", ms=4)
+  first = groups[variants[0]][0]["metrics"]
+  if baseline_key:
+    ax.axhline(first[baseline_key], color="C3", ls="--", label="mean training pose")
+    knn_key = key.replace("median", "knn_pixels_median")
+    if knn_key in first:
+      ax.axhline(first[knn_key], color="C2", ls=":", label="nearest image (pixels)")
+  else:
+    ax.axhline(1 / len(first["confusion_matrix"]), color="C3", ls="--", label="chance")
+  ax.set_xticks(range(len(variants)), variants, rotation=35, ha="right", fontsize=8)
+  ax.set_ylabel(label)
+  ax.set_title(f"{study.name}: {label}", fontsize=9)
+  ax.legend(fontsize=7)
+  ax.grid(axis="y", alpha=0.3)
+
+
+def _per_step_lines(ax, records, studies, key: str, label: str) -> None:
+  """The full model's error after each recurrent step, one line per study."""
+  drawn = False
+  for study in studies:
     runs = _group(records, study.name).get("layer_spatial", [])
     if not (runs and runs[0]["metrics"].get("per_step")):
-      ax.axis("off")
       continue
     steps = range(1, len(runs[0]["metrics"]["per_step"]) + 1)
     stats = [mean_sd([r["metrics"]["per_step"][t - 1][key] for r in runs]) for t in steps]
     ax.errorbar(list(steps), [m for m, _ in stats], yerr=[s for _, s in stats], marker="o",
-                capsize=3)
+                capsize=3, label=study.name)
     ax.set_xticks(list(steps))
-    ax.set_xlabel("recurrent step")
-    ax.set_ylabel(label)
-    ax.set_title(f"{study.name}, layer + spatial: per step", fontsize=9)
-    ax.grid(alpha=0.3)
+    drawn = True
+  if not drawn:
+    ax.axis("off")
+    return
+  ax.set_xlabel("recurrent step")
+  ax.set_ylabel(label)
+  ax.set_title(f"layer + spatial, per step: {label}", fontsize=9)
+  ax.legend(fontsize=7)
+  ax.grid(alpha=0.3)
+
+
+def errors_figure(path: pathlib.Path, records, studies=STUDIES) -> pathlib.Path:
+  """Errors per variant with error bars (sd over seeds), then the full model's per-step errors.
+
+  A row per pose study (translation, rotation; the scenes' accuracy beside
+  the first), then the per-step errors of every pose study and of scenes.
+  """
+  pose_studies = [s for s in studies if s.task == "pose"]
+  scenes = [s for s in studies if s.name == "scenes"]
+  rows = max(1, len(pose_studies)) + 1
+  figure = _figure(11, 2.8 * rows)
+  axes = figure.subplots(rows, 3, squeeze=False)
+  for row, study in enumerate(pose_studies):
+    _variant_bars(axes[row, 0], records, study, "median_translation_m",
+                  "baseline_median_translation_m", "median translation (m)")
+    _variant_bars(axes[row, 1], records, study, "median_rotation_deg",
+                  "baseline_median_rotation_deg", "median rotation (deg)")
+    if row or not scenes:
+      axes[row, 2].axis("off")
+  if scenes:
+    _variant_bars(axes[0, 2], records, scenes[0], "accuracy", None, "accuracy")
+  _per_step_lines(axes[-1, 0], records, pose_studies, "median_translation_m", "translation (m)")
+  _per_step_lines(axes[-1, 1], records, pose_studies, "median_rotation_deg", "rotation (deg)")
+  _per_step_lines(axes[-1, 2], records, scenes, "accuracy", "accuracy")
   path.parent.mkdir(parents=True, exist_ok=True)
   figure.savefig(path, format="png", dpi=FIGURE_DPI)
   return path

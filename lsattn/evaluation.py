@@ -11,6 +11,11 @@ and 8): ``step_position`` [E, N, 3] and ``step_orientation`` [E, N, 4], or
 ``step_logits`` [E, N, C]. Their metrics go to ``per_step``; the top-level
 numbers are those of the final prediction. Baselines without steps have
 N = 0 (or no step entries at all) and an empty ``per_step``.
+
+Pose metrics carry two kinds of baseline: the mean training pose
+(``baseline_*``, `pose_metrics`) and the pose of the nearest training image
+by pixels or by Conv-5B features (``knn_*``, `retrieval_baselines`, added to
+the test split's metrics.json).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import jax
 import numpy as np
 import tqdm
 
-from lsattn import figures, metrics, parallel, training
+from lsattn import figures, googlenet, metrics, model, parallel, retrieval, training
 from lsattn.data import pipeline
 
 def compiled_eval_step(model_config, mesh, compiler_options: dict | None = None):
@@ -113,6 +118,65 @@ def pose_metrics(outputs: dict, split: pipeline.Split, train_split: pipeline.Spl
       {**metrics.pose_summary(outputs["step_position"][:, t], outputs["step_orientation"][:, t],
                               true_position, true_orientation), "step": t + 1}
       for t in range(num_prediction_steps(outputs, "step_position"))]
+  return result
+
+
+def features_tap(model_config, backbone_params: dict) -> str:
+  """The tap the feature retrieval pools: Conv-5B, or the run's deepest tap when its
+  backbone stops before block 5b (a model whose candidate layers end earlier)."""
+  if "inception_5b" in backbone_params:
+    return "5b"
+  return max(model_config.layers, key=googlenet.TAP_NAMES.index)
+
+
+@functools.cache
+def _descriptor_step(model_config, tap: str, mesh, compiler_options: tuple):
+  backbone = model.backbone_module(model_config).clone(taps=(tap,))
+
+  def descriptor_step(params, model_state, images):
+    variables = {"params": params["backbone"]}
+    if model_state["backbone"]:
+      variables["batch_stats"] = model_state["backbone"]
+    taps = backbone.apply(variables, images, train=False)
+    return {"pixels": retrieval.pixel_descriptors(images),
+            "features": retrieval.pooled_features(taps[tap])}
+
+  return jax.jit(descriptor_step, out_shardings=parallel.replicated(mesh),
+                 compiler_options=dict(compiler_options) or None)
+
+
+def retrieval_baselines(model_config, params, model_state, split: pipeline.Split,
+                        train_split: pipeline.Split, *, options: pipeline.ImageOptions,
+                        batch_size: int, mesh, compiler_options: dict | None = None) -> dict:
+  """The pose of the nearest training image, by pixels and by backbone features.
+
+  Both splits are read as the eval step reads them (centre crops, dataset
+  mean subtracted) and described by `lsattn.retrieval`: 16x16 RGB pixels,
+  and the global average pool of Conv-5B computed with `params['backbone']`
+  (and its batch-norm state) as evaluated. For a frozen backbone that is
+  the initial (random or loaded) network, the same lookup before and after
+  training; for a trained backbone it is the fine-tuned one (ours: the
+  features the run's model actually reads). Costs one backbone pass over
+  the training and the evaluated split (one program, compiled once).
+
+  Returns:
+    'knn_pixels_median_translation_m', 'knn_pixels_median_rotation_deg',
+    'knn_features_median_translation_m', 'knn_features_median_rotation_deg'
+    (floats) and 'knn_features_tap' (the tap pooled, `features_tap`).
+  """
+  tap = features_tap(model_config, params["backbone"])
+  step = _descriptor_step(model_config, tap, mesh,
+                          tuple(sorted((compiler_options or {}).items())))
+  described = {
+      name: evaluate_split(step, params, model_state, which, task="pose", options=options,
+                           batch_size=batch_size, mesh=mesh, description=f"retrieval {name}")
+      for name, which in (("train", train_split), ("test", split))}
+  result = {"knn_features_tap": tap}
+  for name, key in (("knn_pixels", "pixels"), ("knn_features", "features")):
+    result.update(retrieval.retrieval_errors(
+        described["test"][key], described["train"][key], train_split.labels["position"],
+        train_split.labels["orientation"], split.labels["position"],
+        split.labels["orientation"], name=name))
   return result
 
 
@@ -261,8 +325,17 @@ def summary_table(result: dict, task: str) -> str:
              result["baseline_mean_translation_m"]),
             ("mean rotation (deg)", result["mean_rotation_deg"],
              result["baseline_mean_rotation_deg"])]
-    lines = [f"{'metric':<24}{'model':>10}{'mean pose':>12}"]
-    lines += [f"{name:<24}{value:>10.3f}{baseline:>12.3f}" for name, value, baseline in rows]
+    # The retrieval baselines (`retrieval_baselines`) give medians only.
+    knn = [name for name in retrieval.RETRIEVALS if f"{name}_median_translation_m" in result]
+    knn_titles = {"knn_pixels": "kNN pixels",
+                  "knn_features": f"kNN Conv-{result.get('knn_features_tap', '5b').upper()}"}
+    lines = [f"{'metric':<24}{'model':>10}{'mean pose':>12}"
+             + "".join(f"{knn_titles[name]:>14}" for name in knn)]
+    for (name, value, baseline), key in zip(rows, ("median_translation_m", "median_rotation_deg",
+                                                   None, None)):
+      lines.append(f"{name:<24}{value:>10.3f}{baseline:>12.3f}" + "".join(
+          f"{result[f'{knn_name}_{key}']:>14.3f}" if key else f"{'-':>14}"
+          for knn_name in knn))
     lines.append(f"{'examples':<24}{result['num_examples']:>10d}")
     lines += [f"{'within ' + key.removeprefix('within_').replace('_', ' '):<24}{value:>10.3f}"
               for key, value in result.items() if key.startswith("within_")]

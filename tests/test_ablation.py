@@ -193,6 +193,21 @@ def test_report_of_hand_made_records(tmp_path):
   assert (tmp_path / "out" / "x-ablation-layers.png").stat().st_size > 0
 
 
+def test_report_retrieval_rows_of_a_walks_study():
+  knn = [{"knn_pixels_median_translation_m": 0.45, "knn_pixels_median_rotation_deg": 9.0,
+          "knn_features_median_translation_m": features, "knn_features_median_rotation_deg": 12.0}
+         for features in (0.2, 0.4)]
+  records = [_record("walks", "pose", variant, seed, **_pose_metrics(0.3, 8.0), **knn[seed])
+             for variant in ("posenet", "layer_spatial") for seed in (0, 1)]
+  rows = ablation.report(records).splitlines()
+  assert any(row.startswith("### walks: `seven_scenes/synthetic_walks`") for row in rows)
+  # pixels: one lookup, the same in every run; features: each run's frozen backbone.
+  assert "| nearest training image, pixels | - | 0.450 ± 0.000 | 9.00 ± 0.00 " \
+         "| 0.90 ± 0.00 | - | - |" in rows
+  assert "| nearest training image, Conv-5B (all runs) | - | 0.300 ± 0.115 | 12.00 ± 0.00 " \
+         "| 0.60 ± 0.23 | - | - |" in rows
+
+
 def test_bad_arguments_are_named(tmp_path):
   result = _run("--studies", "pose,nope")
   assert result.returncode == 2 and "'nope'" in result.stderr

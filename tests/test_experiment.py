@@ -19,7 +19,9 @@ from lsattn import experiment
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 POSE_KEYS = {"median_translation_m", "median_rotation_deg", "mean_translation_m",
              "mean_rotation_deg", "baseline_median_translation_m",
-             "baseline_median_rotation_deg", "layer_selection_frequency", "num_examples"}
+             "baseline_median_rotation_deg", "layer_selection_frequency", "num_examples",
+             "knn_pixels_median_translation_m", "knn_pixels_median_rotation_deg",
+             "knn_features_median_translation_m", "knn_features_median_rotation_deg"}
 
 
 def _config(data, **overrides):
@@ -134,6 +136,8 @@ def test_lstm_posenet_baseline_trains_and_evaluates(data, tmp_path):
   assert np.isfinite(result["median_translation_m"]) and result["per_step"] == []
   metrics = json.loads((tmp_path / "run" / "eval" / "metrics.json").read_text())
   assert metrics["median_rotation_deg"] == result["median_rotation_deg"]
+  # A baseline without Conv-LSTM steps gets the retrieval baselines too (its 5b tap).
+  assert POSE_KEYS <= set(metrics) and metrics["knn_features_tap"] == "5b"
 
 
 def test_googlenet_classification_baseline_trains_and_evaluates(tmp_path):

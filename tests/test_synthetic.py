@@ -11,7 +11,7 @@ import pytest
 
 from lsattn import LsattnError
 from lsattn.data import synthetic
-from written_files import assert_mit67_layout, file_bytes, pixels  # tests/written_files.py
+from written_files import assert_mit67_layout, assert_seeded, file_bytes, pixels  # tests/written_files.py
 
 SMALL_SCENE = dict(image_size=(60, 80), train_sequences=(1, 2), test_sequences=(3,),
                    frames_per_sequence=16)
@@ -92,13 +92,9 @@ def test_seven_scenes_layout_and_rigid_poses(scene_dir):
 
 
 def test_seven_scenes_same_seed_same_bytes_other_seed_differs(tmp_path, scene_dir):
-  again = synthetic.write_synthetic_seven_scenes(tmp_path / "again", **SMALL_SCENE)
-  assert file_bytes(again) == file_bytes(scene_dir)
-  other = synthetic.write_synthetic_seven_scenes(tmp_path / "other", seed=1, **SMALL_SCENE)
-  other_bytes, first_bytes = file_bytes(other), file_bytes(scene_dir)
-  assert other_bytes.keys() == first_bytes.keys()
-  for name in ("seq-01/frame-000000.color.png", "seq-01/frame-000000.pose.txt"):
-    assert other_bytes[name] != first_bytes[name]
+  assert_seeded(
+      lambda folder, **seed: synthetic.write_synthetic_seven_scenes(folder, **SMALL_SCENE, **seed),
+      scene_dir, tmp_path, ("seq-01/frame-000000.color.png", "seq-01/frame-000000.pose.txt"))
 
 
 def test_projection_of_optical_axis_point_is_principal_point():

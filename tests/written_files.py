@@ -14,6 +14,15 @@ def file_bytes(folder: pathlib.Path) -> dict[str, bytes]:
           for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+def assert_seeded(write, written: pathlib.Path, root: pathlib.Path, changed: tuple[str, ...]):
+  """`write(folder, seed=None|1)` again gives `written`'s bytes; seed 1 changes `changed`."""
+  assert file_bytes(write(root / "again")) == file_bytes(written)
+  other, first = file_bytes(write(root / "other", seed=1)), file_bytes(written)
+  assert other.keys() == first.keys()
+  for name in changed:
+    assert other[name] != first[name], name
+
+
 def pixels(path: pathlib.Path) -> np.ndarray:
   """The decoded image at `path` as an array."""
   with Image.open(path) as image:

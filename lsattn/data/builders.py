@@ -13,7 +13,10 @@ Storage is ``array_record``, read back with ``builder.as_data_source()``
 
 Builders and configs (``--config.dataset=<builder>/<config>``):
 
-* ``seven_scenes/{chess,fire,heads,office,pumpkin,redkitchen,stairs,synthetic_room}``
+* ``seven_scenes/{chess,fire,heads,office,pumpkin,redkitchen,stairs,synthetic_room,synthetic_walks}``:
+  the last two are lsattn's rendered room; ``synthetic_room`` tests
+  interpolation between training views, ``synthetic_walks`` generalisation
+  to a new walk (`lsattn.data.walks`)
 * ``cambridge_landmarks/{kings_college,old_hospital,shop_facade,st_marys_church,great_court,street}``
 * ``tum_lsi/default``
 * ``mit67/{full,synthetic,synthetic_texture,synthetic_layout}``: the last two
@@ -119,6 +122,17 @@ class _LsattnBuilder(tfds.core.GeneratorBasedBuilder):
     return {split: self._generate_examples(records[split], split == "train")
             for split in ("train", "test")}
 
+  # tfds prints "Downloading and preparing dataset ..." before a build and
+  # "... downloaded and prepared" after it; these builders download nothing
+  # (they read the user's files), so they say what they do instead.
+  def _log_download_bytes(self) -> None:
+    print(f"Building dataset {self.name}/{self.builder_config.name} from its source files "
+          f"into {self.data_dir} ...", flush=True)
+
+  def _log_download_done(self) -> None:
+    print(f"Built dataset {self.name}/{self.builder_config.name} in {self.data_dir}; "
+          f"later runs reuse it.", flush=True)
+
   def _generate_examples(self, records, is_train: bool):
     mean = _ChannelMean()
     for record in records:
@@ -164,7 +178,11 @@ class SevenScenes(_PoseBuilder):
                      for scene in ("chess", "fire", "heads", "office", "pumpkin", "redkitchen",
                                    "stairs")] + [
       SceneConfig(name="synthetic_room", folder="synthetic_room",
-                  description="lsattn's rendered room, in the 7-Scenes layout")]
+                  description="lsattn's rendered room, in the 7-Scenes layout: test views "
+                              "between training views (interpolation)"),
+      SceneConfig(name="synthetic_walks", folder="synthetic_walks",
+                  description="lsattn's rendered room along independent walks: a held-out "
+                              "walk (generalisation to a new walk)")]
 
   def _records(self, root, split):
     return formats.read_seven_scenes(root, split)

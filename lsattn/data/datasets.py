@@ -4,18 +4,22 @@
 once (later calls reuse it). ``own_scene/<name>`` is a user's scene under any
 name (letters, digits, '_', '-', '.'); its ``manual_dir`` is the scene folder
 (`builders.OwnScene`). For the synthetic configs the source files are
-first written by `lsattn.data.synthetic` (``mit67/synthetic_texture`` and
+first written by `lsattn.data.synthetic` (``seven_scenes/synthetic_walks``:
+`lsattn.data.walks`; ``mit67/synthetic_texture`` and
 ``mit67/synthetic_layout``: `lsattn.data.cue_scale`) into ``manual_dir``
 (default ``<data_dir>/manual/<builder>_<config>``), so they run with no
 download.
 
-A failed build raises `LsattnError` and leaves no partial dataset behind
-(tfds writes into an ``incomplete.*`` folder, removed here on failure).
+A failed build raises `LsattnError` and leaves data_dir as it was: every
+file and folder the build made there (tfds' ``<builder>/<config>/``,
+``<builder>/.config/``, ``downloads/``; an interrupted build's
+``incomplete.*`` folder) is removed, nothing that existed before is touched.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import pathlib
 import re
 import shutil
@@ -59,7 +63,8 @@ def builder_class(name: str) -> type[tfds.core.GeneratorBasedBuilder]:
 
 def is_synthetic(dataset: str) -> bool:
   name, config = split_name(dataset)
-  return ((name, config) in (("seven_scenes", "synthetic_room"), ("mit67", "synthetic"))
+  return ((name, config) in (("seven_scenes", "synthetic_room"),
+                             ("seven_scenes", "synthetic_walks"), ("mit67", "synthetic"))
           or (name == "mit67" and config in _CUE_SCALE_CUES))
 
 
@@ -69,12 +74,14 @@ def task_of(dataset: str) -> str:
 
 def _write_synthetic(dataset: str, manual_dir: pathlib.Path, seed: int) -> None:
   """Writes the synthetic source files atomically (a temporary folder renamed)."""
-  from lsattn.data import synthetic  # rendering code, only needed here
+  from lsattn.data import synthetic, walks  # rendering code, only needed here
   name, config = split_name(dataset)
   staging = manual_dir.with_name(manual_dir.name + ".incomplete")
   shutil.rmtree(staging, ignore_errors=True)
   staging.mkdir(parents=True)
-  if name == "seven_scenes":
+  if name == "seven_scenes" and config == "synthetic_walks":
+    walks.write_synthetic_walks(staging, seed=seed)
+  elif name == "seven_scenes":
     synthetic.write_synthetic_seven_scenes(staging, seed=seed)
   elif config in _CUE_SCALE_CUES:
     cue_scale.write_cue_scale_mit67(staging, cue=_CUE_SCALE_CUES[config], seed=seed)
@@ -140,29 +147,67 @@ def prepare(dataset: str, data_dir: str | pathlib.Path, manual_dir: str | pathli
   if builder.is_prepared():
     return builder
   data_dir = pathlib.Path(data_dir).expanduser()
-  if is_synthetic(dataset):
-    name, config = split_name(dataset)
-    manual = pathlib.Path(manual_dir or data_dir / "manual" / f"{name}_{config}").expanduser()
-    if not manual.is_dir():
-      _write_synthetic(dataset, manual, synthetic_seed)
-  elif not manual_dir:
-    raise LsattnError(f"dataset {dataset!r} is not built in {data_dir} and manual_dir is not "
-                      f"set. {builder.MANUAL_DOWNLOAD_INSTRUCTIONS.strip()}")
-  else:
+  if not is_synthetic(dataset):
+    if not manual_dir:
+      raise LsattnError(f"dataset {dataset!r} is not built in {data_dir} and manual_dir is not "
+                        f"set. {builder.MANUAL_DOWNLOAD_INSTRUCTIONS.strip()}")
     manual = pathlib.Path(manual_dir).expanduser()
     if not manual.is_dir():
       raise LsattnError(f"manual_dir {manual} does not exist. "
                         f"{builder.MANUAL_DOWNLOAD_INSTRUCTIONS.strip()}")
-  try:
+  with _restored_on_failure(data_dir):
+    if is_synthetic(dataset):
+      name, config = split_name(dataset)
+      manual = pathlib.Path(manual_dir or data_dir / "manual" / f"{name}_{config}").expanduser()
+      if not manual.is_dir():
+        _write_synthetic(dataset, manual, synthetic_seed)
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
         manual_dir=str(manual)))
-  except BaseException:
-    _remove_incomplete(builder)
-    raise
   return builder
 
 
-def _remove_incomplete(builder: tfds.core.DatasetBuilder) -> None:
-  config_dir = pathlib.Path(str(builder.data_dir)).parent
-  for leftover in config_dir.glob("incomplete.*"):
-    shutil.rmtree(leftover, ignore_errors=True)
+def _tree(folder: pathlib.Path) -> set[str]:
+  """Every path under `folder` (itself included); symlinks are listed, not followed."""
+  paths = {str(folder)}
+  for parent, folders, files in os.walk(folder):
+    paths.update(os.path.join(parent, name) for name in folders + files)
+  return paths
+
+
+@contextlib.contextmanager
+def _restored_on_failure(data_dir: pathlib.Path):
+  """If the block fails, removes every file and folder it made in data_dir.
+
+  A failed tfds build leaves ``<builder>/<config>/``, ``<builder>/.config/``
+  and ``downloads/`` behind; what existed before the block is never touched.
+  A data_dir the block created (and any of its parents it created) is
+  removed whole.
+  """
+  data_dir = data_dir.absolute()
+  top = data_dir  # the outermost folder that did not exist before, if any
+  while not top.parent.exists() and top.parent != top:
+    top = top.parent
+  before = _tree(data_dir) if data_dir.exists() else None
+  try:
+    yield
+  except BaseException:
+    if before is None:
+      shutil.rmtree(top, ignore_errors=True)
+    else:
+      _remove_new(data_dir, before)
+    raise
+
+
+def _remove_new(folder: pathlib.Path, before: set[str]) -> None:
+  """Removes the paths under `folder` not in `before` (a new folder whole)."""
+  for parent, folders, files in os.walk(folder):
+    for name in files + folders:
+      path = os.path.join(parent, name)
+      if path in before:
+        continue
+      if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+      else:
+        with contextlib.suppress(FileNotFoundError):
+          os.unlink(path)
+    folders[:] = [name for name in folders if os.path.join(parent, name) in before]

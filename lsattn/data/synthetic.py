@@ -3,7 +3,10 @@
 * :func:`write_synthetic_seven_scenes`: a textured box room (4 m x 3 m x 2.5 m)
   ray cast with numpy from smooth hand-held-like trajectories, written like a
   7-Scenes scene (``seq-XX/frame-XXXXXX.color.png`` + ``.pose.txt``,
-  ``TrainSplit.txt`` / ``TestSplit.txt``).
+  ``TrainSplit.txt`` / ``TestSplit.txt``). As ``seven_scenes/synthetic_room``
+  it tests interpolation between training views; the same room along
+  independent walks (``synthetic_walks``, `lsattn.data.walks`) tests
+  generalisation to a new walk.
 * :func:`write_synthetic_mit67`: the room re-dressed with a class-specific
   texture set and furniture layout per class, photographed from random
   viewpoints, written like MIT-67 (``Images/<class>/<file>.jpg``,
@@ -27,7 +30,7 @@ import colorsys
 import dataclasses
 import functools
 import pathlib
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -460,13 +463,16 @@ def write_synthetic_seven_scenes(
     root: str | pathlib.Path, *, seed: int = 0,
     image_size: tuple[int, int] = (240, 320),
     train_sequences: Sequence[int] = (1, 2, 3, 4), test_sequences: Sequence[int] = (5,),
-    frames_per_sequence: int = 200, scene_name: str = "synthetic_room") -> pathlib.Path:
+    frames_per_sequence: int = 200, scene_name: str = "synthetic_room",
+    trajectory_fn: Callable[[int, int, int], np.ndarray] = trajectory) -> pathlib.Path:
   """Writes the synthetic room as a 7-Scenes scene under `root/scene_name`.
 
   Files: ``seq-XX/frame-XXXXXX.color.png`` (RGB uint8 [H, W, 3]),
   ``seq-XX/frame-XXXXXX.pose.txt`` (4x4 camera-to-world), ``TrainSplit.txt``
   and ``TestSplit.txt`` (lines ``sequenceN``). Each sequence is its own
-  trajectory (:func:`trajectory`) through the same part of the room.
+  camera path, ``trajectory_fn(seed, sequence, frames_per_sequence)`` ->
+  [F, 4, 4] camera-to-world (default :func:`trajectory`, sweeps through the
+  same part of the room; `lsattn.data.walks.walk` for the walks scene).
 
   Returns:
     The scene folder.
@@ -481,7 +487,7 @@ def write_synthetic_seven_scenes(
   for sequence in sorted(set(train_sequences) | set(test_sequences)):
     sequence_dir = scene_dir / f"seq-{sequence:02d}"
     sequence_dir.mkdir(parents=True, exist_ok=True)
-    for frame, pose in enumerate(trajectory(seed, sequence, frames_per_sequence)):
+    for frame, pose in enumerate(trajectory_fn(seed, sequence, frames_per_sequence)):
       stem = sequence_dir / f"frame-{frame:06d}"
       # Level 3 encodes about 3x faster than the default 6 for ~7% more bytes.
       Image.fromarray(render(scene, pose, image_size)).save(f"{stem}.color.png",
