@@ -75,6 +75,24 @@ def xla_flops(compiled) -> float | None:
   return float(analysis["flops"])
 
 
+MEMORY_FIELDS = ("temp_size_in_bytes", "argument_size_in_bytes", "output_size_in_bytes",
+                 "alias_size_in_bytes")
+
+
+def xla_memory(compiled) -> dict[str, int | None] | None:
+  """XLA's memory analysis of a compiled computation (bytes), None where the
+  backend gives none. temp: the program's own buffers (activations kept for
+  the backward pass, workspaces); alias: outputs that reuse donated inputs."""
+  try:
+    analysis = compiled.memory_analysis()
+  except Exception:  # Some backends do not implement it.
+    return None
+  if analysis is None:
+    return None
+  return {name: (None if getattr(analysis, name, None) is None
+                 else int(getattr(analysis, name))) for name in MEMORY_FIELDS}
+
+
 def time_calls(call_fn, *, warmup: int, repeats: int, iters: int
                ) -> tuple[list[float], list[float]]:
   """Seconds per call, wall clock and this process's CPU time (all threads).
@@ -107,7 +125,7 @@ def compile_timed(jitted, args) -> tuple[dict, object]:
   compile_s = time.perf_counter() - start
   compile_cpu_s = time.process_time() - start_cpu
   return {"lower_s": lower_s, "compile_s": compile_s, "compile_cpu_s": compile_cpu_s,
-          "flops": xla_flops(compiled)}, compiled
+          "flops": xla_flops(compiled), "memory": xla_memory(compiled)}, compiled
 
 
 def measure_ceiling(*, matmul_size: int, conv_batch: int, repeats: int,

@@ -11,7 +11,14 @@ compiled (each timed on its own), run once (timed: first run), warmed up, then
 timed ``--repeats`` times over ``--iters`` calls each, with
 `jax.block_until_ready`. Reported: median ms/step with min, max and quartiles,
 images/s, XLA's FLOP count of the compiled step (``cost_analysis()``) and the
-achieved GFLOP/s.
+achieved GFLOP/s, and XLA's memory analysis of each compiled step
+(``memory_analysis()``: temporaries, arguments, outputs, aliased outputs, in
+bytes; None where the backend gives none).
+
+``--kernels cpu,generic`` and ``--remat none,both`` (comma lists) measure
+every configuration with each value of ``config.kernels`` and ``config.remat``
+(lsattn/compilation.py); each record names the value asked for and the
+kernels it resolved to.
 
 In the same process the machine's ceiling is measured once (benchmarks/measure.py):
 a large float32 matmul and GoogLeNet's dominant convolutions (forward, and
@@ -92,6 +99,8 @@ class Setting:
   variant: str | None = None
   hidden_size: int | None = None
   ynn_fusions: str | None = None  # config.xla_cpu_ynn_fusions
+  kernels: str | None = None  # config.kernels
+  remat: str | None = None  # config.remat
 
 
 def apply_setting(base, setting: Setting):
@@ -99,7 +108,8 @@ def apply_setting(base, setting: Setting):
   fields = {"batch_size": "batch_size", "image_size": "image_size",
             "num_steps": "num_recurrent_steps", "layers": "candidate_layers",
             "frozen": "freeze_backbone", "dtype": "dtype", "unroll": "scan_unroll",
-            "variant": "model_variant", "ynn_fusions": "xla_cpu_ynn_fusions"}
+            "variant": "model_variant", "ynn_fusions": "xla_cpu_ynn_fusions",
+            "kernels": "kernels", "remat": "remat"}
   for name, key in fields.items():
     value = getattr(setting, name)
     if value is not None:
@@ -218,6 +228,9 @@ def describe(runner: TrainStepRunner) -> dict:
       "backbone": model_config.backbone, "devices": runner.mesh.size,
       "xla_cpu_ynn_fusions": config.xla_cpu_ynn_fusions,
       "compiler_options": runner.compiler_options,
+      "kernels": config.kernels,
+      "kernels_effective": compilation.resolve_kernels(config.kernels),
+      "remat": config.remat,
   }
 
 
@@ -318,7 +331,16 @@ def _unroll_cell(config: dict) -> str:
 def _ynn_cell(config: dict) -> str:
   """The run's config.xla_cpu_ynn_fusions ('?' for records that predate the key)."""
   value = config.get("xla_cpu_ynn_fusions")
+  if config.get("kernels_effective") == "generic":
+    return "off"  # generic kernels compile without the CPU options
   return "?" if value is None else (value.replace(",", "+") or "none")
+
+
+def _temp_mb(entry: dict) -> float | None:
+  """The compiled step's temporaries in MB (None: not measured, or no analysis)."""
+  memory = entry.get("memory") or {}
+  temp = memory.get("temp_size_in_bytes")
+  return None if temp is None else temp / 1e6
 
 
 def print_table(records: list[dict], ceiling: dict) -> None:
@@ -334,21 +356,22 @@ def print_table(records: list[dict], ceiling: dict) -> None:
             f"{conv['forward_gflops']:.1f} GFLOP/s, forward+backward "
             f"{conv['forward_backward_gflops']:.1f} GFLOP/s")
   header = ("sweep", "variant", "B", "img", "N", "k", "frozen", "dtype", "unroll", "ynn",
-            "train ms [min-max]", "cpu ms", "img/s", "lower+compile s", "GFLOP/step",
-            "GFLOP/s", "util", "eval ms", "eval img/s", "eval compile s")
+            "kernels", "remat", "train ms [min-max]", "cpu ms", "img/s", "lower+compile s",
+            "GFLOP/step", "GFLOP/s", "util", "temp MB", "eval ms", "eval img/s",
+            "eval compile s")
   rows = []
   for r in records:
     c, t, e = r["config"], r["train"], r.get("eval")
     rows.append((
         r.get("sweep", "-"), c["variant"], str(c["batch_size"]), str(c["image_size"]),
         str(c["num_steps"]), str(len(c["layers"])), "y" if c["frozen"] else "n", c["dtype"],
-        _unroll_cell(c), _ynn_cell(c),
+        _unroll_cell(c), _ynn_cell(c), c.get("kernels_effective", "?"), c.get("remat", "?"),
         f"{t['ms']['median']:.0f} [{t['ms']['min']:.0f}-{t['ms']['max']:.0f}]",
         _fmt(t.get("cpu_ms") and t["cpu_ms"]["median"], ".0f"),
         _fmt(t["images_per_s"]), f"{t['lower_s']:.1f}+{t['compile_s']:.1f}",
         _fmt(t["flops"] and t["flops"] / 1e9), _fmt(t["gflops_per_s"]),
         _fmt(t["utilisation"] and 100 * t["utilisation"], ".0f") + "%",
-        _fmt(e and e["ms"]["median"], ".0f"), _fmt(e and e["images_per_s"]),
+        _fmt(_temp_mb(t)), _fmt(e and e["ms"]["median"], ".0f"), _fmt(e and e["images_per_s"]),
         _fmt(e and e["lower_s"] + e["compile_s"])))
   widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
   line = lambda cells: "  ".join(cell.rjust(w) for cell, w in zip(cells, widths))
@@ -380,6 +403,12 @@ def parse_args(argv=None):
   parser.add_argument("--hidden-size", type=int, help="Conv-LSTM and projection width")
   parser.add_argument("--ynn-fusions", help="config.xla_cpu_ynn_fusions (e.g. dot,reduce; '' = "
                                             "none; xla_default = XLA's choice)")
+  parser.add_argument("--kernels", default="",
+                      help="config.kernels values, comma list (auto, cpu, generic): every "
+                           "configuration is measured with each (default: the config's)")
+  parser.add_argument("--remat", default="",
+                      help="config.remat values, comma list (none, blocks, steps, both): every "
+                           "configuration is measured with each (default: the config's)")
   parser.add_argument("--devices", type=int, help="devices in the mesh (default: all)")
   parser.add_argument("--repeats", type=int, default=5, help="timed samples per step")
   parser.add_argument("--iters", type=int, default=1, help="calls per timed sample")
@@ -458,6 +487,10 @@ def main(argv=None) -> list[dict]:
   plan = [("base", base)] if not args.sweep else [
       (name, setting) for name in args.sweep
       for setting in sweep_settings(name, args.values.get(name, SWEEP_DEFAULTS[name]), base)]
+  kernels = [v.strip() for v in args.kernels.split(",") if v.strip()] or [None]
+  remats = [v.strip() for v in args.remat.split(",") if v.strip()] or [None]
+  plan = [(name, dataclasses.replace(setting, kernels=k, remat=r))
+          for name, setting in plan for k in kernels for r in remats]
 
   machine = machine_description()
   print(f"{machine['cpu_model']}, {machine['usable_cores']} usable cores, jax {machine['jax']} "
@@ -482,6 +515,7 @@ def main(argv=None) -> list[dict]:
     # scan_unroll=0 means "auto": compare configurations by what is compiled.
     resolved = config.copy_and_resolve_references()
     resolved.scan_unroll = core._unroll(model.ModelConfig.from_config(config).core)
+    resolved.kernels = compilation.resolve_kernels(config.kernels)  # 'auto' likewise
     key = json.dumps(resolved.to_dict(), sort_keys=True, default=str)
     if key not in cache:
       start, load_before = time.perf_counter(), load_average()

@@ -92,15 +92,23 @@ Keys (flax-examples names where one exists):
   'spatial_only' | 'layer_only' | 'posenet' | 'lstm_posenet' (LSTM-PoseNet,
   Walch et al. [42]) | 'googlenet' (GoogLeNet classification baseline
   [38])), ``fixed_layer``, ``candidate_layers``, ``backbone`` ('caffe' |
-  'torchvision'), ``backbone_weights`` (a .npz, Caffe pickle or torchvision
-  .pth; '' = random init), ``torchvision_transform_input`` ('auto': on
+  'torchvision'), ``backbone_weights`` (a Caffe .caffemodel, an lsattn or
+  Caffe-named .npz, a Caffe pickle, or a torchvision .pth; '' = random
+  init), ``torchvision_transform_input`` ('auto': on
   when torchvision weights are loaded, as torchvision's pretrained GoogLeNet
   expects; 'on' | 'off'), ``freeze_backbone``, ``num_recurrent_steps``,
   ``hidden_size``, ``projection_size``, ``convlstm_kernel_sizes``,
   ``attention_kernel_sizes``, ``gate_embedding_size``,
   ``attention_nonlinearity`` ('leaky_relu' | 'relu'),
   ``attention_branch_channels``, ``initial_state`` ('image' | 'constant'),
-  ``dtype``.
+  ``dtype`` ('float32' | 'bfloat16': mixed precision for the whole model.
+  Backbone, recurrent core (Conv-LSTM gate convolutions, attention, layer
+  selection), pooling and heads compute in bfloat16; parameters (cast at
+  use), gradients, optimiser state, batch-norm statistics, the loss and
+  every model output stay float32, and so do the Gumbel softmax (forward
+  and backward), the attention softmax, the Conv-LSTM cell state c and the
+  heads' accumulation (ARCHITECTURE.md, "Precision"). On CPU bfloat16 is not
+  faster: benchmarks/README.md).
 * loss: ``beta`` (eq. 4), ``learned_loss_weighting`` (Kendall 2017),
   ``step_loss`` ('final': the final step's prediction only, section 3.3 |
   'mean': the mean of the per-step heads' losses).
@@ -113,12 +121,26 @@ Keys (flax-examples names where one exists):
   ``num_train_steps``, ``log_every_steps``, ``eval_every_steps``
   (validation), ``checkpoint_every_steps``, ``keep_checkpoints``,
   ``nonfinite_policy`` ('skip' | 'stop') with ``max_consecutive_nonfinite``,
-  ``num_figure_examples``, ``jax_distributed``.
+  ``num_figure_examples``, ``jax_distributed``, ``heartbeat_timeout_seconds``
+  (multi-process jobs: when a process dies during a collective the others
+  stop at once with a one-line error; a process that stops answering
+  otherwise is declared dead after this many seconds and the job stops;
+  README, 'Several devices and hosts').
 * compilation: ``compilation_cache_dir`` (JAX's persistent compilation
   cache, so a resumed or repeated run does not compile again; '' = off; the
   environment's ``JAX_COMPILATION_CACHE_DIR`` wins), ``scan_unroll``,
   ``xla_cpu_ynn_fusions`` (see
-  lsattn/compilation.py; ignored off CPU).
+  lsattn/compilation.py; ignored off CPU and with ``kernels='generic'``),
+  ``kernels`` ('auto' (default): 'cpu' on the CPU backend, 'generic'
+  elsewhere | 'cpu': separable max pooling with its own gradient, the mask
+  head as one matmul plus shifted sums, 1x1 convolutions as matmuls, the
+  YNNPACK options; the formulations measured fastest on CPU | 'generic':
+  XLA's own ``reduce_window`` pooling and convolutions, no CPU options;
+  same results either way), ``remat`` ('none' (default) | 'blocks': each
+  inception block of the backbone | 'steps': each recurrent step | 'both'
+  recompute their activations in the backward pass (``jax.checkpoint``,
+  saving nothing inside; ours): less memory, more compute, same results;
+  measured in benchmarks/README.md).
 """
 
 from lsattn import defaults

@@ -92,7 +92,7 @@ def init_spatial_attention(key: jax.Array, *, hidden_size: int, feature_channels
 
 
 def spatial_attention(params: dict, state: dict, hidden: jax.Array, features: jax.Array, *,
-                      train: bool, nonlinearity: str = "leaky_relu"
+                      train: bool, nonlinearity: str = "leaky_relu", kernels: str = "cpu"
                       ) -> tuple[jax.Array, jax.Array, dict]:
   """Soft spatial attention of eq. 1.
 
@@ -102,17 +102,19 @@ def spatial_attention(params: dict, state: dict, hidden: jax.Array, features: ja
     features: [B, h, w, C], the feature map f.
     train: batch statistics (and their update) or running statistics.
     nonlinearity: 'relu' or 'leaky_relu'.
+    kernels: 'cpu' or 'generic' formulation (`mask_head`, `layers.conv2d`).
 
   Returns:
     (output [B, h, w, C] = mask * f, mask [B, h, w] summing to 1, new state).
   """
   mask, new_state = attention_mask(params, state, hidden, features, train=train,
-                                   nonlinearity=nonlinearity)
+                                   nonlinearity=nonlinearity, kernels=kernels)
   return mask[..., None] * features, mask, new_state
 
 
 def attention_mask(params: dict, state: dict, hidden: jax.Array, features: jax.Array, *,
-                   train: bool, nonlinearity: str = "leaky_relu") -> tuple[jax.Array, dict]:
+                   train: bool, nonlinearity: str = "leaky_relu", kernels: str = "cpu"
+                   ) -> tuple[jax.Array, dict]:
   """The mask alpha of eq. 1 alone: [B, h, w], summing to 1 over positions.
 
   The core uses it directly: a 1x1 projection P of the output is
@@ -121,27 +123,37 @@ def attention_mask(params: dict, state: dict, hidden: jax.Array, features: jax.A
   """
   if hidden.shape[:3] != features.shape[:3]:
     raise ValueError(f"hidden {hidden.shape} and features {features.shape} must share B, h, w")
-  embedded = layers.conv2d(params["embed"], hidden) + features
+  embedded = layers.conv2d(params["embed"], hidden, kernels=kernels) + features
   normed, norm_state = layers.batch_norm(params["norm"], state["norm"], embedded, train=train)
   activated = _nonlinearity(nonlinearity)(normed)
   mask_logits = mask_head(params["mask_branches"], params["mask_mix"], activated,
-                          nonlinearity=nonlinearity)
+                          nonlinearity=nonlinearity, kernels=kernels)
   batch, height, width = mask_logits.shape
-  mask = jax.nn.softmax(mask_logits.reshape(batch, height * width), axis=-1)
+  # The softmax over up to h*w = 784 positions in float32 (ours): in bfloat16
+  # the normaliser's sum keeps 8 bits, so small weights and the mask's total
+  # drift; the mask returns to the features' dtype.
+  wide = mask_logits.astype(jnp.promote_types(mask_logits.dtype, jnp.float32))
+  mask = jax.nn.softmax(wide.reshape(batch, height * width), axis=-1).astype(features.dtype)
   return mask.reshape(batch, height, width), {"norm": norm_state}
 
 
 def mask_head(branches: Sequence[dict], mix: dict, activated: jax.Array, *,
-              nonlinearity: str = "leaky_relu") -> jax.Array:
+              nonlinearity: str = "leaky_relu", kernels: str = "cpu") -> jax.Array:
   """C_A: phi(k x k conv, C -> m) per branch, stacked, 1x1 conv -> [B, h, w] logits.
 
   A convolution with few outputs runs far below the machine's matmul rate
-  on CPU, so every branch is computed from one matmul
+  on CPU, so with ``kernels='cpu'`` every branch is computed from one matmul
   [B*h*w, C] x [C, sum_k k*k*m] followed, per branch, by a sum of k*k
   shifted slices: the same function and parameters as separate
   convolutions (tests/test_attention.py), several times faster.
+  ``kernels='generic'`` is those separate convolutions (GPU, TPU).
   """
   phi = _nonlinearity(nonlinearity)
+  if kernels == "generic":
+    outputs = [phi(layers.conv2d(branch, activated, kernels=kernels)) for branch in branches]
+    return layers.conv2d(mix, jnp.concatenate(outputs, axis=-1), kernels=kernels)[..., 0]
+  if kernels != "cpu":
+    raise ValueError(f"Unsupported kernels {kernels!r}: expected 'cpu' or 'generic'")
   dtype = activated.dtype
   channels = activated.shape[-1]
   batch, height, width, _ = activated.shape

@@ -110,28 +110,31 @@ def lstm_step(params: dict, carry: Carry, projected_input: jax.Array) -> tuple[C
 
   Args:
     params: from `init_lstm`.
-    carry: (c, h), each [B, hidden].
-    projected_input: W_x x + b, [B, 4 * hidden].
+    carry: (c, h), each [B, hidden]; c at least float32, h in the compute
+      dtype (as the Conv-LSTM's, `lsattn.convlstm`).
+    projected_input: W_x x + b, [B, 4 * hidden], in h's dtype.
 
   Returns:
-    ((c', h'), h').
+    ((c', h'), h') in the dtypes of (c, h).
   """
   c, h = carry
-  gates = projected_input + h @ params["hidden"]["kernel"]
-  i, f, g, o = jnp.split(gates, 4, axis=-1)
+  gates = projected_input + h @ params["hidden"]["kernel"].astype(h.dtype)
+  i, f, g, o = jnp.split(gates.astype(c.dtype), 4, axis=-1)
   new_c = jax.nn.sigmoid(f + 1.0) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-  new_h = jax.nn.sigmoid(o) * jnp.tanh(new_c)
+  new_h = (jax.nn.sigmoid(o) * jnp.tanh(new_c)).astype(h.dtype)
   return (new_c, new_h), new_h
 
 
 def lstm_final_state(params: dict, sequence: jax.Array) -> jax.Array:
   """Runs an LSTM from a zero state over sequence [T, B, D]; returns h_T [B, hidden]."""
   hidden_size = params["hidden"]["kernel"].shape[0]
-  zeros = jnp.zeros((sequence.shape[1], hidden_size), sequence.dtype)
+  shape = (sequence.shape[1], hidden_size)
+  carry = (jnp.zeros(shape, jnp.promote_types(sequence.dtype, jnp.float32)),
+           jnp.zeros(shape, sequence.dtype))
   # The input projection of every step is one matmul outside the loop.
   projected = layers.dense(params["input"], sequence)
   (_, final_h), _ = jax.lax.scan(lambda carry, x: lstm_step(params, carry, x),
-                                 (zeros, zeros), projected)
+                                 carry, projected)
   return final_h
 
 
@@ -186,12 +189,12 @@ def baseline_features(params: dict, variant: str, tap: jax.Array) -> jax.Array:
     tap: [B, h, w, C].
 
   Returns:
-    [B, F] float32, F = `feature_size(variant, C)`.
+    [B, F] in the tap's dtype (the compute dtype), F = `feature_size(variant, C)`.
   """
   _check_variant(variant)
   if tap.ndim != 4:
     raise ValueError(f"tap must be [B, h, w, C], got shape {tuple(tap.shape)}")
-  pooled = jnp.mean(tap.astype(jnp.float32), axis=(1, 2))
+  pooled = jnp.mean(tap, axis=(1, 2))  # jnp.mean sums bfloat16 in float32
   if variant == "googlenet":
     return pooled
   if variant == "posenet":

@@ -37,6 +37,10 @@ def shape_signature(config, model_config, image_shape) -> dict[str, Any]:
   """The config values that fix the train state's shapes, as JSON data."""
   signature = dataclasses.asdict(model_config)
   signature["core"].pop("scan_unroll")  # how the loop compiles, not what it computes
+  for how in ("kernels", "remat"):  # also how, not what: a run may resume with others
+    signature.pop(how)
+  for how in ("kernels", "remat_steps"):
+    signature["core"].pop(how)
   signature.pop("transform_input")  # an input remapping, no shape: older runs still resume
   signature["image_shape"] = list(image_shape)
   signature["freeze_backbone"] = bool(config.freeze_backbone)
@@ -160,12 +164,16 @@ def _reading_manager(workdir: pathlib.Path) -> ocp.CheckpointManager:
 def require_checkpoint(workdir: str | pathlib.Path) -> None:
   """Raises the "no checkpoint in …: train first" LsattnError unless the run has one.
 
-  Cheap (no restore): callers check before building datasets or states.
+  Cheap (no restore): callers check before building datasets or states. Reads
+  folder names only (orbax renames a step's folder to its number once complete):
+  an orbax manager would start JAX's backend, before a multi-process eval.py has
+  called `jax.distributed.initialize`.
   """
   workdir = pathlib.Path(workdir).expanduser()
-  manager = _reading_manager(workdir)
-  if manager.latest_step() is None:
-    raise _no_checkpoint(manager.directory, workdir)
+  directory = workdir.resolve() / "checkpoints"
+  if not (directory.is_dir() and any(path.name.isdigit() and path.is_dir()
+                                     for path in directory.iterdir())):
+    raise _no_checkpoint(directory, workdir)
 
 
 def restore_run(workdir: str | pathlib.Path, abstract_state, signature: dict

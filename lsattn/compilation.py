@@ -8,6 +8,12 @@ for dots and reductions only (the measurements: benchmarks/README.md,
 "Results: current code"). The config key ``xla_cpu_ynn_fusions`` chooses;
 other backends ignore it, and a jaxlib without the option falls back to
 XLA's defaults with a warning.
+
+Two more choices of how (never what) the steps compute live here: which
+kernels the model uses (``config.kernels``: `resolve_kernels` is the one
+place that decides, and 'generic' also drops the options above) and which
+parts recompute their activations in the backward pass (``config.remat``,
+`remat_parts`, `REMAT_POLICY`).
 """
 
 from __future__ import annotations
@@ -26,6 +32,46 @@ from lsattn.errors import LsattnError
 YNN_OPTION = "xla_cpu_experimental_ynn_fusion_type"
 YNN_FUSION_KINDS = ("dot", "reduce", "eltwise", "individual_dot", "individual_convolution")
 XLA_DEFAULT = "xla_default"
+
+# config.kernels: which formulation of the backend-sensitive ops the model uses.
+KERNELS = ("auto", "cpu", "generic")
+
+
+def resolve_kernels(kernels: str, platform: str | None = None) -> str:
+  """The one place that decides the kernels: 'auto' -> 'cpu' on CPU, else 'generic'.
+
+  'cpu' is the formulations measured fastest on this CPU (separable max
+  pooling with its own VJP, the mask head as one matmul plus shifted sums,
+  1x1 convolutions as matmuls, the YNNPACK options below); 'generic' the
+  plain XLA ops (``lax.reduce_window`` with XLA's gradient, convolutions, no
+  CPU options), the natural choice on GPU and TPU, where the CPU kernels
+  were never measured. Both compute the same function (tests/test_kernels.py).
+  Called at trace time (like the scan's auto unroll): resolving when the
+  config is read would start JAX's backend before ``jax.distributed``.
+  """
+  if kernels not in KERNELS:
+    raise LsattnError(f"config.kernels = {kernels!r}: expected one of {KERNELS}")
+  if kernels != "auto":
+    return kernels
+  return "cpu" if (platform or jax.default_backend()) == "cpu" else "generic"
+
+
+# config.remat: which parts of the train step recompute their activations in
+# the backward pass instead of storing them (`jax.checkpoint`).
+REMATS = ("none", "blocks", "steps", "both")
+# Save nothing inside a checkpointed part, keep only its inputs. The
+# alternative, `dots_with_no_batch_dims_saveable`, would keep no convolution
+# (convolutions are not dots), so in the backbone it saves what this saves,
+# and in the core the dots it would keep (the mask head's [B, h, w, sum k*k*m]
+# taps, 1x1 projections) are as large as the activations they replace. Ours.
+REMAT_POLICY = jax.checkpoint_policies.nothing_saveable
+
+
+def remat_parts(remat: str) -> tuple[bool, bool]:
+  """config.remat -> (inception blocks, recurrent steps) under `jax.checkpoint`."""
+  if remat not in REMATS:
+    raise LsattnError(f"config.remat = {remat!r}: expected one of {REMATS}")
+  return remat in ("blocks", "both"), remat in ("steps", "both")
 
 
 # JAX's persistent compilation cache: a run (and every resume) reuses what an
@@ -104,11 +150,12 @@ def _accepted(options: tuple[tuple[str, str], ...]) -> bool:
 def step_compiler_options(config, platform: str | None = None) -> dict[str, str] | None:
   """`jax.jit(..., compiler_options=...)` for a run's steps on `platform`.
 
-  None (XLA's defaults) off CPU, when the config asks for XLA's default, or
-  when this jaxlib does not know the option.
+  None (XLA's defaults) off CPU, with ``config.kernels`` resolving to
+  'generic', when the config asks for XLA's default, or when this jaxlib
+  does not know the option.
   """
   platform = platform or jax.default_backend()
-  if platform != "cpu":
+  if platform != "cpu" or resolve_kernels(config.get("kernels", "auto"), platform) != "cpu":
     return None
   options = cpu_options(config.xla_cpu_ynn_fusions)
   if not options or not _accepted(tuple(sorted(options.items()))):

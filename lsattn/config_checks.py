@@ -8,6 +8,8 @@ each value must be in range.
 
 from __future__ import annotations
 
+import pathlib
+
 from lsattn import compilation, defaults, model, training
 from lsattn.data import pipeline
 from lsattn.errors import LsattnError
@@ -26,7 +28,7 @@ def check_config(config) -> model.ModelConfig:
                       f"configs/default.py: {sorted(known)}")
   for key in ("num_train_steps", "batch_size", "eval_batch_size", "log_every_steps",
               "eval_every_steps", "checkpoint_every_steps", "keep_checkpoints",
-              "max_consecutive_nonfinite", "image_size"):
+              "max_consecutive_nonfinite", "image_size", "heartbeat_timeout_seconds"):
     value = config[key]
     _require(isinstance(value, int) and not isinstance(value, bool) and value >= 1, key, value,
              "an integer >= 1")
@@ -56,9 +58,16 @@ def check_config(config) -> model.ModelConfig:
   _require(config.channel_mean == () or len(config.channel_mean) == 3, "channel_mean",
            config.channel_mean, "() (the dataset's mean) or three numbers (R, G, B)")
   pipeline.check_flip(config.task, config.random_flip)
+  for key in ("data_dir", "manual_dir"):  # a file there fails deep in tfds otherwise
+    _require(not (config[key] and pathlib.Path(config[key]).expanduser().is_file()), key,
+             config[key], "a folder, not a file")
   _require(config.step_loss in training.STEP_LOSSES, "step_loss", config.step_loss,
            f"one of {training.STEP_LOSSES}")
   compilation.parse_ynn_fusions(config.xla_cpu_ynn_fusions)
+  _require(config.kernels in compilation.KERNELS, "kernels", config.kernels,
+           f"one of {compilation.KERNELS}")
+  _require(config.remat in compilation.REMATS, "remat", config.remat,
+           f"one of {compilation.REMATS}")
   try:
     return model.ModelConfig.from_config(config)
   except LsattnError as error:

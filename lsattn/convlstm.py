@@ -29,6 +29,14 @@ for any input size; spatial detail enters from step 1 on through the
 attention, which sees f itself. ``initial_state='constant'`` (ours, for
 comparison) learns one vector per channel for c0 and h0, the same for
 every image: then step 1's layer choice cannot depend on the image.
+
+**Precision** (ours). In a bfloat16 model (``dtype='bfloat16'``) x, h and
+the gate convolutions are bfloat16, while the cell state c and the
+element-wise update of the gates stay float32: c is the one running sum of
+the cell, and with 8 significant bits an increment
+:math:`\sigma(i) \tanh(g)` below about 1/256 of c would be rounded away.
+The cost is element-wise work on [B, H, W, 4 * hidden]; no convolution
+runs in float32.
 """
 
 from __future__ import annotations
@@ -108,38 +116,44 @@ def initial_carry(params: dict, *, batch_size: int, height: int, width: int,
     batch_size, height, width: the state's shape.
     context: [B, context_channels] for the image-conditioned state (the
       spatial means of the feature maps); ignored by the constant one.
-    dtype: of the state.
+    dtype: the compute dtype: h0's; c0 is at least float32 (Precision above).
   """
+  cell_dtype = jnp.promote_types(dtype, jnp.float32)
   if "c0" in params:
-    vectors = (params["c0"].astype(dtype), params["h0"].astype(dtype))
+    vectors = (params["c0"].astype(cell_dtype), params["h0"].astype(dtype))
     shape = (batch_size, height, width, params["c0"].shape[0])
   else:
     if context is None or context.shape[0] != batch_size:
       raise ValueError(f"the image-conditioned initial state needs a context [B={batch_size}, "
                        f"C], got {None if context is None else context.shape}")
-    vectors = tuple(jnp.tanh(layers.dense(params[name], context.astype(dtype)))[:, None, None]
-                    for name in ("c", "h"))
-    shape = (batch_size, height, width, vectors[0].shape[-1])
+    c0, h0 = (jnp.tanh(layers.dense(params[name], context.astype(dtype)))[:, None, None]
+              for name in ("c", "h"))
+    vectors = (c0.astype(cell_dtype), h0)
+    shape = (batch_size, height, width, h0.shape[-1])
   return tuple(jnp.broadcast_to(v, shape) for v in vectors)
 
 
-def convlstm_step(params: dict, carry: Carry, x: jax.Array) -> tuple[Carry, jax.Array]:
+def convlstm_step(params: dict, carry: Carry, x: jax.Array, *, kernels: str = "cpu"
+                  ) -> tuple[Carry, jax.Array]:
   """One Conv-LSTM step.
 
   Args:
     params: from `init_convlstm`.
     carry: (c, h), each [B, H, W, hidden].
     x: [B, H, W, input_channels].
+    kernels: 'cpu' or 'generic' (how `layers.conv2d` computes the 1x1 branch).
 
   Returns:
-    ((c', h'), h'), with c', h': [B, H, W, hidden].
+    ((c', h'), h'), with c', h': [B, H, W, hidden] in the dtypes of c, h.
   """
   c, h = carry
   gates = []
   for branch in params["branches"]:
-    branch_gates = layers.conv2d(branch["input"], x) + layers.conv2d(branch["hidden"], h)
+    branch_gates = (layers.conv2d(branch["input"], x, kernels=kernels)
+                    + layers.conv2d(branch["hidden"], h, kernels=kernels))
     gates.append(jnp.split(branch_gates, 4, axis=-1))
-  i, g, f, o = (jnp.concatenate(parts, axis=-1) for parts in zip(*gates))
+  # Gates and cell update in c's dtype (float32 in a bfloat16 model: Precision above).
+  i, g, f, o = (jnp.concatenate(parts, axis=-1).astype(c.dtype) for parts in zip(*gates))
   new_c = jax.nn.sigmoid(f + 1) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-  new_h = jax.nn.sigmoid(o) * jnp.tanh(new_c)
+  new_h = (jax.nn.sigmoid(o) * jnp.tanh(new_c)).astype(h.dtype)
   return (new_c, new_h), new_h

@@ -51,7 +51,7 @@ from typing import NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 
-from lsattn import attention, convlstm, layers
+from lsattn import attention, compilation, convlstm, layers
 from lsattn.errors import LsattnError
 
 
@@ -78,6 +78,12 @@ class CoreConfig:
       does not grow with N; 0 (auto) unrolls fully on CPU, where XLA runs the
       weight-gradient convolutions of a loop body about 10x slower than
       outside a loop (benchmarks/README.md), and uses 1 elsewhere.
+    kernels: 'auto' | 'cpu' | 'generic', the formulation of the mask head
+      and the 1x1 convolutions (`lsattn.compilation.resolve_kernels`; same
+      results).
+    remat_steps: recompute each recurrent step's activations in the backward
+      pass instead of storing them (`jax.checkpoint`, policy
+      `lsattn.compilation.REMAT_POLICY`; same results, less memory).
   """
   num_steps: int = 3
   hidden_size: int = 96
@@ -91,6 +97,8 @@ class CoreConfig:
   select_layer: bool = True
   spatial_attention: bool = True
   scan_unroll: int = 0
+  kernels: str = "auto"
+  remat_steps: bool = False
 
   def __post_init__(self):
     for name in ("num_steps", "hidden_size", "projection_size", "gate_embedding_size",
@@ -104,6 +112,9 @@ class CoreConfig:
         raise LsattnError(f"core: {name} must be odd positive integers, got {sizes!r}")
     if not isinstance(self.scan_unroll, int) or self.scan_unroll < 0:
       raise LsattnError(f"core: scan_unroll must be an integer >= 0, got {self.scan_unroll!r}")
+    if self.kernels not in compilation.KERNELS:
+      raise LsattnError(f"core: kernels must be one of {compilation.KERNELS}, "
+                        f"got {self.kernels!r}")
     if self.initial_state not in convlstm.INITIAL_STATES:
       raise LsattnError(f"core: initial_state must be one of {convlstm.INITIAL_STATES}, "
                         f"got {self.initial_state!r}")
@@ -248,11 +259,13 @@ def _prepare(params, state, features, key, temperature, *, train, config):
   (common_h, common_w), (finest_h, finest_w) = grids(feature_shapes)
   batch = features[0].shape[0]
   dtype = features[0].dtype
+  kernels = compilation.resolve_kernels(config.kernels)
 
   # The projections P_i are 1x1 convolutions and the mask scales positions, so
   # P_i(alpha * f_i) = alpha * (f_i W_i) + b_i: f_i W_i [B, h_i, w_i, D] is
   # computed once for all N steps instead of projecting C_i channels per step.
-  projected_features = [layers.conv2d({"kernel": params["project"][i]["kernel"]}, f)
+  projected_features = [layers.conv2d({"kernel": params["project"][i]["kernel"]}, f,
+                                      kernels=kernels)
                         for i, f in enumerate(features)]
 
   def step_fn(carry, step_input):
@@ -273,7 +286,7 @@ def _prepare(params, state, features, key, temperature, *, train, config):
       if config.spatial_attention:
         layer_mask, layer_state = attention.attention_mask(
             params["attend"][i], state["attend"][i], layers.resize(h, height, width), f,
-            train=train, nonlinearity=config.attention_nonlinearity)
+            train=train, nonlinearity=config.attention_nonlinearity, kernels=kernels)
         new_state["attend"].append(layer_state)
         projected = layer_mask[..., None] * projected_features[i] + bias
       else:
@@ -283,7 +296,7 @@ def _prepare(params, state, features, key, temperature, *, train, config):
       weight = choice[:, i][:, None, None]
       lstm_input = lstm_input + weight[..., None] * projected
       mask = mask + weight * layers.resize(layer_mask[..., None], finest_h, finest_w)[..., 0]
-    (c, h), _ = convlstm.convlstm_step(params["lstm"], (c, h), lstm_input)
+    (c, h), _ = convlstm.convlstm_step(params["lstm"], (c, h), lstm_input, kernels=kernels)
     return (c, h), ((h, choice, logits, mask), new_state)
 
   # [47]: the initial state from the average of the image's features.
@@ -291,6 +304,8 @@ def _prepare(params, state, features, key, temperature, *, train, config):
   carry = convlstm.initial_carry(params["initial"], batch_size=batch, height=common_h,
                                  width=common_w, context=context, dtype=dtype)
   step_keys = None if key is None else jax.random.split(key, config.num_steps)
+  if config.remat_steps:
+    step_fn = jax.checkpoint(step_fn, policy=compilation.REMAT_POLICY)
   return step_fn, carry, (step_keys, state)
 
 

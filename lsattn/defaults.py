@@ -42,8 +42,14 @@ def get_config() -> ml_collections.ConfigDict:
   config.attention_nonlinearity = "leaky_relu"
   config.attention_branch_channels = 4  # channels of each C_A branch (ours)
   config.initial_state = "image"  # "image" ([47]-style, from the taps) or "constant"
-  config.dtype = "float32"
+  config.dtype = "float32"  # or "bfloat16": mixed precision (ARCHITECTURE.md, Precision)
   config.scan_unroll = 0  # 0: auto (full unroll on CPU, see CoreConfig)
+  # 'auto' = 'cpu' on the CPU backend, 'generic' elsewhere; 'cpu' | 'generic' force
+  # the CPU-tuned or the plain XLA ops (same results; lsattn/compilation.py).
+  config.kernels = "auto"
+  # jax.checkpoint over the backbone's inception 'blocks', the recurrent 'steps',
+  # 'both' or 'none': less memory, more compute, same results (lsattn/compilation.py).
+  config.remat = "none"
   # Op kinds XLA's CPU compiler gives YNNPACK ('xla_default' = XLA's choice); its
   # convolutions are slower than XLA's own here (lsattn/compilation.py).
   config.xla_cpu_ynn_fusions = "dot,reduce"
@@ -73,4 +79,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.max_consecutive_nonfinite = 10
   config.num_figure_examples = 4
   config.jax_distributed = False
+  # Multi-process jobs: a process silent this long counts as dead and the job stops
+  # (jax.distributed's heartbeat timeout; a peer dying mid-collective is seen at once).
+  config.heartbeat_timeout_seconds = 100
   return config

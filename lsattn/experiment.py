@@ -27,8 +27,8 @@ import jax
 import numpy as np
 import tqdm
 
-from lsattn import (checkpoint, compilation, config_checks, evaluation, parallel, training,
-                    weights)
+from lsattn import (checkpoint, compilation, config_checks, evaluation, parallel, run_folder,
+                    training, weights)
 from lsattn.data import datasets, pipeline, splits
 from lsattn.errors import LsattnError
 
@@ -57,7 +57,7 @@ def setup(config) -> Setup:
   """Config checks, multi-host start, dataset, splits, image options, mesh."""
   model_config = config_checks.check_config(config)
   compilation.use_compilation_cache(config)  # before anything compiles
-  parallel.initialize_distributed(config.jax_distributed)
+  parallel.initialize_distributed(config.jax_distributed, config.heartbeat_timeout_seconds)
   parallel.check_batch_size(config.batch_size, "batch_size")
   parallel.check_batch_size(config.eval_batch_size, "eval_batch_size")
   if datasets.task_of(config.dataset) != config.task:
@@ -151,14 +151,16 @@ def _check_validation_split(run: Setup, meta: dict, path) -> None:
                       f"--config.validation_split={saved}, or use a new --workdir.")
 
 
+@parallel.stop_on_peer_failure
 def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
   """Trains (resuming from workdir's latest checkpoint) and evaluates the test split.
 
   Returns:
     The test metrics (also in <workdir>/eval/metrics.json).
   """
+  workdir = run_folder.check_workdir(workdir)
+  run_folder.check_resume(workdir, config)  # before the dataset is built
   run = setup(config)
-  workdir = pathlib.Path(workdir).expanduser()
   workdir.mkdir(parents=True, exist_ok=True)
   signature = checkpoint.shape_signature(config, run.model_config, run.image_shape)
   manager = checkpoint.create_manager(workdir, save_every=config.checkpoint_every_steps,
@@ -172,6 +174,8 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
     state = restored[0]
     print(f"Resuming from {manager.directory / str(restored[2])} (step {restored[2]}).",
           file=sys.stderr)
+  if jax.process_index() == 0:
+    run_folder.write(workdir, config)  # the run's config, for eval.py, predict.py, export.py
   state = parallel.replicate(state, run.mesh)
   start_step = int(jax.device_get(state.step))
 
@@ -332,24 +336,33 @@ class _BestCheckpoint:
 
 
 def _final_evaluation(run: Setup, state, workdir: pathlib.Path, *, step: int,
-                      selection: str | None = None) -> dict:
+                      selection: str | None = None, overrides: dict | None = None) -> dict:
   """Evaluates the test split once and writes <workdir>/eval.
 
   Args:
     selection: how validation chose the checkpoint (`_BestCheckpoint.restore`);
       None when it is the last one.
+    overrides: eval.py's `run_folder.resolve` overrides (metrics.json's
+      ``config_overrides``), or None.
   """
   if selection is None:
     protocol, selection = _last_checkpoint_protocol(run, step)
   else:
     protocol = VALIDATION_SELECTED
   outputs, result = _evaluate(run, state, run.test_split, "test")
+  if run.config.task == "pose":  # beside the mean pose (baseline_*): the nearest training image
+    result.update(evaluation.retrieval_baselines(
+        run.model_config, state.params, state.model_state, run.test_split, run.train_split,
+        options=run.options, batch_size=run.config.eval_batch_size, mesh=run.mesh,
+        compiler_options=compilation.step_compiler_options(run.config)))
   result["checkpoint_step"] = step
   result["skipped_nonfinite_steps"] = int(jax.device_get(state.skipped_steps))
   result["protocol"] = protocol
   result["checkpoint_selection"] = selection
   result["dataset"] = run.config.dataset
   result["split"] = "test"
+  if overrides is not None:  # eval.py: what the given config changed of the run's
+    result["config_overrides"] = overrides
   if jax.process_index() == 0:
     paths = evaluation.write_outputs(
         workdir / "eval", outputs, result, run.test_split, task=run.config.task,
@@ -362,16 +375,23 @@ def _final_evaluation(run: Setup, state, workdir: pathlib.Path, *, step: int,
   return result
 
 
+@parallel.stop_on_peer_failure
 def evaluate(config, workdir: str | pathlib.Path) -> dict:
   """Evaluates the test split with the checkpoint train.py chose.
 
   That is the best one on validation when the run has a validation split
-  (<workdir>/best_checkpoint), else the latest. The config's
-  ``validation_split`` must be the one the run was trained with.
+  (<workdir>/best_checkpoint), else the latest.
+
+  Args:
+    config: None to use the run's own (<workdir>/config.json), or a config
+      merged with it by `run_folder.resolve` (keys that change the model are
+      refused, the others applied and listed in metrics.json as
+      ``config_overrides``); required for runs without config.json.
   """
+  workdir = run_folder.check_workdir(workdir)
   checkpoint.require_checkpoint(workdir)  # before the dataset is built
+  config, overrides = run_folder.resolve(workdir, config)
   run = setup(config)
-  workdir = pathlib.Path(workdir).expanduser()
   signature = checkpoint.shape_signature(config, run.model_config, run.image_shape)
   replicated = parallel.replicated(run.mesh)
   template = jax.eval_shape(lambda: initial_state(run))
@@ -382,8 +402,9 @@ def evaluate(config, workdir: str | pathlib.Path) -> dict:
     best = _BestCheckpoint(workdir, run, signature)
     if best.step is not None:
       state, step, selection = best.restore(state)
-      return _final_evaluation(run, state, workdir, step=step, selection=selection)
-  return _final_evaluation(run, state, workdir, step=step)
+      return _final_evaluation(run, state, workdir, step=step, selection=selection,
+                               overrides=overrides)
+  return _final_evaluation(run, state, workdir, step=step, overrides=overrides)
 
 
 class _Logger:

@@ -33,7 +33,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from lsattn import pooling
+from lsattn import compilation, pooling
 from lsattn.errors import LsattnError
 
 TAP_NAMES = ("3b", "4c", "4e", "5b")
@@ -94,10 +94,14 @@ def _ceil_padding(size: int, window: int, stride: int, padding: int) -> tuple[in
   return padding, (out - 1) * stride + window - size - padding
 
 
-def max_pool_ceil(x: jax.Array, window: int, stride: int, padding: int = 0) -> jax.Array:
-  """Ceil-mode max pooling of x [B, H, W, C]; padding never wins the max."""
+def max_pool_ceil(x: jax.Array, window: int, stride: int, padding: int = 0, *,
+                  kernels: str = "cpu") -> jax.Array:
+  """Ceil-mode max pooling of x [B, H, W, C]; padding never wins the max.
+
+  `kernels`: 'cpu' or 'generic' (`lsattn.pooling.max_pool`).
+  """
   pads = [_ceil_padding(x.shape[axis], window, stride, padding) for axis in (1, 2)]
-  return pooling.max_pool(x, window, stride, pads)
+  return pooling.max_pool(x, window, stride, pads, kernels=kernels)
 
 
 def local_response_norm(x: jax.Array, *, size: int = 5, alpha: float = 1e-4,
@@ -181,9 +185,10 @@ class Inception(nn.Module):
   batch_norm: bool
   wide_kernel: int  # 5 in Caffe, 3 in torchvision
   dtype: jnp.dtype = jnp.float32
+  kernels: str = "cpu"  # resolved: 'cpu' or 'generic'
 
   @nn.compact
-  def __call__(self, x, *, train: bool):
+  def __call__(self, x, train: bool):  # train positional: a static argument under nn.remat
     b1, b3_reduce, b3, b5_reduce, b5, pool_proj = self.widths
     unit = lambda features, kernel, name: ConvUnit(  # noqa: E731
         features, kernel, batch_norm=self.batch_norm, dtype=self.dtype, name=name)
@@ -191,7 +196,7 @@ class Inception(nn.Module):
     branch3 = unit(b3, 3, "b3x3")(unit(b3_reduce, 1, "b3x3_reduce")(x, train=train), train=train)
     branch5 = unit(b5, self.wide_kernel, "b5x5")(
         unit(b5_reduce, 1, "b5x5_reduce")(x, train=train), train=train)
-    pooled = max_pool_ceil(x, 3, 1, padding=1)
+    pooled = max_pool_ceil(x, 3, 1, padding=1, kernels=self.kernels)
     branch_pool = unit(pool_proj, 1, "pool_proj")(pooled, train=train)
     return jnp.concatenate([branch1, branch3, branch5, branch_pool], axis=-1)
 
@@ -206,6 +211,11 @@ class GoogLeNet(nn.Module):
     compute_logits: also run the classifier (else stop after the deepest tap).
     transform_input: torchvision's input remapping of its pretrained weights.
     dtype: computation dtype (params stay float32).
+    kernels: 'auto' | 'cpu' | 'generic' max pooling
+      (`lsattn.compilation.resolve_kernels`; same results).
+    remat_blocks: recompute each inception block's activations in the
+      backward pass (`nn.remat`, policy `lsattn.compilation.REMAT_POLICY`;
+      same results, less memory).
   """
   variant: str = "caffe"
   num_classes: int = 1000
@@ -213,6 +223,8 @@ class GoogLeNet(nn.Module):
   compute_logits: bool = True
   transform_input: bool = False
   dtype: jnp.dtype = jnp.float32
+  kernels: str = "auto"
+  remat_blocks: bool = False
 
   @nn.compact
   def __call__(self, images: jax.Array, *, train: bool) -> dict[str, jax.Array]:
@@ -224,18 +236,22 @@ class GoogLeNet(nn.Module):
       raise LsattnError(f"unknown backbone taps {unknown}; choose from {TAP_NAMES}")
     check_images(images)
     caffe = self.variant == "caffe"
+    kernels = compilation.resolve_kernels(self.kernels)
+    pool = functools.partial(max_pool_ceil, kernels=kernels)
+    block = (nn.remat(Inception, policy=compilation.REMAT_POLICY, static_argnums=(2,))
+             if self.remat_blocks else Inception)
     x = self._normalise(images.astype(self.dtype), caffe)
     unit = lambda features, kernel, name, stride=1: ConvUnit(  # noqa: E731
         features, kernel, stride, batch_norm=not caffe, dtype=self.dtype, name=name)
 
-    x = max_pool_ceil(unit(64, 7, "conv1", stride=2)(x, train=train), 3, 2)
+    x = pool(unit(64, 7, "conv1", stride=2)(x, train=train), 3, 2)
     if caffe:
       x = local_response_norm(x)
     x = unit(64, 1, "conv2_reduce")(x, train=train)
     x = unit(192, 3, "conv2")(x, train=train)
     if caffe:
       x = local_response_norm(x)
-    x = max_pool_ceil(x, 3, 2)
+    x = pool(x, 3, 2)
 
     outputs = {}
     last_needed = max(_ORDER.index(t) for t in self.taps) if self.taps else -1
@@ -243,13 +259,13 @@ class GoogLeNet(nn.Module):
       if not self.compute_logits and position > last_needed:
         break
       if name == "pool3":
-        x = max_pool_ceil(x, 3, 2)
+        x = pool(x, 3, 2)
       elif name == "pool4":
-        x = max_pool_ceil(x, 3, 2) if caffe else max_pool_ceil(x, 2, 2)
+        x = pool(x, 3, 2) if caffe else pool(x, 2, 2)
       else:
-        x = Inception(INCEPTION_BLOCKS[name], batch_norm=not caffe,
-                      wide_kernel=5 if caffe else 3, dtype=self.dtype,
-                      name=f"inception_{name}")(x, train=train)
+        x = block(INCEPTION_BLOCKS[name], batch_norm=not caffe,
+                  wide_kernel=5 if caffe else 3, dtype=self.dtype, kernels=kernels,
+                  name=f"inception_{name}")(x, train)
         if name in self.taps:
           outputs[name] = x
     if self.compute_logits:

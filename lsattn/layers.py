@@ -24,10 +24,16 @@ def init_conv(key: jax.Array, *, kernel_size: int, in_channels: int, out_channel
   return params
 
 
-def conv2d(params: Params, x: jax.Array) -> jax.Array:
-  """x: [B, H, W, in] -> [B, H, W, out], stride 1, 'SAME' padding."""
+def conv2d(params: Params, x: jax.Array, *, kernels: str = "cpu") -> jax.Array:
+  """x: [B, H, W, in] -> [B, H, W, out], stride 1, 'SAME' padding.
+
+  `kernels`: 'cpu' computes a 1x1 convolution as a matmul, 'generic' keeps
+  every convolution a convolution (`lsattn.compilation.resolve_kernels`).
+  """
   kernel = params["kernel"].astype(x.dtype)
-  if kernel.shape[:2] == (1, 1):
+  if kernels not in ("cpu", "generic"):
+    raise ValueError(f"Unsupported kernels {kernels!r}: expected 'cpu' or 'generic'")
+  if kernel.shape[:2] == (1, 1) and kernels == "cpu":
     # A 1x1 convolution is a matmul; XLA's CPU dot is faster than its conv here.
     y = x @ kernel[0, 0]
   else:
@@ -80,20 +86,23 @@ def batch_norm(params: Params, state: Params, x: jax.Array, *, train: bool,
       otherwise normalise with the running statistics.
 
   Returns:
-    (normalised x, new state).
+    (normalised x in x's dtype, new state).
   """
+  # Statistics, running state and normalisation in float32 whatever x's dtype
+  # (in bfloat16, x - mean would keep a few bits); the result in x's dtype.
+  wide = x.astype(jnp.promote_types(x.dtype, jnp.float32))
   if train:
     axes = tuple(range(x.ndim - 1))
-    mean = jnp.mean(x, axis=axes)
-    var = jnp.mean(jnp.square(x - mean), axis=axes)
+    mean = jnp.mean(wide, axis=axes)
+    var = jnp.mean(jnp.square(wide - mean), axis=axes)
     new_state = {
-        "mean": momentum * state["mean"] + (1 - momentum) * mean.astype(jnp.float32),
-        "var": momentum * state["var"] + (1 - momentum) * var.astype(jnp.float32),
+        "mean": momentum * state["mean"] + (1 - momentum) * mean,
+        "var": momentum * state["var"] + (1 - momentum) * var,
     }
   else:
     mean, var, new_state = state["mean"], state["var"], state
-  inv = jax.lax.rsqrt(var.astype(x.dtype) + epsilon) * params["scale"].astype(x.dtype)
-  return (x - mean.astype(x.dtype)) * inv + params["bias"].astype(x.dtype), new_state
+  inv = jax.lax.rsqrt(var + epsilon) * params["scale"]
+  return ((wide - mean) * inv + params["bias"]).astype(x.dtype), new_state
 
 
 def resize(x: jax.Array, height: int, width: int) -> jax.Array:

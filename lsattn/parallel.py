@@ -9,6 +9,7 @@ Each process loads only its own slice of the global batch
 
 from __future__ import annotations
 
+import functools
 import os
 
 import jax
@@ -20,22 +21,79 @@ from lsattn.errors import LsattnError
 DATA_AXIS = "data"
 
 
-def initialize_distributed(requested: bool) -> None:
+def initialize_distributed(requested: bool, heartbeat_timeout_seconds: int = 100) -> None:
   """Starts `jax.distributed` when asked by the config or the environment.
 
   On clusters (SLURM, Open MPI, Cloud TPU) `jax.distributed.initialize()`
   finds the coordinator itself; elsewhere set ``JAX_COORDINATOR_ADDRESS``,
   ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID``.
+
+  Args:
+    heartbeat_timeout_seconds: a process silent for this long counts as dead
+      and the job's coordination service stops every other process (JAX's
+      ``heartbeat_timeout_seconds``; config ``heartbeat_timeout_seconds``).
+      A peer that dies during a collective is noticed at once (see
+      `stop_on_peer_failure`); this bounds the other waits.
   """
   from_environment = "JAX_COORDINATOR_ADDRESS" in os.environ
-  if not (requested or from_environment):
+  if not distributed_requested(requested):
     return
   kwargs = {}
   if from_environment:
     kwargs = dict(coordinator_address=os.environ["JAX_COORDINATOR_ADDRESS"],
                   num_processes=int(os.environ.get("JAX_NUM_PROCESSES", "1")),
                   process_id=int(os.environ.get("JAX_PROCESS_ID", "0")))
-  jax.distributed.initialize(**kwargs)
+  jax.distributed.initialize(**kwargs, heartbeat_timeout_seconds=heartbeat_timeout_seconds)
+
+
+def distributed_requested(requested: bool) -> bool:
+  """Whether `initialize_distributed(requested)` starts a multi-process job."""
+  return requested or "JAX_COORDINATOR_ADDRESS" in os.environ
+
+
+# What JAX raises in a survivor when another process of the job has gone: a
+# collective whose peer closed its connection (Gloo on CPU; NCCL, ICI elsewhere)
+# or the coordination service's verdict on a silent task.
+_PEER_FAILURE_SIGNS = ("gloo", "nccl", "connection closed by peer", "connection reset",
+                       "heartbeat", "coordination service", "barrier", "unavailable:",
+                       "deadline_exceeded")
+
+
+def peer_failure(error: BaseException) -> LsattnError | None:
+  """The one-line LsattnError for `error` if it says a process of the job died, else None."""
+  if jax.process_count() == 1 or not isinstance(error, (jax.errors.JaxRuntimeError,
+                                                         RuntimeError)):
+    return None
+  text = str(error).strip()
+  if not any(sign in text.lower() for sign in _PEER_FAILURE_SIGNS):
+    return None
+  first = text.splitlines()[0] if text else type(error).__name__
+  first = first if len(first) <= 200 else first[:197] + "..."
+  return LsattnError(
+      f"process {jax.process_index()} of {jax.process_count()} stopped: another process of "
+      f"the job died or was stopped ({first}); see its log. Start every process again with "
+      f"the same command to resume from the last checkpoint.")
+
+
+def stop_on_peer_failure(function):
+  """Turns a collective failed by a dead peer into `peer_failure`'s one-line error.
+
+  `errors.run_cli` then exits at once (status 2), skipping JAX's shutdown
+  barrier, which would wait ``heartbeat_timeout_seconds`` for the dead peer
+  and then abort with a C++ stack trace.
+  """
+
+  @functools.wraps(function)
+  def wrapped(*args, **kwargs):
+    try:
+      return function(*args, **kwargs)
+    except Exception as error:
+      stopped = peer_failure(error)
+      if stopped is None:
+        raise
+      raise stopped from None
+
+  return wrapped
 
 
 def create_mesh(devices=None) -> Mesh:

@@ -57,7 +57,8 @@ _max_1d.defvjp(_max_1d_fwd, _max_1d_bwd)
 
 
 def max_pool(x: jax.Array, window: int, stride: int,
-             padding: tuple[tuple[int, int], tuple[int, int]]) -> jax.Array:
+             padding: tuple[tuple[int, int], tuple[int, int]], *,
+             kernels: str = "cpu") -> jax.Array:
   """Max pooling of x [B, H, W, C] over window x window, padding never winning.
 
   Args:
@@ -65,12 +66,23 @@ def max_pool(x: jax.Array, window: int, stride: int,
     window: side of the square window.
     stride: step in both directions.
     padding: ((low, high) of H, (low, high) of W), filled with -inf.
+    kernels: 'cpu' (the separable passes above) or 'generic' (XLA's
+      ``reduce_window`` and its select-and-scatter gradient);
+      `lsattn.compilation.resolve_kernels` chooses.
 
   Returns:
     [B, H', W', C], the same values and gradient as
     ``flax.linen.max_pool(x, (window, window), (stride, stride), padding)``.
   """
   low = jnp.array(-jnp.inf, x.dtype)
+  if kernels == "generic":
+    # A Python -inf: reduce_window recognises max with its identity as the
+    # differentiable max-pool primitive only for a concrete init value.
+    return jax.lax.reduce_window(
+        x, -jnp.inf, jax.lax.max, (1, window, window, 1), (1, stride, stride, 1),
+        ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)))
+  if kernels != "cpu":
+    raise ValueError(f"Unsupported kernels {kernels!r}: expected 'cpu' or 'generic'")
   padded = jnp.pad(x, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)),
                    constant_values=low)
   return _max_1d(_max_1d(padded, 2, window, stride), 1, window, stride)

@@ -112,3 +112,26 @@ def test_mask_head_benchmark_records_both_formulations(tmp_path):
   for record in records:
     for key in ("library_fwd_bwd_ms", "reference_fwd_bwd_ms", "library_fwd_bwd_cpu_ms"):
       assert set(record[key]) == TIMING_KEYS and record[key]["median"] > 0
+
+
+def test_step_throughput_measures_each_kernels_path_and_its_memory(tmp_path):
+  """--kernels auto,generic --remat blocks: one record each, naming the kernels asked for and
+  used, with XLA's memory analysis of the compiled train step."""
+  path = tmp_path / "kernels.jsonl"
+  _run("step_throughput.py", "--config", "configs/test.py", "--image-size", "32",
+       "--batch-size", "2", "--steps", "1", "--layers", "3b", "--end-to-end", "--repeats", "1",
+       "--warmup", "0", "--no-eval", "--matmul-size", "128", "--conv-batch", "1",
+       "--ceiling-repeats", "1", "--init", "fast", "--kernels", "auto,generic", "--remat",
+       "blocks", "--json", str(path))
+  records = _read_lines(path)
+  configs = [r["config"] for r in records]
+  assert [(c["kernels"], c["kernels_effective"], c["remat"]) for c in configs] == [
+      ("auto", "cpu" if records[0]["machine"]["backend"] == "cpu" else "generic", "blocks"),
+      ("generic", "generic", "blocks")]
+  assert configs[1]["compiler_options"] is None  # generic: no CPU compiler options
+  for record in records:
+    memory = record["train"]["memory"]
+    assert set(memory) == {"temp_size_in_bytes", "argument_size_in_bytes",
+                           "output_size_in_bytes", "alias_size_in_bytes"}
+    assert memory["temp_size_in_bytes"] > 0 and memory["argument_size_in_bytes"] > 0
+    assert record["train"]["ms"]["median"] > 0

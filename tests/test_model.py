@@ -88,7 +88,8 @@ def test_eval_is_deterministic_and_independent_of_the_batch():
 
 
 def test_bfloat16_backbone_stays_close_to_the_float32_reference():
-  """dtype='bfloat16' runs the backbone in bfloat16; the core and head stay float32."""
+  """dtype='bfloat16' runs the whole model in bfloat16 (tests/test_precision.py); its
+  outputs are float32 and close to the float32 model's."""
   reference = _config(backbone="torchvision", variant="spatial_only", fixed_layer="4e")
   half = dataclasses.replace(reference, dtype="bfloat16")
   params, state = model.init_model(jax.random.key(0), reference, (32, 32, 3))
