@@ -128,6 +128,9 @@ def predict_images(config, workdir, paths, output, overlays, per_step) -> None:
   if output is not None:
     prediction.check_output_path(output)
   results = prediction.predict(workdir, config, paths, overlays=overlays, per_step=per_step)
+  import jax  # started by `predict`, multi-process or not
+  if jax.process_index() != 0:  # a multi-process job: process 0 writes and reports
+    return
   prediction.write_predictions(output, results)
   failed = [r["path"] for r in results if "error" in r]
   skipped = [f"{path.name}/" if path.is_dir() else path.name

@@ -138,12 +138,11 @@ def load_predictor(workdir: str | pathlib.Path, config=None) -> Predictor:
   compilation.use_compilation_cache(config)  # before anything compiles
   name, _ = datasets.split_name(config.dataset)
   stored_size = datasets.builder_class(name).STORED_SIZE
+  # A multi-process job: every process reads every photo (the job must agree on
+  # which ones are readable), feeds its own rows of each batch to its devices
+  # and gets every output back; process 0 alone writes (`predict`, cli).
+  parallel.initialize_distributed(config.jax_distributed, config.heartbeat_timeout_seconds)
   parallel.check_batch_size(config.eval_batch_size, "eval_batch_size")
-  if parallel.distributed_requested(config.jax_distributed) or jax.process_count() > 1:
-    # Each process would predict every image and write the same output.
-    raise LsattnError("predict.py runs in one process (it uses all of that machine's "
-                      "devices): start it once, with --config.jax_distributed=False and "
-                      "JAX_COORDINATOR_ADDRESS unset")
 
   mesh = parallel.create_mesh()
   replicated = parallel.replicated(mesh)
@@ -186,7 +185,8 @@ def _run(predictor: Predictor, prepared: list[np.ndarray]) -> dict[str, np.ndarr
   """Eval-step outputs for up to batch_size prepared images (padded to batch_size)."""
   count = len(prepared)
   padded = prepared + [prepared[-1]] * (predictor.batch_size - count)
-  batch = parallel.shard_batch({"image": np.stack(padded)}, predictor.mesh)
+  rows = parallel.process_batch_slice(predictor.batch_size)  # this process's rows
+  batch = parallel.shard_batch({"image": np.stack(padded[rows])}, predictor.mesh)
   outputs = parallel.to_host(predictor.eval_step(predictor.params, predictor.model_state,
                                                  batch["image"]))
   return {name: np.asarray(value)[:count] for name, value in outputs.items()}
@@ -272,6 +272,8 @@ def predict(workdir: str | pathlib.Path, config, paths: Sequence[str | pathlib.P
                       f"files or folders of {'/'.join(IMAGE_SUFFIXES)} files")
   predictor = load_predictor(workdir, config)
   overlay_dir = None if overlays is None else pathlib.Path(overlays).expanduser()
+  if jax.process_index() != 0:  # process 0 writes for the job
+    overlay_dir = None
   if overlay_dir is not None:
     overlay_dir.mkdir(parents=True, exist_ok=True)
   used_names: set = set()

@@ -289,3 +289,23 @@ def test_two_process_eval_matches_and_process_0_writes(tmp, data, single, multi)
       if r[0] == "eval_batch" and r[1] == "test":
         test_rows[p].update(int(v) for v in r[4:r.index("/")])
   assert test_rows[0] | test_rows[1] == set(range(8)) and not test_rows[0] & test_rows[1]
+
+
+def test_two_process_predict_matches_one_process_and_process_0_writes(tmp, data, single,
+                                                                       multi):
+  (_, single_dir), (_, multi_dir) = single, multi
+  photos = sorted(pathlib.Path(data["manual_dir"]).rglob("*.color.png"))[:5]  # 2 batches of 4
+  outputs = {}
+  for name, processes in (("predict_single", 1), ("predict_multi", 2)):
+    outputs[name] = tmp / f"{name}.json"
+    job, _ = _run(tmp, data, name, "predict.py", processes=processes, workdir=multi_dir,
+                  extra=(f"--output={outputs[name]}", *map(str, photos)))
+    job.check()
+  assert "Predicted 5 of 5 images" in job.stderr(0)
+  assert "Predicted" not in job.stderr(1)  # process 1 neither writes nor reports
+  single_rows, multi_rows = (json.loads(outputs[n].read_text()) for n in outputs)
+  assert [r["path"] for r in multi_rows] == [str(p) for p in photos]
+  for a, b in zip(single_rows, multi_rows):
+    np.testing.assert_allclose(a["position"], b["position"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(a["orientation"], b["orientation"], rtol=1e-4, atol=1e-5)
+    assert a["layers"] == b["layers"]

@@ -275,18 +275,3 @@ def test_per_step_without_recurrent_steps_is_empty(tmp_path, task):
     header = next(csv.reader(handle))
   assert header[-1] == "error" and not [column for column in header if "step" in column]
 
-
-@pytest.mark.parametrize("how", ["environment", "config"])
-def test_a_multi_process_launch_is_refused_before_restoring(tmp_path, monkeypatch, how):
-  # Each process would predict every photo and write the same output file.
-  from lsattn import run_folder
-  workdir = tmp_path / "run"
-  (workdir / "checkpoints" / "1").mkdir(parents=True)  # restoring it would fail: not reached
-  config = test_config.get_config()
-  if how == "environment":
-    monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "127.0.0.1:1")
-  else:
-    config.jax_distributed = True
-  run_folder.write(workdir, config)
-  with pytest.raises(LsattnError, match="predict.py runs in one process"):
-    prediction.load_predictor(workdir)
