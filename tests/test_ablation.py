@@ -219,3 +219,18 @@ def test_bad_arguments_are_named(tmp_path):
   broken.write_text('{"benchmark": "ablation"}\nnot json\n')
   with pytest.raises(SystemExit, match=r"broken.jsonl:2: not a JSON object"):
     ablation.main(["--report", str(broken), "--out-dir", str(tmp_path)])
+
+
+def test_walks_diagnosis_changes_one_thing_per_experiment():
+  import walks_diagnosis  # benchmarks/walks_diagnosis.py (benchmarks/ is on sys.path now)
+  from lsattn import config_checks
+  reference, _ = walks_diagnosis.experiment_config("reference", "walks", 0, ROOT / "unused")
+  assert reference.dataset == "seven_scenes/synthetic_walks"
+  assert reference.model_variant == "layer_spatial" and reference.freeze_backbone
+  for name, (budget_changes, config_changes) in walks_diagnosis.EXPERIMENTS.items():
+    config, _ = walks_diagnosis.experiment_config(name, "walks", 0, ROOT / "unused")
+    config_checks.check_config(config)
+    # The study checkpoints and evaluates once, at its last step: those follow the budget.
+    follows_steps = {"eval_every_steps", "checkpoint_every_steps"}
+    changed = {key for key in reference.keys() if config[key] != reference[key]} - follows_steps
+    assert changed == set(budget_changes) | set(config_changes), name
