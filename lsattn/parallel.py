@@ -36,7 +36,7 @@ def initialize_distributed(requested: bool, heartbeat_timeout_seconds: int = 100
       `stop_on_peer_failure`); this bounds the other waits.
   """
   from_environment = "JAX_COORDINATOR_ADDRESS" in os.environ
-  if not distributed_requested(requested):
+  if not (requested or from_environment):
     return
   kwargs = {}
   if from_environment:
@@ -44,11 +44,6 @@ def initialize_distributed(requested: bool, heartbeat_timeout_seconds: int = 100
                   num_processes=int(os.environ.get("JAX_NUM_PROCESSES", "1")),
                   process_id=int(os.environ.get("JAX_PROCESS_ID", "0")))
   jax.distributed.initialize(**kwargs, heartbeat_timeout_seconds=heartbeat_timeout_seconds)
-
-
-def distributed_requested(requested: bool) -> bool:
-  """Whether `initialize_distributed(requested)` starts a multi-process job."""
-  return requested or "JAX_COORDINATOR_ADDRESS" in os.environ
 
 
 # What JAX raises in a survivor when another process of the job has gone: a
