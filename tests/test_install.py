@@ -3,8 +3,8 @@
 The wheel is built from a copy of the repository's package files (so the
 build leaves nothing in the working tree) with the installed setuptools,
 offline; the virtual environment sees this interpreter's packages (jax, flax,
-tfds: ``--system-site-packages``) and gets the wheel alone (``--no-deps
---no-index``). Every command then runs from a folder outside the repository
+tfds: ``--system-site-packages``, and a venv's through a ``.pth`` file) and
+gets the wheel alone (``--no-deps --no-index``). Every command then runs from a folder outside the repository
 with PYTHONPATH cleared, so only the installed copy can be imported: its
 console scripts train the test config (configs/test.py copied alone) for two
 steps, and its config checks refuse an unknown key (the schema is in the
@@ -20,6 +20,7 @@ import pathlib
 import shutil
 import subprocess
 import sys
+import sysconfig
 import zipfile
 
 import pytest
@@ -63,6 +64,12 @@ def installed(tmp_path_factory):
   created = _run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip",
                   venv], cwd=tmp)
   assert created.returncode == 0, created.stderr
+  # --system-site-packages reaches the base interpreter's packages only: when
+  # this interpreter is itself a venv's (CI's), its packages are listed too.
+  # Their .pth files are not run, so its editable lsattn stays out of sight.
+  (site_packages,) = venv.glob("lib/python*/site-packages")
+  (site_packages / "parent_environment.pth").write_text(
+      "\n".join(sorted({sysconfig.get_paths()[kind] for kind in ("purelib", "platlib")})) + "\n")
   # This interpreter's pip (visible through the system site-packages) installs
   # into the venv it runs in. --ignore-installed: a development install of
   # lsattn among the system's packages must not count as "already there".
