@@ -4,11 +4,11 @@ The wheel is built from a copy of the repository's package files (so the
 build leaves nothing in the working tree) with the installed setuptools,
 offline; the virtual environment sees this interpreter's packages (jax, flax,
 tfds: ``--system-site-packages``, and a venv's through a ``.pth`` file) and
-gets the wheel alone (``--no-deps --no-index``). Every command then runs from a folder outside the repository
-with PYTHONPATH cleared, so only the installed copy can be imported: its
-console scripts train the test config (configs/test.py copied alone) for two
-steps, and its config checks refuse an unknown key (the schema is in the
-package, `lsattn.defaults`).
+gets the wheel alone (``--no-deps --no-index``). Every command then runs from
+a folder outside the repository with PYTHONPATH cleared, so only the installed
+copy can be imported: its console scripts train the test config
+(configs/test.py copied alone) for two steps, and its config checks refuse an
+unknown key (the schema is in the package, `lsattn.defaults`).
 """
 
 from __future__ import annotations
