@@ -121,7 +121,10 @@ Keys (flax-examples names where one exists):
   ``num_train_steps``, ``log_every_steps``, ``eval_every_steps``
   (validation), ``checkpoint_every_steps``, ``keep_checkpoints``,
   ``nonfinite_policy`` ('skip' | 'stop') with ``max_consecutive_nonfinite``,
-  ``num_figure_examples``, ``jax_distributed``, ``heartbeat_timeout_seconds``
+  ``num_figure_examples``, ``eval_retrieval_baselines`` (pose: the final
+  evaluation's nearest-training-image baselines, ``knn_*`` in metrics.json;
+  one more backbone pass over both splits), ``eval_figures`` (the final
+  evaluation's figures in eval/), ``jax_distributed``, ``heartbeat_timeout_seconds``
   (multi-process jobs: when a process dies during a collective the others
   stop at once with a one-line error; a process that stops answering
   otherwise is declared dead after this many seconds and the job stops;

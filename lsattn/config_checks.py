@@ -58,6 +58,8 @@ def check_config(config) -> model.ModelConfig:
   _require(config.channel_mean == () or len(config.channel_mean) == 3, "channel_mean",
            config.channel_mean, "() (the dataset's mean) or three numbers (R, G, B)")
   pipeline.check_flip(config.task, config.random_flip)
+  for key in ("eval_retrieval_baselines", "eval_figures"):
+    _require(isinstance(config[key], bool), key, config[key], "True or False")
   for key in ("data_dir", "manual_dir"):  # a file there fails deep in tfds otherwise
     _require(not (config[key] and pathlib.Path(config[key]).expanduser().is_file()), key,
              config[key], "a folder, not a file")

@@ -78,6 +78,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.nonfinite_policy = "skip"
   config.max_consecutive_nonfinite = 10
   config.num_figure_examples = 4
+  # The final evaluation's extras: the nearest-training-image baselines (pose; one more
+  # backbone pass over the train and test splits) and the figures in eval/.
+  config.eval_retrieval_baselines = True
+  config.eval_figures = True
   config.jax_distributed = False
   # Multi-process jobs: a process silent this long counts as dead and the job stops
   # (jax.distributed's heartbeat timeout; a peer dying mid-collective is seen at once).

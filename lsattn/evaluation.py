@@ -282,13 +282,16 @@ def _fmt(values):
 def write_outputs(eval_dir: pathlib.Path, outputs: dict, result: dict, split: pipeline.Split, *,
                   task: str, layer_names, options: pipeline.ImageOptions,
                   train_split: pipeline.Split | None = None, class_names=None,
-                  num_figure_examples: int = 4) -> dict[str, str]:
-  """Writes metrics.json, predictions.csv and figures; returns {name: path}."""
+                  num_figure_examples: int = 4, draw_figures: bool = True) -> dict[str, str]:
+  """Writes metrics.json, predictions.csv and (if `draw_figures`) the figures;
+  returns {name: path}."""
   eval_dir.mkdir(parents=True, exist_ok=True)
   paths = {"metrics": eval_dir / "metrics.json", "predictions": eval_dir / "predictions.csv"}
   paths["metrics"].write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
   write_predictions_csv(paths["predictions"], outputs, split, task=task,
                         layer_names=layer_names, class_names=class_names)
+  if not draw_figures:
+    return {name: str(path) for name, path in paths.items()}
   count = min(num_figure_examples, len(split))
   if count:
     picks = np.linspace(0, len(split) - 1, count).round().astype(int)

@@ -350,7 +350,8 @@ def _final_evaluation(run: Setup, state, workdir: pathlib.Path, *, step: int,
   else:
     protocol = VALIDATION_SELECTED
   outputs, result = _evaluate(run, state, run.test_split, "test")
-  if run.config.task == "pose":  # beside the mean pose (baseline_*): the nearest training image
+  if run.config.task == "pose" and run.config.eval_retrieval_baselines:
+    # Beside the mean pose (baseline_*): the nearest training image.
     result.update(evaluation.retrieval_baselines(
         run.model_config, state.params, state.model_state, run.test_split, run.train_split,
         options=run.options, batch_size=run.config.eval_batch_size, mesh=run.mesh,
@@ -368,7 +369,7 @@ def _final_evaluation(run: Setup, state, workdir: pathlib.Path, *, step: int,
         workdir / "eval", outputs, result, run.test_split, task=run.config.task,
         layer_names=run.model_config.layer_names, options=run.options,
         train_split=run.train_split, class_names=run.class_names,
-        num_figure_examples=run.config.num_figure_examples)
+        num_figure_examples=run.config.num_figure_examples, draw_figures=run.config.eval_figures)
     print(evaluation.summary_table(result, run.config.task))
     print(f"Protocol {protocol}: {selection}")
     print(f"Wrote {', '.join(sorted(paths.values()))}")

@@ -49,8 +49,8 @@ RUNTIME_KEYS = (
     "temperature_init", "temperature_final", "temperature_decay_steps", "num_train_steps",
     "batch_size", "eval_batch_size", "log_every_steps", "eval_every_steps",
     "checkpoint_every_steps", "keep_checkpoints", "nonfinite_policy",
-    "max_consecutive_nonfinite", "num_figure_examples", "jax_distributed",
-    "heartbeat_timeout_seconds")
+    "max_consecutive_nonfinite", "num_figure_examples", "eval_retrieval_baselines",
+    "eval_figures", "jax_distributed", "heartbeat_timeout_seconds")
 
 
 def config_path(workdir: str | pathlib.Path) -> pathlib.Path:

@@ -1,13 +1,11 @@
 """Shared test set-up: the repository root on sys.path (configs/ is not part
-of the package), a compilation cache for the session, and a tiny synthetic
-scene for end-to-end runs."""
+of the package), one compilation cache for every test process, a tiny
+synthetic scene for end-to-end runs, and folders built once per test run.
+"""
 
-import atexit
 import os
 import pathlib
-import shutil
 import sys
-import tempfile
 
 import pytest
 
@@ -16,26 +14,35 @@ if str(ROOT) not in sys.path:
   sys.path.insert(0, str(ROOT))
 
 # Many tests compile the same programs: train.py/eval.py subprocesses of one
-# tiny config, resumed runs, the same model in several tests. JAX's
-# persistent cache (set before jax is imported; subprocesses inherit it)
-# compiles each once per session. One fresh folder per test process (each
-# pytest-xdist worker has its own), removed at exit; a cache folder the user
-# set is left alone.
-_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
-if ("JAX_COMPILATION_CACHE_DIR" not in os.environ
-    or os.environ.get("LSATTN_TESTS_CACHE_OWNER", _WORKER) != _WORKER):
-  _cache = tempfile.mkdtemp(prefix=f"lsattn-tests-jax-cache-{_WORKER}-")
-  atexit.register(shutil.rmtree, _cache, ignore_errors=True)
-  os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
-  os.environ["LSATTN_TESTS_CACHE_OWNER"] = _WORKER
+# tiny config, resumed runs, the same model in several tests and in both
+# pytest-xdist workers. One JAX persistent cache (set before jax is imported;
+# workers and subprocesses inherit it) compiles each once: by default in
+# ~/.cache/lsattn/tests-jax-compilation, kept across runs (JAX's keys name its
+# version, the program and the compiler options) and bounded, least recently
+# used first. Small programs are cached too: JAX's default skips those under
+# 1 s, most of ours. A size bound also makes JAX lock the folder, so two
+# processes never read a half-written entry. LSATTN_TESTS_JAX_CACHE=<folder>
+# puts it elsewhere (a fresh folder measures a cold run); a cache folder the
+# user set (JAX_COMPILATION_CACHE_DIR) is used as it is.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.expanduser(os.environ.get(
+      "LSATTN_TESTS_JAX_CACHE", "~/.cache/lsattn/tests-jax-compilation"))
+  os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(4 << 30))
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 
 @pytest.fixture(scope="session")
 def data(tmp_path_factory):
-  """A few-frame synthetic scene in the 7-Scenes layout, and a data_dir for it
-  (built by the first run that uses it, then shared)."""
-  from lsattn.data import synthetic
-  root = tmp_path_factory.mktemp("data")
-  synthetic.write_synthetic_seven_scenes(root / "manual", frames_per_sequence=8,
-                                         image_size=(48, 64))
+  """A few-frame synthetic scene in the 7-Scenes layout, and a data_dir where it
+  is built as configs/test.py's dataset: made once, shared by every worker
+  (two builds into one data_dir at once would collide)."""
+  from lsattn.data import datasets, synthetic
+  from shared import built_once, shared_folder  # tests/shared.py
+  root = shared_folder(tmp_path_factory, "data")
+  with built_once(root) as build:
+    if build:
+      synthetic.write_synthetic_seven_scenes(root / "manual", frames_per_sequence=8,
+                                             image_size=(48, 64))
+      datasets.prepare("seven_scenes/synthetic_room", root / "built", root / "manual")
   return {"manual_dir": str(root / "manual"), "data_dir": str(root / "built")}

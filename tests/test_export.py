@@ -67,8 +67,8 @@ def _crops(workdir, paths) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def pose(tmp_path_factory):
-  run = trained_runs.pose_run(tmp_path_factory.mktemp("pose"))
-  output = run["workdir"].parent / "pose.jaxexport"
+  run = trained_runs.shared_pose_run(tmp_path_factory)
+  output = tmp_path_factory.mktemp("export") / "pose.jaxexport"
   # The command line, with the run folder's own config (no --config).
   result = subprocess.run([sys.executable, str(ROOT / "export.py"),
                            f"--workdir={run['workdir']}", f"--output={output}"], cwd=ROOT,
@@ -124,8 +124,8 @@ def test_export_into_a_missing_folder_is_refused(pose, tmp_path):
 
 @pytest.fixture(scope="module")
 def classification(tmp_path_factory):
-  run = trained_runs.classification_run(tmp_path_factory.mktemp("classification"))
-  output = run["workdir"].parent / "scenes.jaxexport"
+  run = trained_runs.shared_classification_run(tmp_path_factory)
+  output = tmp_path_factory.mktemp("export") / "scenes.jaxexport"
   description = export.export_run(run["workdir"], output)
   return dict(run, exported=output, description=description)
 

@@ -36,7 +36,7 @@ _config = trained_runs.config
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
   """A run trained for 2 steps, and the frames of its test sequence."""
-  return trained_runs.pose_run(tmp_path_factory.mktemp("run"))
+  return trained_runs.shared_pose_run(tmp_path_factory)
 
 
 def _photos(run, folder: pathlib.Path) -> pathlib.Path:
@@ -142,7 +142,10 @@ def test_the_run_folder_stands_alone_and_refuses_another_model(run):
   frame = run["test_frames"] / FRAMES[0]
   own = prediction.predict(run["workdir"], None, [frame])  # <workdir>/config.json
   given = prediction.predict(run["workdir"], _config(run["data"], eval_batch_size=2), [frame])
-  assert own == given
+  # Another eval batch size is another compiled program: equal up to float rounding.
+  assert [(r["path"], r["layers"]) for r in own] == [(r["path"], r["layers"]) for r in given]
+  for name in ("position", "orientation"):
+    np.testing.assert_allclose(own[0][name], given[0][name], rtol=1e-6, atol=1e-6)
   # The preprocessing of training is the run's: another resize_size is refused, one line.
   result = _cli("predict.py", f"--workdir={run['workdir']}",
                 f"--config={ROOT / 'configs' / 'test.py'}", "--config.resize_size=(48, 64)",

@@ -82,7 +82,7 @@ def test_a_file_as_workdir_is_refused(tmp_path):
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-  return trained_runs.pose_run(tmp_path_factory.mktemp("run"))
+  return trained_runs.shared_pose_run(tmp_path_factory)
 
 
 def test_train_writes_the_config_and_eval_needs_only_the_folder(run, tmp_path):

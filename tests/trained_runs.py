@@ -1,8 +1,10 @@
 """Tiny runs trained for a few steps (configs/test.py), shared by the test modules that
 need a finished run folder (prediction, export, the run's config).
 
-Each call trains one run (a minute or less on CPU): call it from a
-module-scoped fixture.
+`shared_pose_run` and `shared_classification_run` train once per test run,
+whichever module or pytest-xdist worker asks first; the others get the same
+folder, which they must not change (copy it to write into it). `pose_run` and
+`classification_run` train a run of their own.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import pathlib
 from configs import test as test_config
 from lsattn import experiment
 from lsattn.data import synthetic
+from shared import built_once, shared_folder  # tests/shared.py
 
 
 def config(data: dict, **overrides):
@@ -25,38 +28,66 @@ def config(data: dict, **overrides):
   return result
 
 
-def pose_run(root: pathlib.Path, **overrides) -> dict:
+def shared_pose_run(tmp_path_factory) -> dict:
+  """`pose_run` trained once per test run: read-only for its users."""
+  root = shared_folder(tmp_path_factory, "pose_run")
+  with built_once(root) as build:
+    return pose_run(root, train=build)
+
+
+def shared_classification_run(tmp_path_factory) -> dict:
+  """`classification_run` trained once per test run: read-only for its users."""
+  root = shared_folder(tmp_path_factory, "classification_run")
+  with built_once(root) as build:
+    return classification_run(root, train=build)
+
+
+def pose_run(root: pathlib.Path, *, train: bool = True, **overrides) -> dict:
   """A pose run on a few-frame synthetic scene (sequence 1 train, 2 test).
+
+  Args:
+    root: its folder.
+    train: False describes the run already trained in `root`.
 
   Returns:
     {'workdir', 'data' (data_dir, manual_dir), 'config' (the one trained with),
     'test_frames' (folder of the test sequence's PNG frames), 'evaluated'
     (eval's predictions.csv rows by frame name)}.
   """
-  scene = synthetic.write_synthetic_seven_scenes(root / "manual", frames_per_sequence=8,
-                                                 image_size=(48, 64), train_sequences=(1,),
-                                                 test_sequences=(2,))
+  scene = root / "manual" / "synthetic_room"
   data = {"manual_dir": str(root / "manual"), "data_dir": str(root / "built")}
   trained = config(data, **overrides)
-  experiment.train_and_evaluate(trained, root / "workdir")
+  if train:
+    written = synthetic.write_synthetic_seven_scenes(
+        root / "manual", frames_per_sequence=8, image_size=(48, 64), train_sequences=(1,),
+        test_sequences=(2,))
+    assert written == scene
+    experiment.train_and_evaluate(trained, root / "workdir")
   with open(root / "workdir" / "eval" / "predictions.csv") as handle:
     evaluated = {pathlib.PurePosixPath(row["image"]).name: row for row in csv.DictReader(handle)}
   return {"workdir": root / "workdir", "data": data, "config": trained,
           "test_frames": scene / "seq-02", "evaluated": evaluated}
 
 
-def classification_run(root: pathlib.Path, **overrides) -> dict:
+def classification_run(root: pathlib.Path, *, train: bool = True, **overrides) -> dict:
   """A scene-classification run on lsattn's synthetic MIT-67-layout set (2 steps).
+
+  Args:
+    root: its folder.
+    train: False describes the run already trained in `root`.
 
   Returns:
     {'workdir', 'data', 'config', 'images' (the written class folders' root)}.
   """
-  manual = synthetic.write_synthetic_mit67(root / "manual", train_per_class=2,
-                                           test_per_class=1, image_size=(40, 40))
+  manual = root / "manual"
   data = {"manual_dir": str(manual), "data_dir": str(root / "built")}
   trained = config(data, dataset="mit67/synthetic", task="classification",
                    num_classes=synthetic.DEFAULT_NUM_CLASSES, resize_size=(36, 36),
                    **overrides)
-  experiment.train_and_evaluate(trained, root / "workdir")
+  if train:
+    written = synthetic.write_synthetic_mit67(root / "manual", train_per_class=2,
+                                              test_per_class=1, image_size=(40, 40))
+    assert pathlib.Path(written) == manual
+    experiment.train_and_evaluate(trained, root / "workdir")
   return {"workdir": root / "workdir", "data": data, "config": trained,
           "images": pathlib.Path(manual)}
