@@ -318,7 +318,7 @@ def _read_zip(archive: zipfile.ZipFile):
 
   def storage_fn(storage_type, key, numel, view_metadata):
     if view_metadata is not None:
-      raise _Malformed(f"storage {_shown(key)} is a view, which the zip format has not")
+      raise _Malformed(f"storage {_shown(key)} has view metadata, which zip checkpoints never have")
     if key in storages:
       if storages[key].type is not storage_type or storages[key].size != numel:
         raise _Malformed(f"storage {_shown(key)} is named with two types or sizes")
