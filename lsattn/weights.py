@@ -19,8 +19,9 @@ Formats:
   the auxiliary heads (``loss1/*``, ``loss2/*``) and any other layers are
   ignored, and a file lacking GoogLeNet layers gets one error listing them.
 * **torchvision** state dict (.pth) of ``torchvision.models.googlenet``;
-  loads into the 'torchvision' variant (needs ``pip install torch``; the
-  auxiliary classifiers are ignored).
+  loads into the 'torchvision' variant, read without PyTorch
+  (`lsattn.torch_checkpoint`, either of torch.save's formats; the auxiliary
+  classifiers are ignored).
 
 Every loader checks names and shapes against a freshly initialised model and
 raises `LsattnError` naming the file and the key on any mismatch.
@@ -36,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lsattn import caffemodel
+from lsattn import caffemodel, torch_checkpoint
 from lsattn.errors import LsattnError
 from lsattn.googlenet import GoogLeNet
 
@@ -219,45 +220,51 @@ def load_caffe(path: str | os.PathLike, num_classes: int | None = None) -> dict:
 
 
 def load_torchvision_googlenet(path: str | os.PathLike) -> dict:
-  """Reads a torchvision GoogLeNet state dict (.pth) into the 'torchvision' variant."""
-  try:
-    import torch  # only this conversion needs torch
-  except ImportError:
-    raise LsattnError("converting .pth weights needs PyTorch: pip install 'lsattn[torch]'") from None
+  """Reads a torchvision GoogLeNet state dict (.pth) into the 'torchvision' variant.
+
+  Raises:
+    LsattnError: the file is not a readable checkpoint (`torch_checkpoint`),
+      lacks tensors of torchvision's GoogLeNet (one error listing them: a
+      file of another network), or a tensor has another shape.
+  """
   path = str(path)
-  try:
-    state_dict = torch.load(path, map_location="cpu", weights_only=True)
-  except FileNotFoundError:
-    raise LsattnError(f"{path}: no such weights file") from None
-  except Exception as error:
-    raise LsattnError(f"{path}: not a readable PyTorch state dict ({error})") from None
+  state_dict = torch_checkpoint.load_state_dict(path)
   num_classes = state_dict["fc.weight"].shape[0] if "fc.weight" in state_dict else 1000
+  variables = template_variables("torchvision", num_classes)
   leaf_names = {"kernel": "weight", "bias": "bias", "scale": "weight", "mean": "running_mean",
                 "var": "running_var"}
 
-  def lookup(name):
+  def key(name):
     modules, leaf = _module_and_leaf(name)
     layer = _external_layer(_layer_modules(modules), _TORCH_STEM, _TORCH_BRANCH, ".")
     if modules[0] != "classifier":
       layer += "." + modules[-1]  # .conv or .bn
-    key = f"{layer}.{leaf_names[leaf]}"
-    if key not in state_dict:
-      raise LsattnError(f"{path}: missing tensor {key!r}")
-    value = state_dict[key].detach().cpu().numpy()
-    if leaf == "kernel":
+    return f"{layer}.{leaf_names[leaf]}"
+
+  expected = [key(name) for name in _flatten(variables)]
+  missing = [name for name in expected if name not in state_dict]
+  if missing:
+    raise LsattnError(f"{path}: not the torchvision GoogLeNet: {len(missing)} of its "
+                      f"{len(expected)} tensors missing ({_listed(missing)}); the file has "
+                      f"{_listed(list(state_dict))}")
+
+  def lookup(name):
+    value = state_dict[key(name)]
+    if name.endswith("kernel"):
       value = value.transpose(2, 3, 1, 0) if value.ndim == 4 else value.T
     return value
 
-  return _assemble(path, template_variables("torchvision", num_classes), lookup)
+  return _assemble(path, variables, lookup)
 
 
 def load_backbone_weights(path: str | os.PathLike, variant: str,
                           num_classes: int | None = None) -> dict:
   """Loads backbone variables from any supported file, chosen by its contents.
 
-  `.pth` is a torchvision state dict; `.caffemodel` Caffe's own file
-  (`lsattn.caffemodel`); a `.npz` whose names start with ``params/`` is
-  lsattn's own; other `.npz` and pickles use Caffe naming. Caffe files load
+  `.pth` is a torchvision state dict (`lsattn.torch_checkpoint`, no PyTorch
+  needed); `.caffemodel` Caffe's own file (`lsattn.caffemodel`); a `.npz`
+  whose names start with ``params/`` is lsattn's own; other `.npz` and
+  pickles use Caffe naming. Caffe files load
   into backbone='caffe' only, `.pth` into 'torchvision' only.
   """
   path = str(path)
