@@ -38,4 +38,8 @@ def get_config():
   config.checkpoint_every_steps = 2
   config.keep_checkpoints = 2
   config.num_figure_examples = 2
+  # The final evaluation's extras cost more than the tiny run: off here, on in the
+  # tests that check them (test_experiment.py, test_multiprocess.py, test_demo_path.py).
+  config.eval_retrieval_baselines = False
+  config.eval_figures = False
   return config

@@ -50,7 +50,8 @@ def _restored_params(workdir, step):
 def test_train_and_eval_cli_write_every_output(data, tmp_path):
   workdir = tmp_path / "run"
   flags = [f"--config={ROOT / 'configs' / 'test.py'}", f"--workdir={workdir}",
-           f"--config.data_dir={data['data_dir']}", f"--config.manual_dir={data['manual_dir']}"]
+           f"--config.data_dir={data['data_dir']}", f"--config.manual_dir={data['manual_dir']}",
+           "--config.eval_retrieval_baselines=True", "--config.eval_figures=True"]
   _run("train.py", *flags, "--config.num_train_steps=3", "--config.validation_split=auto")
   assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["2", "3"]
   assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
@@ -132,7 +133,8 @@ def test_metrics_name_the_protocol_of_the_evaluated_checkpoint(data, finished_ru
 
 def test_lstm_posenet_baseline_trains_and_evaluates(data, tmp_path):
   result = experiment.train_and_evaluate(
-      _config(data, model_variant="lstm_posenet", num_train_steps=2), tmp_path / "run")
+      _config(data, model_variant="lstm_posenet", num_train_steps=2,
+              eval_retrieval_baselines=True), tmp_path / "run")
   assert np.isfinite(result["median_translation_m"]) and result["per_step"] == []
   metrics = json.loads((tmp_path / "run" / "eval" / "metrics.json").read_text())
   assert metrics["median_rotation_deg"] == result["median_rotation_deg"]

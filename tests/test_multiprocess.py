@@ -44,7 +44,8 @@ def _flags(data, workdir, *extra):
   return [f"--config={ROOT / 'configs' / 'test.py'}", f"--workdir={workdir}",
           f"--config.data_dir={data['data_dir']}", f"--config.manual_dir={data['manual_dir']}",
           f"--config.num_train_steps={STEPS}", f"--config.batch_size={BATCH}",
-          f"--config.eval_batch_size={BATCH}", *extra]
+          f"--config.eval_batch_size={BATCH}", "--config.eval_retrieval_baselines=True",
+          "--config.eval_figures=True", *extra]
 
 
 class Job:

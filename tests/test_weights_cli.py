@@ -1,14 +1,14 @@
-"""Pretrained backbone weights through the CLI: train.py --config.backbone_weights=FILE.
+"""Pretrained backbone weights through train.py's code: --config.backbone_weights=FILE.
 
 Each case writes a weights file of random values, trains one frozen-backbone
-step of the test config with it, and reads the backbone back from the saved
-checkpoint: it must be the file's values, bit for bit (params and batch-norm
+step of the test config with it (`experiment.train_and_evaluate`, what
+train.py runs, in this process: the flag itself is a plain string key), and
+reads the backbone back from the saved checkpoint: it must be the file's
+values, bit for bit (params and batch-norm
 statistics).
 """
 
 import pathlib
-import subprocess
-import sys
 
 import jax
 import numpy as np
@@ -16,9 +16,8 @@ import orbax.checkpoint as ocp
 import pytest
 
 import caffe_writer  # tests/caffe_writer.py, beside this file
-from lsattn import weights
-
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from lsattn import experiment, weights
+import trained_runs
 
 
 def _write_npz(folder: pathlib.Path) -> tuple[pathlib.Path, str, dict]:
@@ -79,14 +78,9 @@ def _assert_subtree_of(saved: dict, expected: dict, prefix: str) -> int:
 def test_train_cli_starts_from_the_weights_file(data, tmp_path, write):
   path, backbone, variables = write(tmp_path)
   workdir = tmp_path / "run"
-  result = subprocess.run(
-      [sys.executable, str(ROOT / "train.py"), f"--config={ROOT / 'configs' / 'test.py'}",
-       f"--workdir={workdir}", f"--config.data_dir={data['data_dir']}",
-       f"--config.manual_dir={data['manual_dir']}", f"--config.backbone={backbone}",
-       f"--config.backbone_weights={path}", "--config.freeze_backbone=True",
-       "--config.num_train_steps=1"],
-      cwd=ROOT, capture_output=True, text=True, timeout=600)
-  assert result.returncode == 0, result.stderr[-3000:]
+  experiment.train_and_evaluate(
+      trained_runs.config(data, backbone=backbone, backbone_weights=str(path),
+                          freeze_backbone=True, num_train_steps=1), workdir)
 
   step, state = _restored_state(workdir)
   assert step == 1
