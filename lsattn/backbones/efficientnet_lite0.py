@@ -62,7 +62,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from lsattn import compilation, layers
+from lsattn import compilation, layers, torch_checkpoint
 from lsattn.errors import LsattnError
 
 TAP_NAMES = ("s4", "s5", "s6", "head")
@@ -383,16 +383,13 @@ def imagenet_weights_path() -> str:
 
 
 def load_imagenet_weights_file(path: str | os.PathLike) -> dict:
-  """Reads an EfficientNet-Lite0 .pth (`imagenet_weights_path`) into {'params', 'batch_stats'}."""
+  """Reads an EfficientNet-Lite0 .pth (`imagenet_weights_path`) into {'params', 'batch_stats'}.
+
+  The file is read without PyTorch (`lsattn.torch_checkpoint`).
+
+  Raises:
+    LsattnError: the file is missing or unreadable, or holds other weights
+      (`variables_from_state_dict`).
+  """
   path = str(path)
-  try:
-    import torch
-  except ImportError:
-    raise LsattnError("reading .pth weights needs PyTorch: pip install torch") from None
-  try:
-    state_dict = torch.load(path, map_location="cpu", weights_only=True)
-  except FileNotFoundError:
-    raise LsattnError(f"{path}: no such weights file") from None
-  except Exception as error:
-    raise LsattnError(f"{path}: not a readable PyTorch state dict ({error})") from None
-  return variables_from_state_dict({k: v.numpy() for k, v in state_dict.items()}, path)
+  return variables_from_state_dict(torch_checkpoint.load_state_dict(path), path)
