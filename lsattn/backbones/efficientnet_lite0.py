@@ -31,7 +31,11 @@ Input (ARCHITECTURE.md): ``images`` [B, H, W, 3], RGB, 0-255 with the
 dataset's per-channel mean subtracted. The weights expect (x - 127) / 128
 (TensorFlow Lite's "inception-style" normalisation, not ImageNet's mean and
 std), so the module divides by 128: the dataset's mean stands in for 127,
-as it stands in for ImageNet's mean in the torchvision GoogLeNet.
+as it stands in for ImageNet's mean in the torchvision GoogLeNet. (The
+PyTorch package's README shows ImageNet's mean and std, copied from
+EfficientNet-PyTorch; the weights say otherwise: on four skimage photos the
+stem convolution's output variance is 0.7x the stem batch norm's running
+variance with (x - 127) / 128, 3.4x with ImageNet's normalisation.)
 
 Taps (`TAP_NAMES`), the analogues of GoogLeNet's Conv-3B, 4C, 4E and 5B,
 named by the paper's stage numbers: ``'s4'`` the end of the 40-channel stage
