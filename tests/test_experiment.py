@@ -244,7 +244,8 @@ print("OK", losses_one, losses_two)
 def test_two_device_step_matches_one_device_step(tmp_path):
   script = tmp_path / "two_devices.py"
   script.write_text(TWO_DEVICE_SCRIPT.format(root=str(ROOT)))
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  env = dict(os.environ, XLA_FLAGS=f"{os.environ['XLA_FLAGS']} "
+                                   "--xla_force_host_platform_device_count=2")
   result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env,
                           timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]

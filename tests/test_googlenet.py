@@ -45,7 +45,7 @@ def test_subset_of_taps_without_logits_stops_early():
 def test_real_forward_is_finite_and_depends_on_input():
   model = GoogLeNet(variant="torchvision", num_classes=10)
   images = jax.random.normal(jax.random.key(1), (2, 64, 64, 3)) * 60
-  variables = model.init(jax.random.key(0), images, train=False)
+  variables = jax.jit(lambda x: model.init(jax.random.key(0), x, train=False))(images)
   outputs = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, images)
   assert all(bool(jnp.all(jnp.isfinite(v))) for v in outputs.values())
   assert not np.allclose(outputs["logits"][0], outputs["logits"][1])

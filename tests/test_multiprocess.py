@@ -59,10 +59,10 @@ class Job:
       env = dict(os.environ, **{process_probe.READS: str(logs / f"reads{i}")})
       env.pop(process_probe.PAUSE_BEFORE_STEP, None)
       if processes == 1:  # one process with 2 devices
-        env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+        env["XLA_FLAGS"] = f"{os.environ['XLA_FLAGS']} --xla_force_host_platform_device_count=2"
         env.pop("JAX_COORDINATOR_ADDRESS", None)
       else:  # one device per process
-        env.update(XLA_FLAGS="--xla_force_host_platform_device_count=1",
+        env.update(XLA_FLAGS=f"{os.environ['XLA_FLAGS']} --xla_force_host_platform_device_count=1",
                    JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
                    JAX_NUM_PROCESSES=str(processes), JAX_PROCESS_ID=str(i))
       env.update((extra_env or {}).get(i, {}))

@@ -12,12 +12,22 @@ from lsattn.googlenet import GoogLeNet
 
 
 def _init(variant, num_classes=10, size=64):
+  """The module and its initial variables (one compiled program, not op by op)."""
   model = GoogLeNet(variant=variant, num_classes=num_classes)
-  return model, model.init(jax.random.key(0), jnp.zeros((1, size, size, 3)), train=False)
+  return model, jax.jit(lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, 3)),
+                                           train=False))()
+
+
+def _random_variables(variant, num_classes=10):
+  """Variables of the module's names and shapes, random: for tests of names and
+  shapes, with no compile."""
+  template = weights.template_variables(variant, num_classes)
+  rng = np.random.default_rng(0)
+  return jax.tree.map(lambda leaf: rng.standard_normal(leaf.shape).astype(leaf.dtype), template)
 
 
 def test_npz_round_trip(tmp_path):
-  _, variables = _init("torchvision")
+  variables = _random_variables("torchvision")
   path = tmp_path / "backbone.npz"
   weights.save_npz(path, variables)
   loaded = weights.load_backbone_weights(path, "torchvision")
@@ -28,7 +38,7 @@ def test_npz_round_trip(tmp_path):
     ("drop", "missing key"), ("extra", "unexpected key"), ("reshape", "has shape")],
     ids=["missing", "unexpected", "wrong-shape"])
 def test_bad_npz_names_the_key(tmp_path, damage, message):
-  _, variables = _init("caffe")
+  variables = _random_variables("caffe")
   flat = {name: np.asarray(v) for name, v in weights._flatten(variables).items()}
   name = "params/inception_4c/b3x3/conv/kernel"
   if damage == "drop":
@@ -54,7 +64,7 @@ def test_unreadable_and_missing_files(tmp_path):
 
 
 def test_caffe_naming_loads_oihw_blobs(tmp_path):
-  model, variables = _init("caffe")
+  variables = _random_variables("caffe")
   blobs = {}
   for name, value in weights._flatten(variables["params"]).items():
     modules, leaf = weights._module_and_leaf("params/" + name)
