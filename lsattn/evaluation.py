@@ -29,7 +29,8 @@ import jax
 import numpy as np
 import tqdm
 
-from lsattn import figures, googlenet, metrics, model, parallel, retrieval, training
+from lsattn import figures, metrics, model, parallel, retrieval, training
+from lsattn.backbones import googlenet
 from lsattn.data import pipeline
 
 def compiled_eval_step(model_config, mesh, compiler_options: dict | None = None):

@@ -40,9 +40,10 @@ from typing import NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 
-from lsattn import baselines, compilation, core, googlenet, layers
+from lsattn import baselines, compilation, core, layers
+from lsattn.backbones import googlenet
 from lsattn.errors import LsattnError, check_choice
-from lsattn.googlenet import TAP_NAMES, VARIANTS as BACKBONES, GoogLeNet
+from lsattn.backbones.googlenet import TAP_NAMES, VARIANTS as BACKBONES, GoogLeNet
 
 TASKS = ("pose", "classification")
 RECURRENT_VARIANTS = ("layer_spatial", "spatial_only", "layer_only")

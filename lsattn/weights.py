@@ -38,7 +38,7 @@ import numpy as np
 
 from lsattn import caffemodel
 from lsattn.errors import LsattnError
-from lsattn.googlenet import GoogLeNet
+from lsattn.backbones.googlenet import GoogLeNet
 
 _CAFFE_STEM = {"conv1": "conv1/7x7_s2", "conv2_reduce": "conv2/3x3_reduce", "conv2": "conv2/3x3",
                "classifier": "loss3/classifier"}
