@@ -55,11 +55,10 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
   sys.path.insert(0, str(ROOT))
 
-from lsattn import compilation, core, model, parallel, training  # noqa: E402
+from lsattn import backbones, compilation, core, model, parallel, training  # noqa: E402
 from measure import (compile_timed, load_average, machine_description,  # noqa: E402
                      measure_ceiling, summarise, time_calls)
 
-ALL_LAYERS = ("3b", "4c", "4e", "5b")
 SWEEPS = ("steps", "layers", "batch", "frozen", "baseline", "scan", "ynn")
 SWEEP_DEFAULTS = {
     "steps": "1,2,3,4,5,6,7,8",
@@ -279,16 +278,17 @@ def _rates(entry: dict, batch_size: int, matmul_gflops: float | None) -> None:
 # ----------------------------------------------------------------------------- sweeps
 
 
-def sweep_settings(name: str, values: str, base: Setting) -> list[Setting]:
-  """The configurations of one sweep around `base`."""
+def sweep_settings(name: str, values: str, base: Setting, taps: tuple[str, ...]
+                   ) -> list[Setting]:
+  """The configurations of one sweep around `base`; `taps`: the backbone's, shallow to deep."""
   items = [v.strip() for v in values.split(",") if v.strip()]
   replace = lambda **kw: dataclasses.replace(base, **kw)
   if name == "steps":
     return [replace(num_steps=int(v)) for v in items]
   if name == "layers":
-    # Suffixes of 3b/4c/4e/5b: every set needs the backbone up to 5b, so only
-    # the attention core's work changes with the number of candidates.
-    return [replace(layers=ALL_LAYERS[len(ALL_LAYERS) - int(v):]) for v in items]
+    # Suffixes of the taps (GoogLeNet: 3b/4c/4e/5b): every set needs the backbone up
+    # to its deepest tap, so only the attention core's work changes with their number.
+    return [replace(layers=taps[len(taps) - int(v):]) for v in items]
   if name == "batch":
     return [replace(batch_size=int(v)) for v in items]
   if name == "frozen":
@@ -486,7 +486,8 @@ def main(argv=None) -> list[dict]:
                  ynn_fusions=args.ynn_fusions)
   plan = [("base", base)] if not args.sweep else [
       (name, setting) for name in args.sweep
-      for setting in sweep_settings(name, args.values.get(name, SWEEP_DEFAULTS[name]), base)]
+      for setting in sweep_settings(name, args.values.get(name, SWEEP_DEFAULTS[name]), base,
+                                    backbones.get(base_config.backbone).taps)]
   kernels = [v.strip() for v in args.kernels.split(",") if v.strip()] or [None]
   remats = [v.strip() for v in args.remat.split(",") if v.strip()] or [None]
   plan = [(name, dataclasses.replace(setting, kernels=k, remat=r))

@@ -13,7 +13,8 @@ Paper (what it states, and where):
 * GoogLeNet on Places (Caffe weights) as feature extractor, trained end to
   end with Adam (3.4, supplementary C): ``backbone='caffe'``,
   ``backbone_weights`` (the user's file), ``freeze_backbone=False``.
-* Candidate layers Conv-{3B, 4C, 4E, 5B} (3.4); Conv-LSTM hidden size 96
+* Candidate layers Conv-{3B, 4C, 4E, 5B} (3.4: ``candidate_layers`` (),
+  GoogLeNet's four taps); Conv-LSTM hidden size 96
   (3.4, supplementary C); N = 3 steps for pose, 2 for classification (4.2).
 * Multi-convolutions, their branches "stacked": Conv-LSTM kernels 1/3/5/7,
   attention mask kernels 1/3/5 (supplementary C.1); leaky ReLU in spatial attention (supplementary
@@ -91,10 +92,15 @@ Keys (flax-examples names where one exists):
 * model: ``task``, ``num_classes``, ``model_variant`` ('layer_spatial' |
   'spatial_only' | 'layer_only' | 'posenet' | 'lstm_posenet' (LSTM-PoseNet,
   Walch et al. [42]) | 'googlenet' (GoogLeNet classification baseline
-  [38])), ``fixed_layer``, ``candidate_layers``, ``backbone`` ('caffe' |
-  'torchvision'), ``backbone_weights`` (a Caffe .caffemodel, an lsattn or
-  Caffe-named .npz, a Caffe pickle, or a torchvision .pth; '' = random
-  init), ``torchvision_transform_input`` ('auto': on
+  [38])), ``fixed_layer`` (the layer of 'spatial_only'; '' = the backbone's
+  deepest tap, GoogLeNet's '5b'), ``candidate_layers`` (tap names of the
+  backbone; () = all its taps, GoogLeNet's '3b', '4c', '4e', '5b'),
+  ``backbone`` (a member of lsattn/backbones: 'caffe' |
+  'torchvision', GoogLeNet's two forms), ``backbone_weights`` (a file the
+  backbone reads: for GoogLeNet a Caffe .caffemodel, an lsattn or
+  Caffe-named .npz, a Caffe pickle, or a torchvision .pth; or a name the
+  backbone declares, a file a pip package ships, such as 'imagenet'; '' =
+  random init), ``torchvision_transform_input`` ('auto': on
   when torchvision weights are loaded, as torchvision's pretrained GoogLeNet
   expects; 'on' | 'off'), ``freeze_backbone``, ``num_recurrent_steps``,
   ``hidden_size``, ``projection_size``, ``convlstm_kernel_sizes``,

@@ -1,8 +1,11 @@
 r"""The paper's baselines on GoogLeNet Conv-5B: PoseNet, LSTM-PoseNet, GoogLeNet.
 
-Each baseline turns the Conv-5B tap ``[B, h, w, C]`` into a feature vector
-``[B, F]``; the task head (dense -> 7 pose outputs, or dense -> class logits)
-lives in `lsattn.model`. No recurrence over layers, no attention.
+Each baseline turns the backbone's deepest tap ``[B, h, w, C]`` (Conv-5B,
+C = 1024, for the paper's GoogLeNet; any member's deepest,
+`lsattn.backbones.Backbone.deepest`, which `lsattn.model` passes) into a
+feature vector ``[B, F]``; the task head (dense -> 7 pose outputs, or dense
+-> class logits) lives in `lsattn.model`. No recurrence over layers, no
+attention.
 
 * ``'posenet'`` (Kendall et al. [21], Table 1): Conv-5B average-pooled, a
   fully connected layer of 2048 units and a ReLU (F = 2048).
@@ -181,7 +184,7 @@ def init_baseline(key: jax.Array, variant: str, in_channels: int) -> dict:
 
 
 def baseline_features(params: dict, variant: str, tap: jax.Array) -> jax.Array:
-  """A baseline's features from the Conv-5B tap.
+  """A baseline's features from the backbone's deepest tap (Conv-5B).
 
   Args:
     params: from `init_baseline(key, variant, C)`.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pathlib
 
-from lsattn import compilation, defaults, model, training
+from lsattn import backbones, compilation, defaults, model, training
 from lsattn.data import pipeline
 from lsattn.errors import LsattnError
 
@@ -51,8 +51,10 @@ def check_config(config) -> model.ModelConfig:
   resize = tuple(config.resize_size)
   _require(len(resize) == 2 and all(isinstance(v, int) and v > 0 for v in resize),
            "resize_size", config.resize_size, "two positive integers (H, W)")
-  _require(config.image_size >= 32, "image_size", config.image_size,
-           "at least 32 (GoogLeNet downsamples 32x)")
+  member = backbones.get(config.backbone)
+  _require(config.image_size >= member.min_image_size, "image_size", config.image_size,
+           f"at least {member.min_image_size} (backbone {member.name!r} downsamples "
+           f"{member.min_image_size}x)")
   _require(config.image_size <= min(resize), "image_size", config.image_size,
            f"at most min(resize_size) = {min(resize)}")
   _require(config.channel_mean == () or len(config.channel_mean) == 3, "channel_mean",
@@ -70,6 +72,8 @@ def check_config(config) -> model.ModelConfig:
            f"one of {compilation.KERNELS}")
   _require(config.remat in compilation.REMATS, "remat", config.remat,
            f"one of {compilation.REMATS}")
+  if backbones.is_weights_name(config.backbone_weights):
+    backbones.weights_file(config.backbone, config.backbone_weights)  # a name it declares
   try:
     return model.ModelConfig.from_config(config)
   except LsattnError as error:

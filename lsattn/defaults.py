@@ -25,10 +25,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.task = "pose"
   config.num_classes = 0
   config.model_variant = "layer_spatial"
-  config.fixed_layer = "5b"
-  config.candidate_layers = ("3b", "4c", "4e", "5b")
-  config.backbone = "caffe"
-  config.backbone_weights = ""
+  # () = every tap of the backbone (GoogLeNet: 3b, 4c, 4e, 5b), '' = its deepest (5b);
+  # resolved to the names when the config is read (lsattn.backbones.default_layers).
+  config.fixed_layer = ""
+  config.candidate_layers = ()
+  config.backbone = "caffe"  # a member of lsattn.backbones
+  config.backbone_weights = ""  # a file, or a name the backbone declares ('imagenet')
   # torchvision's input remapping: 'auto' = on with a torchvision weights file (its
   # pretrained GoogLeNet was trained with it), off otherwise; 'on' | 'off' force it.
   config.torchvision_transform_input = "auto"

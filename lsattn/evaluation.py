@@ -14,8 +14,8 @@ N = 0 (or no step entries at all) and an empty ``per_step``.
 
 Pose metrics carry two kinds of baseline: the mean training pose
 (``baseline_*``, `pose_metrics`) and the pose of the nearest training image
-by pixels or by Conv-5B features (``knn_*``, `retrieval_baselines`, added to
-the test split's metrics.json).
+by pixels or by the backbone's deepest features, GoogLeNet's Conv-5B
+(``knn_*``, `retrieval_baselines`, added to the test split's metrics.json).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import jax
 import numpy as np
 import tqdm
 
-from lsattn import figures, googlenet, metrics, model, parallel, retrieval, training
+from lsattn import backbones, figures, metrics, model, parallel, retrieval, training
 from lsattn.data import pipeline
 
 def compiled_eval_step(model_config, mesh, compiler_options: dict | None = None):
@@ -121,12 +121,10 @@ def pose_metrics(outputs: dict, split: pipeline.Split, train_split: pipeline.Spl
   return result
 
 
-def features_tap(model_config, backbone_params: dict) -> str:
-  """The tap the feature retrieval pools: Conv-5B, or the run's deepest tap when its
-  backbone stops before block 5b (a model whose candidate layers end earlier)."""
-  if "inception_5b" in backbone_params:
-    return "5b"
-  return max(model_config.layers, key=googlenet.TAP_NAMES.index)
+def features_tap(model_config) -> str:
+  """The tap the feature retrieval pools: the deepest the run's backbone computes, the
+  member's deepest (Conv-5B) unless the model's layers end earlier (the backbone stops there)."""
+  return backbones.get(model_config.backbone).deepest_of(model_config.layers)
 
 
 @functools.cache
@@ -152,26 +150,29 @@ def retrieval_baselines(model_config, params, model_state, split: pipeline.Split
 
   Both splits are read as the eval step reads them (centre crops, dataset
   mean subtracted) and described by `lsattn.retrieval`: 16x16 RGB pixels,
-  and the global average pool of Conv-5B computed with `params['backbone']`
-  (and its batch-norm state) as evaluated. For a frozen backbone that is
-  the initial (random or loaded) network, the same lookup before and after
-  training; for a trained backbone it is the fine-tuned one (ours: the
-  features the run's model actually reads). Costs one backbone pass over
+  and the global average pool of the `features_tap` tap (GoogLeNet: Conv-5B)
+  computed with `params['backbone']` (and its batch-norm state) as
+  evaluated. For a frozen backbone that is the initial (random or loaded)
+  network, the same lookup before and after training; for a trained
+  backbone it is the fine-tuned one (ours: the features the run's model
+  actually reads). Costs one backbone pass over
   the training and the evaluated split (one program, compiled once).
 
   Returns:
     'knn_pixels_median_translation_m', 'knn_pixels_median_rotation_deg',
     'knn_features_median_translation_m', 'knn_features_median_rotation_deg'
-    (floats) and 'knn_features_tap' (the tap pooled, `features_tap`).
+    (floats), 'knn_features_tap' (the tap pooled, `features_tap`) and
+    'knn_features_layer' (its display name, 'Conv-5B').
   """
-  tap = features_tap(model_config, params["backbone"])
+  tap = features_tap(model_config)
   step = _descriptor_step(model_config, tap, mesh,
                           tuple(sorted((compiler_options or {}).items())))
   described = {
       name: evaluate_split(step, params, model_state, which, task="pose", options=options,
                            batch_size=batch_size, mesh=mesh, description=f"retrieval {name}")
       for name, which in (("train", train_split), ("test", split))}
-  result = {"knn_features_tap": tap}
+  result = {"knn_features_tap": tap,
+            "knn_features_layer": backbones.get(model_config.backbone).display_name(tap)}
   for name, key in (("knn_pixels", "pixels"), ("knn_features", "features")):
     result.update(retrieval.retrieval_errors(
         described["test"][key], described["train"][key], train_split.labels["position"],
@@ -331,7 +332,7 @@ def summary_table(result: dict, task: str) -> str:
     # The retrieval baselines (`retrieval_baselines`) give medians only.
     knn = [name for name in retrieval.RETRIEVALS if f"{name}_median_translation_m" in result]
     knn_titles = {"knn_pixels": "kNN pixels",
-                  "knn_features": f"kNN Conv-{result.get('knn_features_tap', '5b').upper()}"}
+                  "knn_features": f"kNN {result.get('knn_features_layer', 'features')}"}
     lines = [f"{'metric':<24}{'model':>10}{'mean pose':>12}"
              + "".join(f"{knn_titles[name]:>14}" for name in knn)]
     for (name, value, baseline), key in zip(rows, ("median_translation_m", "median_rotation_deg",

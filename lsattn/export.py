@@ -15,7 +15,8 @@ subtracted inside), already resized and centre-cropped to the sidecar's
 its mean). Outputs: ``position`` [B, 3] and ``orientation`` [B, 4] (pose;
 the convention of `lsattn.geometry`, the quaternion unit with the canonical
 sign, as `predict.py` writes it) or ``logits`` [B, C] (classification), and
-``layer_choices`` [N, B, k] (one-hot: the layer each recurrent step chose).
+``layer_choices`` [N, B, k] (one-hot: the layer each recurrent step chose,
+over the sidecar's ``layer_names``: the taps ``layers`` of its ``backbone``).
 Evaluation mode: no Gumbel noise (argmax layer choice), batch norm with its
 stored statistics; so the output is a pure function of the images.
 """
@@ -115,6 +116,8 @@ def sidecar(predictor: prediction.Predictor, config, exported: jax.export.Export
       "input_size": size,
       "resize_size": list(config.resize_size),
       "outputs": outputs,
+      "backbone": predictor.model_config.backbone,
+      "layers": list(predictor.model_config.layers),
       "layer_names": layer_names,
       "num_steps": steps,
       "model_variant": config.model_variant,

@@ -72,7 +72,7 @@ def batch_norm(params: Params, state: Params, x: jax.Array, *, train: bool,
   lsattn has two batch norms, on purpose. This one is the attention core's:
   the paper asks for batch norm "with default parameters" (3.4), which we
   read as TensorFlow's (momentum 0.99, epsilon 1e-3). The other is in the
-  torchvision variant of the backbone (lsattn/googlenet.py, Flax's
+  torchvision variant of the backbone (lsattn/backbones/googlenet.py, Flax's
   ``nn.BatchNorm`` with momentum 0.9, epsilon 1e-3), which must compute what
   torchvision's pretrained GoogLeNet computes: PyTorch's momentum 0.1 is a
   decay of 0.9 in Flax's convention, and its BasicConv2d uses eps 0.001.

@@ -1,4 +1,4 @@
-"""The full model: GoogLeNet taps -> layer-spatial attention core -> task head.
+"""The full model: backbone taps -> layer-spatial attention core -> task head.
 
 Variants (paper table 1 and the ablation of table 3), chosen by
 ``ModelConfig.variant``:
@@ -8,10 +8,16 @@ Variants (paper table 1 and the ablation of table 3), chosen by
 * ``'spatial_only'``: spatial attention on one ``fixed_layer``, no selection;
 * ``'layer_only'``: layer selection over ``candidate_layers``, no spatial
   attention (the selected map itself feeds the Conv-LSTM);
-* baselines on Conv-5B (`lsattn.baselines`; no recurrence, no attention,
-  so the per-step outputs are empty, N = 0): ``'posenet'`` (PoseNet [21]),
-  ``'lstm_posenet'`` (LSTM-PoseNet [42]) and ``'googlenet'`` (GoogLeNet's
-  own classifier on pooled Conv-5B, the MIT-67 baseline [38]).
+* baselines on the backbone's deepest tap, GoogLeNet's Conv-5B
+  (`lsattn.baselines`; no recurrence, no attention, so the per-step outputs
+  are empty, N = 0): ``'posenet'`` (PoseNet [21]), ``'lstm_posenet'``
+  (LSTM-PoseNet [42]) and ``'googlenet'`` (GoogLeNet's own classifier on
+  pooled Conv-5B, the MIT-67 baseline [38]).
+
+The backbone is ``ModelConfig.backbone``, a member of `lsattn.backbones`;
+``candidate_layers`` () and ``fixed_layer`` '' stand for its taps and its
+deepest tap (resolved when the config is made, so the stored values are
+the names).
 
 Heads: pose regression gives ``position`` [B, 3] and a unit ``orientation``
 quaternion [B, 4] (normalised at the output); classification gives
@@ -37,18 +43,17 @@ from __future__ import annotations
 import dataclasses
 from typing import NamedTuple, Sequence
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from lsattn import baselines, compilation, core, googlenet, layers
+from lsattn import backbones, baselines, compilation, core, layers
 from lsattn.errors import LsattnError, check_choice
-from lsattn.googlenet import TAP_NAMES, VARIANTS as BACKBONES, GoogLeNet
 
 TASKS = ("pose", "classification")
 RECURRENT_VARIANTS = ("layer_spatial", "spatial_only", "layer_only")
 MODEL_VARIANTS = RECURRENT_VARIANTS + baselines.BASELINES
 TRANSFORM_INPUT = ("auto", "on", "off")  # config.torchvision_transform_input
-MIN_IMAGE_SIZE = 32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,12 +62,12 @@ class ModelConfig:
   task: str = "pose"
   num_classes: int = 0
   variant: str = "layer_spatial"
-  fixed_layer: str = "5b"
+  fixed_layer: str = ""  # '' = the backbone's deepest tap
   backbone: str = "caffe"
-  candidate_layers: tuple[str, ...] = TAP_NAMES
+  candidate_layers: tuple[str, ...] = ()  # () = every tap of the backbone
   core: core.CoreConfig = core.CoreConfig()
   dtype: str = "float32"
-  transform_input: bool = False  # torchvision's input remapping (googlenet.GoogLeNet)
+  transform_input: bool = False  # torchvision's input remapping (backbones.googlenet)
   # How, not what: 'auto' | 'cpu' | 'generic' kernels of the backbone's pools (the
   # core's are core.kernels), resolved when traced (compilation.resolve_kernels);
   # remat: 'none' | 'blocks' | 'steps' | 'both' (compilation.remat_parts).
@@ -72,7 +77,7 @@ class ModelConfig:
   def __post_init__(self):
     check_choice("task", self.task, TASKS)
     check_choice("model_variant", self.variant, MODEL_VARIANTS)
-    check_choice("backbone", self.backbone, BACKBONES)
+    taps = backbones.get(self.backbone).taps
     check_choice("dtype", self.dtype, ("float32", "bfloat16"))
     check_choice("kernels", self.kernels, compilation.KERNELS)
     check_choice("remat", self.remat, compilation.REMATS)
@@ -80,12 +85,14 @@ class ModelConfig:
                                           or self.num_classes < 2):
       raise LsattnError(f"num_classes must be an integer >= 2 for classification, "
                         f"got {self.num_classes!r}")
-    layers_ = tuple(self.candidate_layers)
-    if not layers_ or any(name not in TAP_NAMES for name in layers_) or len(set(layers_)) != len(
-        layers_):
-      raise LsattnError(f"candidate_layers must be distinct names from {TAP_NAMES}, "
+    layers_, fixed = backbones.default_layers(self.backbone, self.candidate_layers,
+                                              self.fixed_layer)
+    if any(name not in taps for name in layers_) or len(set(layers_)) != len(layers_):
+      raise LsattnError(f"candidate_layers must be distinct names from {taps}, "
                         f"got {self.candidate_layers!r}")
-    check_choice("fixed_layer", self.fixed_layer, TAP_NAMES)
+    check_choice("fixed_layer", fixed, taps)
+    object.__setattr__(self, "candidate_layers", layers_)  # frozen: set once, resolved
+    object.__setattr__(self, "fixed_layer", fixed)
 
   @classmethod
   def from_config(cls, config) -> "ModelConfig":
@@ -116,10 +123,10 @@ class ModelConfig:
         remat_steps=compilation.remat_parts(remat)[1])
     transform = config.get("torchvision_transform_input", "auto")
     check_choice("torchvision_transform_input", transform, TRANSFORM_INPUT)
-    transform_input = config.backbone == "torchvision" and (
+    transform_input = "transform_input" in backbones.get(config.backbone).options and (
         transform == "on" or (transform == "auto" and bool(config.get("backbone_weights"))))
     return cls(task=config.task, num_classes=config.get("num_classes", 0), variant=variant,
-               fixed_layer=config.get("fixed_layer", "5b"), backbone=config.backbone,
+               fixed_layer=config.get("fixed_layer", ""), backbone=config.backbone,
                candidate_layers=tuple(config.candidate_layers), core=core_config,
                dtype=config.get("dtype", "float32"), transform_input=transform_input,
                kernels=kernels, remat=remat)
@@ -128,15 +135,15 @@ class ModelConfig:
   def layers(self) -> tuple[str, ...]:
     """The taps the attention core sees, in order."""
     if self.variant in baselines.BASELINES:
-      return ("5b",)
+      return (backbones.get(self.backbone).deepest,)
     if self.variant == "spatial_only":
       return (self.fixed_layer,)
     return tuple(self.candidate_layers)
 
   @property
   def layer_names(self) -> tuple[str, ...]:
-    """Display names of `layers`, as in the paper ('Conv-4E')."""
-    return tuple(f"Conv-{name.upper()}" for name in self.layers)
+    """Display names of `layers`, the backbone's (GoogLeNet's as in the paper: 'Conv-4E')."""
+    return tuple(map(backbones.get(self.backbone).display_name, self.layers))
 
 
 class ModelOutputs(NamedTuple):
@@ -161,10 +168,13 @@ class ModelOutputs(NamedTuple):
   attention_masks: jax.Array
 
 
-def backbone_module(config: ModelConfig) -> GoogLeNet:
-  return GoogLeNet(variant=config.backbone, taps=config.layers, compute_logits=False,
-                   transform_input=config.transform_input, dtype=jnp.dtype(config.dtype),
-                   kernels=config.kernels, remat_blocks=compilation.remat_parts(config.remat)[0])
+def backbone_module(config: ModelConfig) -> nn.Module:
+  """The backbone member's module, returning the taps of `config.layers` (no logits)."""
+  member = backbones.get(config.backbone)
+  options = {name: getattr(config, name) for name in member.options}
+  return member.module(taps=config.layers, compute_logits=False, dtype=jnp.dtype(config.dtype),
+                       kernels=config.kernels,
+                       remat_blocks=compilation.remat_parts(config.remat)[0], **options)
 
 
 def num_steps(config: ModelConfig) -> int:
@@ -340,10 +350,11 @@ def apply_model(params: dict, state: dict, images: jax.Array, *,
   Returns:
     (ModelOutputs, new state).
   """
-  googlenet.check_images(images)  # before the size check reads H and W
-  if min(images.shape[1:3]) < MIN_IMAGE_SIZE:
-    raise LsattnError(f"images must be at least {MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE} (GoogLeNet "
-                      f"downsamples 32x), got {images.shape[1]}x{images.shape[2]}")
+  backbones.check_images(images)  # before the size check reads H and W
+  size = backbones.get(config.backbone).min_image_size
+  if min(images.shape[1:3]) < size:
+    raise LsattnError(f"images must be at least {size}x{size} (backbone {config.backbone!r} "
+                      f"downsamples {size}x), got {images.shape[1]}x{images.shape[2]}")
   taps, backbone_state = apply_backbone(params, state, images, train=train, config=config)
   outputs, core_state = apply_head(params, state, taps, key=key, temperature=temperature,
                                    train=train, config=config)

@@ -7,8 +7,9 @@ both ours (the paper reports only its own and PoseNet-style baselines):
 * ``knn_pixels``: :func:`pixel_descriptors`, the centre crop the model sees
   (dataset mean subtracted) area-resized to 16x16 RGB, 768 numbers.
 * ``knn_features``: :func:`pooled_features`, the global average pool of the
-  backbone's Conv-5B tap (1024 numbers), computed with the run's backbone
-  parameters (`lsattn.evaluation.retrieval_baselines` says which).
+  backbone's deepest tap (GoogLeNet's Conv-5B: 1024 numbers), computed with
+  the run's backbone parameters (`lsattn.evaluation.retrieval_baselines`
+  says which).
 
 Similarity (ours): cosine after subtracting the training descriptors' mean,
 

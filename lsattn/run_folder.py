@@ -11,6 +11,12 @@ key in `RUN_KEYS` (what the model computes, how its input is prepared, which
 data and checkpoint the run is) must equal the run's; any other key (batch
 size of evaluation, folders, figures, compilation; training-only keys, which
 do not change an evaluation) is applied and reported as an override.
+
+``candidate_layers`` () and ``fixed_layer`` '' mean the backbone's taps and
+its deepest tap (`lsattn.backbones.default_layers`); configs are compared
+with those names in their place (`resolve_layers`), so a run whose
+config.json holds the names (as every run before the defaults were () and
+'') and a config leaving them at their defaults are the same run.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import tempfile
 
 import ml_collections
 
-from lsattn import defaults
+from lsattn import backbones, defaults
 from lsattn.errors import LsattnError
 
 CONFIG_FILE = "config.json"
@@ -76,6 +82,20 @@ def to_json_data(config) -> dict:
   return {key: _jsonable(config[key]) for key in sorted(config.keys())}
 
 
+def resolve_layers(config):
+  """`config`, or a copy with candidate_layers () and fixed_layer '' replaced by the
+  backbone's taps and deepest tap."""
+  if not {"backbone", "candidate_layers", "fixed_layer"} <= set(config.keys()):
+    return config
+  layers, fixed = backbones.default_layers(config.backbone, config.candidate_layers,
+                                           config.fixed_layer)
+  if tuple(config.candidate_layers) == layers and config.fixed_layer == fixed:
+    return config
+  resolved = ml_collections.ConfigDict(config.to_dict())
+  resolved.candidate_layers, resolved.fixed_layer = layers, fixed
+  return resolved
+
+
 def write(workdir: str | pathlib.Path, config) -> pathlib.Path:
   """Writes `config` to <workdir>/config.json (atomically: a reader never sees half)."""
   path = config_path(workdir)
@@ -116,6 +136,7 @@ def read(workdir: str | pathlib.Path) -> ml_collections.ConfigDict | None:
 
 
 def _differences(saved, given, keys) -> list[tuple[str, object, object]]:
+  saved, given = resolve_layers(saved), resolve_layers(given)
   return [(key, saved[key], given[key]) for key in keys
           if key in saved and key in given and _jsonable(saved[key]) != _jsonable(given[key])]
 

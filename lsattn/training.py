@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lsattn import losses, model
+from lsattn import backbones, losses, model
 from lsattn.errors import LsattnError
 
 LEARNING_RATE_SCHEDULES = ("constant", "cosine")
@@ -156,7 +156,7 @@ def create_train_state(rng: jax.Array, config, model_config: model.ModelConfig,
   seed = jax.random.randint(rng, (), 0, jnp.iinfo(jnp.int32).max)
   init_rng = jax.random.key(seed, impl="unsafe_rbg")
   # Its parameters depend only on the deepest tap (the backbone stops there).
-  deepest = max(model_config.layers, key=model.TAP_NAMES.index)
+  deepest = backbones.get(model_config.backbone).deepest_of(model_config.layers)
   backbone_init = _compiled_backbone_init(model_config.backbone, (deepest,),
                                           model_config.dtype, image_shape)
   backbone_variables = backbone_init(model.backbone_key(init_rng))

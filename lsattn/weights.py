@@ -25,6 +25,12 @@ Formats:
 
 Every loader checks names and shapes against a freshly initialised model and
 raises `LsattnError` naming the file and the key on any mismatch.
+
+`load_backbone_weights(path, backbone)` is what training calls for any
+member of the backbone family: it resolves a named file ('imagenet') and
+hands the file to the member's reader for its suffix
+(`lsattn.backbones.Backbone.readers`). The formats above are the GoogLeNet
+members' ('caffe', 'torchvision'), read by `load_googlenet`.
 """
 
 from __future__ import annotations
@@ -37,9 +43,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lsattn import caffemodel, torch_checkpoint
+from lsattn import backbones, caffemodel, torch_checkpoint
+from lsattn.backbones.googlenet import GoogLeNet
 from lsattn.errors import LsattnError
-from lsattn.googlenet import GoogLeNet
 
 _CAFFE_STEM = {"conv1": "conv1/7x7_s2", "conv2_reduce": "conv2/3x3_reduce", "conv2": "conv2/3x3",
                "classifier": "loss3/classifier"}
@@ -257,33 +263,54 @@ def load_torchvision_googlenet(path: str | os.PathLike) -> dict:
   return _assemble(path, variables, lookup)
 
 
-def load_backbone_weights(path: str | os.PathLike, variant: str,
-                          num_classes: int | None = None) -> dict:
-  """Loads backbone variables from any supported file, chosen by its contents.
+def load_backbone_weights(path: str | os.PathLike, backbone: str) -> dict:
+  """Loads member `backbone`'s variables ({'params', 'batch_stats'?}) from `path`.
+
+  `path` is a file, or a name the member declares ('imagenet': the file a
+  pip package ships, `lsattn.backbones.weights_file`). The member's reader
+  for the file's suffix reads it (`lsattn.backbones.Backbone.readers`).
+
+  Raises:
+    LsattnError: an unknown name, a missing file, a suffix the member does
+      not read (naming the members that do), or the reader's error.
+  """
+  member = backbones.get(backbone)
+  path = backbones.weights_file(backbone, str(path))
+  if not os.path.exists(path):
+    raise LsattnError(f"backbone_weights: no such file {path}")
+  suffix = os.path.splitext(path)[1]
+  if suffix not in member.readers:
+    readers = [other.name for other in map(backbones.get, backbones.names())
+               if suffix in other.readers]
+    needs = (f"a {suffix or 'suffix-less'} file needs backbone="
+             f"{' or '.join(repr(name) for name in readers)}" if readers
+             else f"no backbone reads {suffix or 'suffix-less'} files")
+    raise LsattnError(f"{path}: backbone {backbone!r} reads {', '.join(member.readers)} "
+                      f"weights; {needs}")
+  return member.readers[suffix](path)
+
+
+def load_googlenet(path: str, variant: str) -> dict:
+  """The GoogLeNet members' reader (`lsattn.backbones.googlenet`), by suffix and contents.
 
   `.pth` is a torchvision state dict (`lsattn.torch_checkpoint`, no PyTorch
   needed); `.caffemodel` Caffe's own file (`lsattn.caffemodel`); a `.npz`
   whose names start with ``params/`` is lsattn's own; other `.npz` and
   pickles use Caffe naming. Caffe files load
-  into backbone='caffe' only, `.pth` into 'torchvision' only.
+  into 'caffe' only, `.pth` into 'torchvision' only.
   """
-  path = str(path)
-  if not os.path.exists(path):
-    raise LsattnError(f"backbone_weights: no such file {path}")
-  if path.endswith(".pth"):
-    if variant != "torchvision":
-      raise LsattnError(f"{path}: torchvision weights need backbone='torchvision', got {variant!r}")
+  if path.endswith(".pth"):  # only 'torchvision' lists .pth among its readers
     return load_torchvision_googlenet(path)
   if path.endswith(".npz"):
     names = _read_npz(path)
     if any(name.startswith("params/") for name in names):
-      classes = num_classes or names.get("params/classifier/bias", np.zeros(1000)).shape[0]
+      classes = names.get("params/classifier/bias", np.zeros(1000)).shape[0]
       return load_npz(path, variant, classes)
   if variant != "caffe":
     kind = "a .caffemodel" if path.endswith(".caffemodel") else "Caffe-named weights"
     raise LsattnError(f"{path}: {kind} needs backbone='caffe' (the Caffe GoogLeNet), "
                       f"got {variant!r}")
-  return load_caffe(path, num_classes)
+  return load_caffe(path)
 
 
 def select_like(template, loaded: dict, prefix: str, path) -> dict:

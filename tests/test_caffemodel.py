@@ -15,7 +15,7 @@ import pytest
 
 import caffe_writer  # tests/caffe_writer.py, beside this file
 from lsattn import LsattnError, caffemodel, weights
-from lsattn.googlenet import GoogLeNet
+from lsattn.backbones.googlenet import GoogLeNet
 
 NUM_CLASSES = 205  # the Places205 classifier
 

@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 from configs import test as test_config
-from lsattn import (LsattnError, attention, checkpoint, compilation, config_checks, googlenet,
-                    layers, training)
+from lsattn import (LsattnError, attention, checkpoint, compilation, config_checks, layers,
+                    training)
+from lsattn.backbones import googlenet
 
 IMAGE = 32
 ON_CPU = jax.default_backend() == "cpu"

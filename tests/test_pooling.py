@@ -6,7 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lsattn import googlenet, pooling
+from lsattn import pooling
+from lsattn.backbones import googlenet
 
 
 def _reference(x, window, stride, pads):

@@ -73,10 +73,10 @@ def test_pixel_descriptors_average_areas_and_features_pool():
 def test_features_tap_is_5b_or_the_deepest_the_backbone_has():
   config = test_config.get_config()
   model_config = config_checks.check_config(config)
-  assert evaluation.features_tap(model_config, {"inception_5b": {}, "conv1": {}}) == "5b"
+  assert evaluation.features_tap(model_config) == "5b"
   config.candidate_layers = ("4c", "3b")
   model_config = config_checks.check_config(config)
-  assert evaluation.features_tap(model_config, {"inception_4c": {}}) == "4c"
+  assert evaluation.features_tap(model_config) == "4c"
 
 
 def test_summary_table_shows_the_retrieval_medians():
@@ -84,7 +84,7 @@ def test_summary_table_shows_the_retrieval_medians():
             "mean_translation_m": 0.3, "mean_rotation_deg": 7.0,
             "baseline_median_translation_m": 0.4, "baseline_median_rotation_deg": 16.0,
             "baseline_mean_translation_m": 0.5, "baseline_mean_rotation_deg": 20.0,
-            "num_examples": 3, "knn_features_tap": "5b",
+            "num_examples": 3, "knn_features_tap": "5b", "knn_features_layer": "Conv-5B",
             "knn_pixels_median_translation_m": 0.31, "knn_pixels_median_rotation_deg": 9.5,
             "knn_features_median_translation_m": 0.35, "knn_features_median_rotation_deg": 11.0}
   lines = evaluation.summary_table(result, "pose").splitlines()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lsattn import LsattnError, weights
-from lsattn.googlenet import GoogLeNet
+from lsattn.backbones.googlenet import GoogLeNet
 
 
 def _init(variant, num_classes=10, size=64):

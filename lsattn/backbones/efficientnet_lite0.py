@@ -66,7 +66,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from lsattn import compilation, layers, torch_checkpoint
+from lsattn import backbones, compilation, layers, torch_checkpoint
 from lsattn.errors import LsattnError
 
 TAP_NAMES = ("s4", "s5", "s6", "head")
@@ -397,3 +397,14 @@ def load_imagenet_weights_file(path: str | os.PathLike) -> dict:
   """
   path = str(path)
   return variables_from_state_dict(torch_checkpoint.load_state_dict(path), path)
+
+
+BACKBONE = backbones.register(backbones.Backbone(
+    name="efficientnet_lite0", module=EfficientNetLite0, taps=TAP_NAMES,
+    strides=tuple(TAP_STRIDES[name] for name in TAP_NAMES),
+    channels=tuple(tap_channels(name) for name in TAP_NAMES),
+    display_names=("Stage-4", "Stage-5", "Stage-6", "Head"), tap_shape=tap_shape,
+    input_convention="divided by 128: the weights' (x - 127) / 128, with the dataset's mean "
+                     "standing in for 127.",
+    readers={".pth": load_imagenet_weights_file},
+    named_weights={"imagenet": imagenet_weights_path}))

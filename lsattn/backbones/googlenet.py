@@ -22,21 +22,25 @@ per-channel mean subtracted. Taps are the outputs of inception blocks 3b, 4c,
 Module names follow the Caffe layer names (``conv1``, ``conv2_reduce``,
 ``conv2``, ``inception_3a``/``b1x1``...``pool_proj``, ``classifier``);
 `lsattn.weights` maps them to Caffe and torchvision names.
+
+The two variants are the backbone family's members 'caffe' and
+'torchvision' (`lsattn.backbones`; registered at the end of this module).
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from typing import Callable, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from lsattn import compilation, pooling
+from lsattn import backbones, compilation, pooling
 from lsattn.errors import LsattnError
 
 TAP_NAMES = ("3b", "4c", "4e", "5b")
+TAP_STRIDES = (8, 16, 16, 32)
 VARIANTS = ("caffe", "torchvision")
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -151,12 +155,6 @@ def _lrn_bwd(size, alpha, beta, k, residuals, g):
 _lrn.defvjp(_lrn_fwd, _lrn_bwd)
 
 
-def check_images(images) -> None:
-  """Raises LsattnError unless images is [B, H, W, 3] (RGB)."""
-  if images.ndim != 4 or images.shape[-1] != 3:
-    raise LsattnError(f"images must be [B, H, W, 3] RGB, got shape {tuple(images.shape)}")
-
-
 class ConvUnit(nn.Module):
   """Convolution + ReLU (Caffe) or convolution + batch norm + ReLU (torchvision)."""
   features: int
@@ -234,7 +232,7 @@ class GoogLeNet(nn.Module):
     unknown = [t for t in self.taps if t not in TAP_NAMES]
     if unknown:
       raise LsattnError(f"unknown backbone taps {unknown}; choose from {TAP_NAMES}")
-    check_images(images)
+    backbones.check_images(images)
     caffe = self.variant == "caffe"
     kernels = compilation.resolve_kernels(self.kernels)
     pool = functools.partial(max_pool_ceil, kernels=kernels)
@@ -283,3 +281,38 @@ class GoogLeNet(nn.Module):
       std = jnp.asarray(IMAGENET_STD, x.dtype)
       x = x * (std / 0.5) + (mean - 0.5) / 0.5
     return x
+
+
+def _read_weights(variant: str) -> Callable[[str], dict]:
+  """The reader of `variant`'s weight files: `lsattn.weights.load_googlenet`."""
+
+  def read(path: str) -> dict:
+    # lsattn.weights imports this module (GoogLeNet gives its shapes), so it is
+    # imported here, when a file is read.
+    from lsattn import weights
+    return weights.load_googlenet(path, variant)
+
+  return read
+
+
+def _member(variant: str, suffixes: tuple[str, ...], input_convention: str,
+            options: tuple[str, ...] = ()) -> backbones.Backbone:
+  return backbones.register(backbones.Backbone(
+      name=variant, module=functools.partial(GoogLeNet, variant=variant), taps=TAP_NAMES,
+      strides=TAP_STRIDES, channels=tuple(tap_channels(name) for name in TAP_NAMES),
+      display_names=tuple(f"Conv-{name.upper()}" for name in TAP_NAMES),
+      tap_shape=functools.partial(tap_shape, variant=variant),
+      input_convention=input_convention,
+      readers={suffix: _read_weights(variant) for suffix in suffixes}, options=options))
+
+
+CAFFE = _member(
+    "caffe", (".caffemodel", ".npz", ".pkl", ".pickle"),
+    "RGB flipped to BGR, kept at 0-255 minus the mean: what the Caffe (Places, BVLC) weights "
+    "were trained on.")
+TORCHVISION = _member(
+    "torchvision", (".pth", ".npz"),
+    "divided by 255 * ImageNet std (torchvision's normalisation); with transform_input "
+    "instead (x / 255 + ImageNet mean - 0.5) / 0.5, as torchvision's pretrained GoogLeNet "
+    "expects.",
+    options=("transform_input",))
