@@ -32,7 +32,7 @@ import os
 
 import numpy as np
 
-from lsattn.errors import LsattnError
+from lsattn.errors import LsattnError, read_weights_file
 
 _NET_LAYERS_V1, _NET_LAYER = 2, 100
 _LAYER_NAME, _LAYER_BLOBS = 1, 7
@@ -219,13 +219,7 @@ def read_layers(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:
       NetParameter (named, with the byte where decoding failed).
   """
   path = os.fspath(path)
-  try:
-    with open(path, "rb") as f:
-      buf = f.read()
-  except FileNotFoundError:
-    raise LsattnError(f"{path}: no such weights file") from None
-  except OSError as error:
-    raise LsattnError(f"{path}: cannot read ({error.strerror or error})") from None
+  buf = read_weights_file(path)
   layers: dict[str, dict[str, list[np.ndarray]]] = {"layer": {}, "layers": {}}
   try:
     for field, wire, value, pos in _fields(buf, 0, len(buf)):

@@ -25,6 +25,19 @@ def check_choice(name: str, value, allowed) -> None:
     raise LsattnError(f"{name} must be one of {tuple(allowed)}, got {value!r}")
 
 
+def read_weights_file(path: str | os.PathLike) -> bytes:
+  """The bytes of a weights file the user named; a missing or unreadable one is
+  one LsattnError line naming it."""
+  path = os.fspath(path)
+  try:
+    with open(path, "rb") as handle:
+      return handle.read()
+  except FileNotFoundError:
+    raise LsattnError(f"{path}: no such weights file") from None
+  except OSError as error:
+    raise LsattnError(f"{path}: cannot read ({error.strerror or error})") from None
+
+
 def run_cli(main: Callable[..., T], *args, **kwargs) -> T:
   """Runs `main`, printing an `LsattnError` as one line and exiting with 2.
 

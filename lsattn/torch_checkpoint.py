@@ -47,7 +47,7 @@ import zipfile
 
 import numpy as np
 
-from lsattn.errors import LsattnError
+from lsattn.errors import LsattnError, read_weights_file
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL = 1001
@@ -367,13 +367,7 @@ def read_checkpoint(path: str | os.PathLike):
       line naming the file).
   """
   path = os.fspath(path)
-  try:
-    with open(path, "rb") as f:
-      buf = f.read()
-  except FileNotFoundError:
-    raise LsattnError(f"{path}: no such weights file") from None
-  except OSError as error:
-    raise LsattnError(f"{path}: cannot read ({error.strerror or error})") from None
+  buf = read_weights_file(path)
   if not buf:
     raise LsattnError(f"{path}: empty file, not a PyTorch checkpoint")
   try:
