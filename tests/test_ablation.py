@@ -53,19 +53,33 @@ def quick(tmp_path_factory):
   return {"root": root, "args": args, "result": result, "records": records}
 
 
-def test_every_variant_config_is_valid():
+@pytest.mark.parametrize("setting", ablation.SETTINGS.values(), ids=ablation.SETTINGS)
+def test_every_variant_config_is_valid(setting):
   from lsattn import config_checks
   for study in ablation.STUDIES:
     budget = ablation.FULL[study.task]
-    for variant in study.variants:
+    for variant in study.variants(setting):
       config = ablation.make_config(study, variant, 0, budget, data_dir="unused",
-                                    num_classes=4 if study.task == "classification" else 0)
+                                    num_classes=4 if study.task == "classification" else 0,
+                                    setting=setting)
       model_config = config_checks.check_config(config)
       assert config.num_train_steps == budget.num_train_steps
-      assert model_config.layers == ((variant[-2:],) if variant.startswith("spatial_") else
-                                     ("5b",) if variant in ("posenet", "lstm_posenet",
-                                                            "googlenet") else
-                                     ablation.CANDIDATE_LAYERS)
+      assert (config.backbone, config.backbone_weights, config.freeze_backbone) == (
+          setting.backbone, setting.backbone_weights, True)
+      assert model_config.layers == (
+          (variant.removeprefix("spatial_"),) if variant.startswith("spatial_") else
+          setting.layers[-1:] if variant in ("posenet", "lstm_posenet", "googlenet") else
+          setting.layers)
+
+
+def test_settings_layers_are_table_3s_strides():
+  from lsattn import backbones
+  for setting in ablation.SETTINGS.values():
+    member = backbones.get(setting.backbone)
+    strides = [member.strides[member.taps.index(layer)] for layer in setting.layers]
+    assert strides == [8, 16, 32], setting.name
+  assert ablation.SETTINGS["pretrained"].layer_names == ("Stage-4", "Stage-6", "Head")
+  assert ablation.SETTINGS["random_googlenet"].layer_names == ("Conv-3B", "Conv-4E", "Conv-5B")
 
 
 def test_quick_writes_one_record_per_run(quick):
@@ -97,7 +111,7 @@ def test_quick_writes_one_record_per_run(quick):
       frequencies = metrics["layer_selection_frequency"]
       assert len(frequencies) == steps
       for step in frequencies:
-        assert set(step) == set(ablation.LAYER_NAMES)
+        assert set(step) == set(ablation.SETTINGS[record["setting"]].layer_names)
         assert sum(step.values()) == pytest.approx(1.0)
   # stdout: the data facts, every record, then the summary, one JSON object per line.
   lines = [json.loads(line) for line in quick["result"].stdout.splitlines()]
@@ -215,6 +229,11 @@ def test_bad_arguments_are_named(tmp_path):
   assert result.returncode == 2 and "'spatial_9z'" in result.stderr
   with pytest.raises(SystemExit, match="no such file"):
     ablation.main(["--report", str(tmp_path / "missing.jsonl")])
+  mixed = [_record("pose", "pose", "posenet", seed, **_pose_metrics(0.2, 10.0))
+           for seed in (0, 1)]
+  mixed[1]["setting"] = "pretrained"
+  with pytest.raises(SystemExit, match=r"several settings \['pretrained', 'random_googlenet'\]"):
+    ablation.report(mixed)
   broken = tmp_path / "broken.jsonl"
   broken.write_text('{"benchmark": "ablation"}\nnot json\n')
   with pytest.raises(SystemExit, match=r"broken.jsonl:2: not a JSON object"):
