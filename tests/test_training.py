@@ -154,6 +154,10 @@ def test_every_config_file_passes_the_checks():
     module = importlib.import_module(f"configs.{name}")
     model_config = config_checks.check_config(module.get_config(*args))
     assert isinstance(model_config, model.ModelConfig), name
+  for name in ("demo_pose", "demo_scenes"):  # their first backbone, as their docstrings say
+    config = importlib.import_module(f"configs.{name}").get_config()
+    config.backbone, config.backbone_weights = "caffe", ""
+    assert config_checks.check_config(config).backbone == "caffe"
 
 
 def test_initial_state_is_init_model_with_a_shared_backbone_program(setup):
