@@ -79,6 +79,28 @@ def test_strides_are_exact_at_multiples_of_the_largest(name):
     assert member.tap_shape(tap, height, width) == (height // stride, width // stride, channels)
 
 
+def test_tiny_cnn_remat_bfloat16_and_early_stop_change_how_not_what():
+  """The tests' member: remat gives the same values, bfloat16 computes in bfloat16, and
+  without logits the module stops after the deepest tap asked for (fewer variables)."""
+  member = backbones.get("tiny_cnn")
+  assert member.strides == (8, 16, 16, 32) and not member.readers and not member.named_weights
+  images = jax.random.normal(jax.random.key(1), (2, 40, 48, 3)) * 60
+  full = _module(member)
+  variables = full.init(jax.random.key(0), images, train=False)
+  outputs = full.apply(variables, images, train=False)
+  remat = member.module(taps=member.taps, compute_logits=False, dtype=jnp.float32,
+                        kernels="cpu", remat_blocks=True)
+  for tap, value in remat.apply(variables, images, train=False).items():
+    np.testing.assert_allclose(value, outputs[tap], rtol=1e-6, atol=1e-6)
+  half = member.module(taps=member.taps, compute_logits=False, dtype=jnp.bfloat16,
+                       kernels="auto", remat_blocks=False)
+  assert all(v.dtype == jnp.bfloat16 for v in half.apply(variables, images, train=False).values())
+  shallow = _module(member, taps=("t1",)).init(jax.random.key(0), images, train=False)
+  assert len(shallow["params"]) < len(variables["params"])
+  with pytest.raises(LsattnError, match="has no named weights"):
+    backbones.weights_file("tiny_cnn", "imagenet")
+
+
 @pytest.mark.parametrize("name", ["caffe", "torchvision"])
 def test_googlenet_members_keep_the_papers_taps_and_names(name):
   member = backbones.get(name)

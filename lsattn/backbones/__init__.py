@@ -176,4 +176,4 @@ def weights_file(name: str, value: str) -> str:
 
 
 # The family's list: each member module registers itself when imported.
-from lsattn.backbones import efficientnet_lite0, googlenet  # noqa: E402,F401
+from lsattn.backbones import efficientnet_lite0, googlenet, tiny_cnn  # noqa: E402,F401
