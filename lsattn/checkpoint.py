@@ -237,23 +237,39 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_state, signature: di
 
 @contextlib.contextmanager
 def _quiet_helper_threads():
-  """Silences orbax's helper threads while a restore runs.
+  """Silences orbax's helper threads while a restore runs, and only them.
 
   When a damaged checkpoint fails to read, TensorStore callbacks still
-  running on other threads hit orbax's closed event loop and print
-  tracebacks ("Event loop is closed") around our one-line error. The error
-  itself is raised in this thread and reported normally.
+  running on threads the restore started hit orbax's closed event loop and
+  print tracebacks ("Event loop is closed") around our one-line error, also
+  after the error is raised. So: during the restore, exceptions of threads
+  started by it and unraisable exceptions are dropped; after a failed
+  restore, only those threads' exceptions and "Event loop is closed"
+  unraisables are (the rest reach the previous hooks); after a successful
+  one the previous hooks are back.
   """
   thread_hook, unraisable_hook = threading.excepthook, sys.unraisablehook
-  threading.excepthook = lambda args: None
-  sys.unraisablehook = lambda args: None
+  before = set(threading.enumerate())
+  helpers = None  # the restore's threads still alive when it failed; None while it runs
+
+  def thread_filter(args):
+    started_by_restore = (args.thread not in before if helpers is None
+                          else args.thread in helpers)
+    if not started_by_restore:
+      thread_hook(args)
+
+  def unraisable_filter(args):
+    if helpers is None or "Event loop is closed" in str(args.exc_value):
+      return
+    unraisable_hook(args)
+
+  threading.excepthook, sys.unraisablehook = thread_filter, unraisable_filter
   try:
     yield
   except BaseException:
-    # Leave the hooks quiet: the process is about to report the error and exit.
+    helpers = set(threading.enumerate()) - before
     raise
-  else:
-    threading.excepthook, sys.unraisablehook = thread_hook, unraisable_hook
+  threading.excepthook, sys.unraisablehook = thread_hook, unraisable_hook
 
 
 def abstract_like(state, sharding=None):
