@@ -217,12 +217,10 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
   if manager.latest_step() != config.num_train_steps:
     checkpoint.save(manager, config.num_train_steps, state, _meta(run, signature), force=True)
   manager.wait_until_finished()
-  compiles = train_step._cache_size()
   step, selection = config.num_train_steps, None
   if best is not None:
     state, step, selection = best.restore(state)
   result = _final_evaluation(run, state, workdir, step=step, selection=selection)
-  result["train_step_compilations"] = compiles
   logger.close()
   return result
 
