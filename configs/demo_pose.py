@@ -7,18 +7,17 @@ The argument picks the scene: ``room`` (default, ``seven_scenes/synthetic_room``
 test views lie between training views, so it tests interpolation) or
 ``walks`` (``seven_scenes/synthetic_walks``: the test walk leaves the
 training paths, so it tests generalisation). Everything else is the same
-recipe, fixed before either scene's results were seen.
+recipe.
 
 Writes the synthetic scene (4 training and 1 test sequence of 200 frames,
 ~40 s), builds the dataset, trains the layer-spatial attention model with a
 frozen, randomly initialised GoogLeNet (no weights are downloaded) on
-112x112 crops for a fixed 1250 steps (the budget was fixed before the
-measurements below and is not tuned on them), and evaluates the test
-sequence with the last checkpoint. All values here are ours (a CPU-sized
+112x112 crops for a fixed 1250 steps (not tuned on the results), and
+evaluates the test sequence with the last checkpoint. All values here are ours (a CPU-sized
 demo), not the paper's.
 
-Measured results (seeds, spread, per step, the constant initial state):
-benchmarks/README.md, "Demo runs", and the README's first paragraph.
+Results (seeds, spread, per step, the constant initial state):
+benchmarks/README.md, "Demo runs".
 """
 
 from configs import default

@@ -138,8 +138,8 @@ def create_train_state(rng: jax.Array, config, model_config: model.ModelConfig,
   Initialisation is two compiled programs (eagerly it would compile hundreds
   of small operations): the backbone's, shared by every model with the same
   backbone and taps, then the rest. Both draw from an RBG generator seeded
-  by `rng`, which compiles about 3x faster than threefry for the backbone's
-  many kernels; the values are those of `model.init_model` on that key.
+  by `rng`, which compiles faster than threefry for the backbone's many
+  kernels; the values are those of `model.init_model` on that key.
   """
   image_shape = tuple(image_shape)
   learned_weighting = model_config.task == "pose" and bool(config.learned_loss_weighting)
