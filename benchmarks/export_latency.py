@@ -47,7 +47,7 @@ def exported_model(image_size: int, seed: int = 0) -> jax.export.Exported:
   shape = (image_size, image_size, 3)
   state = training.create_train_state(jax.random.key(seed), config, model_config, shape)
   predictor = prediction.Predictor(
-      model_config=model_config, params=state.params, model_state=state.model_state,
+      config=config, model_config=model_config, params=state.params, model_state=state.model_state,
       options=pipeline.ImageOptions(resize_size=config.resize_size, image_size=image_size,
                                     channel_mean=CHANNEL_MEAN),
       stored_size=(image_size, image_size), class_names=None, step=0, batch_size=1,

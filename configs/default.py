@@ -78,81 +78,14 @@ Ours (the paper is silent):
 * ``eval_batch_size``, ``seed``, ``dtype`` float32, the log, checkpoint and
   compilation settings.
 
-Keys (flax-examples names where one exists):
-
-* data: ``channel_mean`` (RGB to subtract; () = the train split's mean),
-  ``dataset`` ('<builder>/<config>', e.g. 'seven_scenes/chess'),
-  ``data_dir`` (where tfds keeps built datasets), ``manual_dir`` (the user's
-  download; for synthetic configs lsattn writes it), ``resize_size`` (H, W
-  before cropping), ``image_size`` (square crop side), ``random_flip``
-  (classification only), ``validation_split`` ('none': train on the whole
-  training split and evaluate the last checkpoint, the paper's protocol;
-  'auto': hold validation examples out of training and evaluate the best
-  checkpoint on them; see lsattn/data/splits.py).
-* model: ``task``, ``num_classes``, ``model_variant`` ('layer_spatial' |
-  'spatial_only' | 'layer_only' | 'posenet' | 'lstm_posenet' (LSTM-PoseNet,
-  Walch et al. [42]) | 'googlenet' (GoogLeNet classification baseline
-  [38])), ``fixed_layer`` (the layer of 'spatial_only'; '' = the backbone's
-  deepest tap, GoogLeNet's '5b'), ``candidate_layers`` (tap names of the
-  backbone; () = all its taps, GoogLeNet's '3b', '4c', '4e', '5b'),
-  ``backbone`` (a member of lsattn/backbones: 'caffe' |
-  'torchvision', GoogLeNet's two forms), ``backbone_weights`` (a file the
-  backbone reads: for GoogLeNet a Caffe .caffemodel, an lsattn or
-  Caffe-named .npz, a Caffe pickle, or a torchvision .pth; or a name the
-  backbone declares, a file a pip package ships, such as 'imagenet'; '' =
-  random init), ``torchvision_transform_input`` ('auto': on
-  when torchvision weights are loaded, as torchvision's pretrained GoogLeNet
-  expects; 'on' | 'off'), ``freeze_backbone``, ``num_recurrent_steps``,
-  ``hidden_size``, ``projection_size``, ``convlstm_kernel_sizes``,
-  ``attention_kernel_sizes``, ``gate_embedding_size``,
-  ``attention_nonlinearity`` ('leaky_relu' | 'relu'),
-  ``attention_branch_channels``, ``initial_state`` ('image' | 'constant'),
-  ``dtype`` ('float32' | 'bfloat16': mixed precision for the whole model.
-  Backbone, recurrent core (Conv-LSTM gate convolutions, attention, layer
-  selection), pooling and heads compute in bfloat16; parameters (cast at
-  use), gradients, optimiser state, batch-norm statistics, the loss and
-  every model output stay float32, and so do the Gumbel softmax (forward
-  and backward), the attention softmax, the Conv-LSTM cell state c and the
-  heads' accumulation (ARCHITECTURE.md, "Precision"). On CPU bfloat16 is not
-  faster: benchmarks/README.md).
-* loss: ``beta`` (eq. 4), ``learned_loss_weighting`` (Kendall 2017),
-  ``step_loss`` ('final': the final step's prediction only, section 3.3 |
-  'mean': the mean of the per-step heads' losses).
-* optimisation: Adam; ``learning_rate``, ``learning_rate_schedule``
-  ('constant' | 'cosine'), ``warmup_steps``; Gumbel temperature
-  ``temperature_schedule`` ('exponential' | 'linear' | 'cosine' |
-  'constant') from ``temperature_init`` to ``temperature_final`` over
-  ``temperature_decay_steps`` (0 = num_train_steps).
-* loop: ``seed``, ``batch_size`` (global), ``eval_batch_size``,
-  ``num_train_steps``, ``log_every_steps``, ``eval_every_steps``
-  (validation), ``checkpoint_every_steps``, ``keep_checkpoints``,
-  ``nonfinite_policy`` ('skip' | 'stop') with ``max_consecutive_nonfinite``,
-  ``num_figure_examples``, ``eval_retrieval_baselines`` (pose: the final
-  evaluation's nearest-training-image baselines, ``knn_*`` in metrics.json;
-  one more backbone pass over both splits), ``eval_figures`` (the final
-  evaluation's figures in eval/), ``jax_distributed``, ``heartbeat_timeout_seconds``
-  (multi-process jobs: when a process dies during a collective the others
-  stop at once with a one-line error; a process that stops answering
-  otherwise is declared dead after this many seconds and the job stops;
-  README, 'Several devices and hosts').
-* compilation: ``compilation_cache_dir`` (JAX's persistent compilation
-  cache, so a resumed or repeated run does not compile again; '' = off; the
-  environment's ``JAX_COMPILATION_CACHE_DIR`` wins), ``scan_unroll``,
-  ``xla_cpu_ynn_fusions`` (see
-  lsattn/compilation.py; ignored off CPU and with ``kernels='generic'``),
-  ``kernels`` ('auto' (default): 'cpu' on the CPU backend, 'generic'
-  elsewhere | 'cpu': separable max pooling with its own gradient, the mask
-  head as one matmul plus shifted sums, 1x1 convolutions as matmuls, the
-  YNNPACK options; the formulations measured fastest on CPU | 'generic':
-  XLA's own ``reduce_window`` pooling and convolutions, no CPU options;
-  same results either way), ``remat`` ('none' (default) | 'blocks': each
-  inception block of the backbone | 'steps': each recurrent step | 'both'
-  recompute their activations in the backward pass (``jax.checkpoint``,
-  saving nothing inside; ours): less memory, more compute, same results;
-  measured in benchmarks/README.md).
+Keys, each declared once in `lsattn.defaults.KEYS` (default, allowed values, one
+line, whether it is a run key: one that eval, predict, export and a resume may
+not change); the listing below is made from those declarations:
 """
 
 from lsattn import defaults
+
+__doc__ += defaults.listing()
 
 
 def get_config():

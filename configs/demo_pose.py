@@ -7,7 +7,7 @@ The argument picks the scene: ``room`` (default, ``seven_scenes/synthetic_room``
 test views lie between training views, so it tests interpolation) or
 ``walks`` (``seven_scenes/synthetic_walks``: the test walk leaves the
 training paths, so it tests generalisation). Everything else is the same
-recipe, fixed before either scene's results were seen.
+recipe.
 
 Writes the synthetic scene (4 training and 1 test sequence of 200 frames,
 ~40 s), builds the dataset, trains the layer-spatial attention model on

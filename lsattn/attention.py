@@ -26,8 +26,7 @@ channels are mixed by a 1x1 convolution into one channel of mask logits:
    C_A(a) = W_{mix} * [\phi(W_1 * a), \phi(W_3 * a), \phi(W_5 * a)].
 
 Without the inner :math:`\phi` the branches and the mix would collapse
-into one 5x5 convolution (what this module computed before, and what C.1's
-"plain convolution" baseline is); with it, C_A is a small two-layer
+into one 5x5 convolution (C.1's "plain convolution" baseline); with it, C_A is a small two-layer
 network whose 1x1, 3x3 and 5x5 features compete. m is ours (the paper
 gives no width; 4 by default, benchmarks/README.md has its cost). E_h
 stays the paper's one 1x1 convolution: its job is to convert the hidden

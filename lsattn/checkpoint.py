@@ -30,30 +30,39 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from lsattn import defaults
 from lsattn.errors import LsattnError
 
 
 def shape_signature(config, model_config, image_shape) -> dict[str, Any]:
-  """The config values that fix the train state's shapes, as JSON data."""
-  signature = dataclasses.asdict(model_config)
-  signature["core"].pop("scan_unroll")  # how the loop compiles, not what it computes
-  for how in ("kernels", "remat"):  # also how, not what: a run may resume with others
-    signature.pop(how)
-  for how in ("kernels", "remat_steps"):
-    signature["core"].pop(how)
-  signature.pop("transform_input")  # an input remapping, no shape: older runs still resume
-  signature["image_shape"] = list(image_shape)
-  signature["freeze_backbone"] = bool(config.freeze_backbone)
-  signature["learned_loss_weighting"] = bool(config.learned_loss_weighting)
-  return _jsonable(signature)
+  """What fixes the train state's shapes, as JSON data: each key the schema gives a
+  signature path (`defaults.signature_paths`), at that path, its value resolved by
+  the model config (layer names in place of () and '').
+
+  Keys of how a run computes (kernels, remat, scan_unroll) and the torchvision
+  input remapping (no shape) have no path, so a run resumes under other values.
+  """
+  resolved = _flatten(dataclasses.asdict(model_config))
+  resolved["image_shape"] = list(image_shape)
+  signature: dict[str, Any] = {}
+  for key, paths in defaults.signature_paths().items():
+    for path in paths:
+      *parents, leaf = path.split(".")
+      folder = signature
+      for parent in parents:
+        folder = folder.setdefault(parent, {})
+      folder[leaf] = resolved[path] if path in resolved else config[key]
+  return defaults.jsonable(signature)
 
 
-def _jsonable(value):
-  if isinstance(value, dict):
-    return {key: _jsonable(item) for key, item in value.items()}
-  if isinstance(value, (list, tuple)):
-    return [_jsonable(item) for item in value]
-  return value
+def _flatten(values: dict, prefix: str = "") -> dict[str, Any]:
+  """{'core': {'num_steps': 3}} -> {'core.num_steps': 3} (and the top-level entries)."""
+  flat = {}
+  for name, value in values.items():
+    flat[prefix + name] = value
+    if isinstance(value, dict):
+      flat.update(_flatten(value, f"{prefix}{name}."))
+  return flat
 
 
 NO_SPACE = "no space left on device"
@@ -228,23 +237,39 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_state, signature: di
 
 @contextlib.contextmanager
 def _quiet_helper_threads():
-  """Silences orbax's helper threads while a restore runs.
+  """Silences orbax's helper threads while a restore runs, and only them.
 
   When a damaged checkpoint fails to read, TensorStore callbacks still
-  running on other threads hit orbax's closed event loop and print
-  tracebacks ("Event loop is closed") around our one-line error. The error
-  itself is raised in this thread and reported normally.
+  running on threads the restore started hit orbax's closed event loop and
+  print tracebacks ("Event loop is closed") around our one-line error, also
+  after the error is raised. So: during the restore, exceptions of threads
+  started by it and unraisable exceptions are dropped; after a failed
+  restore, only those threads' exceptions and "Event loop is closed"
+  unraisables are (the rest reach the previous hooks); after a successful
+  one the previous hooks are back.
   """
   thread_hook, unraisable_hook = threading.excepthook, sys.unraisablehook
-  threading.excepthook = lambda args: None
-  sys.unraisablehook = lambda args: None
+  before = set(threading.enumerate())
+  helpers = None  # the restore's threads still alive when it failed; None while it runs
+
+  def thread_filter(args):
+    started_by_restore = (args.thread not in before if helpers is None
+                          else args.thread in helpers)
+    if not started_by_restore:
+      thread_hook(args)
+
+  def unraisable_filter(args):
+    if helpers is None or "Event loop is closed" in str(args.exc_value):
+      return
+    unraisable_hook(args)
+
+  threading.excepthook, sys.unraisablehook = thread_filter, unraisable_filter
   try:
     yield
   except BaseException:
-    # Leave the hooks quiet: the process is about to report the error and exit.
+    helpers = set(threading.enumerate()) - before
     raise
-  else:
-    threading.excepthook, sys.unraisablehook = thread_hook, unraisable_hook
+  threading.excepthook, sys.unraisablehook = thread_hook, unraisable_hook
 
 
 def abstract_like(state, sharding=None):

@@ -93,10 +93,7 @@ def use_compilation_cache(config) -> str | None:
   """
   if os.environ.get(CACHE_ENV):
     return os.environ[CACHE_ENV]
-  folder = config.get("compilation_cache_dir", "")  # configs/default.py sets the default
-  if not isinstance(folder, str):
-    raise LsattnError(f"config.compilation_cache_dir = {folder!r}: expected a folder path, "
-                      f"or '' for no cache")
+  folder = config.compilation_cache_dir
   if not folder:
     return None
   path = pathlib.Path(folder).expanduser()
@@ -155,7 +152,7 @@ def step_compiler_options(config, platform: str | None = None) -> dict[str, str]
   does not know the option.
   """
   platform = platform or jax.default_backend()
-  if platform != "cpu" or resolve_kernels(config.get("kernels", "auto"), platform) != "cpu":
+  if platform != "cpu" or resolve_kernels(config.kernels, platform) != "cpu":
     return None
   options = cpu_options(config.xla_cpu_ynn_fusions)
   if not options or not _accepted(tuple(sorted(options.items()))):

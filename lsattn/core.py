@@ -76,8 +76,8 @@ class CoreConfig:
     scan_unroll: steps per iteration of the compiled scan loop (`unroll` of
       `jax.lax.scan`; same results). 1 keeps one loop body, so compile time
       does not grow with N; 0 (auto) unrolls fully on CPU, where XLA runs the
-      weight-gradient convolutions of a loop body about 10x slower than
-      outside a loop (benchmarks/README.md), and uses 1 elsewhere.
+      weight-gradient convolutions of a loop body much slower than outside
+      a loop (ARCHITECTURE.md, "Performance notes"), and uses 1 elsewhere.
     kernels: 'auto' | 'cpu' | 'generic', the formulation of the mask head
       and the 1x1 convolutions (`lsattn.compilation.resolve_kernels`; same
       results).
@@ -235,18 +235,6 @@ def _unroll(config: CoreConfig) -> int:
   if config.scan_unroll:
     return config.scan_unroll
   return config.num_steps if jax.default_backend() == "cpu" else 1
-
-
-def apply_core_unrolled(params, state, features, *, key=None, temperature=1.0, train, config):
-  """`apply_core` with a Python loop over steps: a reference for tests and benchmarks."""
-  step_fn, carry, step_inputs = _prepare(params, state, features, key, temperature,
-                                         train=train, config=config)
-  outputs = []
-  for t in range(config.num_steps):
-    carry, out = step_fn(carry, jax.tree.map(lambda x, t=t: x[t], step_inputs))
-    outputs.append(out)
-  per_step = jax.tree.map(lambda *xs: jnp.stack(xs), *outputs)
-  return _finish(per_step)
 
 
 def _prepare(params, state, features, key, temperature, *, train, config):

@@ -90,11 +90,11 @@ def _check_config_file(flag_values) -> None:
   if "config" not in flag_values:
     return
   config = flag_values["config"].value
-  if type(config).__name__ == "_ErrorConfig":  # ml_collections' stand-in for a failed load
-    try:
-      config.keys()
-    except OSError as error:
-      _exit_with(_config_file_error(error))
+  try:
+    if config is not None:
+      config.keys()  # ml_collections' stand-in for a failed load raises its error here
+  except OSError as error:
+    _exit_with(_config_file_error(error))
 
 
 def _config_file_error(error: OSError) -> str:

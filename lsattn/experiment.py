@@ -24,11 +24,13 @@ import time
 from typing import Iterator
 
 import jax
+import ml_collections
 import numpy as np
+import tensorflow_datasets as tfds
 import tqdm
 
-from lsattn import (checkpoint, compilation, config_checks, evaluation, parallel, run_folder,
-                    training, weights)
+from lsattn import (checkpoint, compilation, evaluation, model, parallel, restoring,
+                    run_folder, training, weights)
 from lsattn.data import datasets, pipeline, splits
 from lsattn.errors import LsattnError
 
@@ -38,15 +40,15 @@ __all__ = ["LsattnError", "Setup", "evaluate", "setup", "train_and_evaluate"]
 @dataclasses.dataclass
 class Setup:
   """Everything derived from the config that train and eval share."""
-  config: object
-  model_config: object
-  builder: object
+  config: ml_collections.ConfigDict
+  model_config: model.ModelConfig
+  builder: tfds.core.DatasetBuilder
   train_split: pipeline.Split
   validation_split: pipeline.Split | None
   test_split: pipeline.Split
   options: pipeline.ImageOptions
-  mesh: object
-  class_names: tuple | None
+  mesh: jax.sharding.Mesh
+  class_names: tuple[str, ...] | None
 
   @property
   def image_shape(self):
@@ -55,11 +57,13 @@ class Setup:
 
 def setup(config) -> Setup:
   """Config checks, multi-host start, dataset, splits, image options, mesh."""
-  model_config = config_checks.check_config(config)
-  compilation.use_compilation_cache(config)  # before anything compiles
-  parallel.initialize_distributed(config.jax_distributed, config.heartbeat_timeout_seconds)
+  model_config = restoring.start(config)
   parallel.check_batch_size(config.batch_size, "batch_size")
-  parallel.check_batch_size(config.eval_batch_size, "eval_batch_size")
+  return _with_data(config, model_config, parallel.create_mesh())
+
+
+def _with_data(config, model_config: model.ModelConfig, mesh: jax.sharding.Mesh) -> Setup:
+  """The dataset (built if needed), its splits and image options, of a started config."""
   if datasets.task_of(config.dataset) != config.task:
     raise LsattnError(f"config.task = {config.task!r} does not match dataset "
                       f"{config.dataset!r} ({datasets.task_of(config.dataset)})")
@@ -82,12 +86,9 @@ def setup(config) -> Setup:
                                   random_flip=config.random_flip)
   class_names = None
   if config.task == "classification":
-    class_names = tuple(builder.info.features["label"].names)
-    if config.num_classes != len(class_names):
-      raise LsattnError(f"config.num_classes = {config.num_classes} but dataset "
-                        f"{config.dataset!r} has {len(class_names)} classes")
+    class_names = datasets.class_names(builder, config.dataset, config.num_classes)
   return Setup(config, model_config, builder, train_split, validation_split,
-               pipeline.Split(builder, "test"), options, parallel.create_mesh(), class_names)
+               pipeline.Split(builder, "test"), options, mesh, class_names)
 
 
 def initial_state(run: Setup) -> training.TrainState:
@@ -216,12 +217,10 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
   if manager.latest_step() != config.num_train_steps:
     checkpoint.save(manager, config.num_train_steps, state, _meta(run, signature), force=True)
   manager.wait_until_finished()
-  compiles = train_step._cache_size()
   step, selection = config.num_train_steps, None
   if best is not None:
     state, step, selection = best.restore(state)
   result = _final_evaluation(run, state, workdir, step=step, selection=selection)
-  result["train_step_compilations"] = compiles
   logger.close()
   return result
 
@@ -390,22 +389,17 @@ def evaluate(config, workdir: str | pathlib.Path) -> dict:
       ``config_overrides``); required for runs without config.json.
   """
   workdir = run_folder.check_workdir(workdir)
-  checkpoint.require_checkpoint(workdir)  # before the dataset is built
-  config, overrides = run_folder.resolve(workdir, config)
-  run = setup(config)
-  signature = checkpoint.shape_signature(config, run.model_config, run.image_shape)
-  replicated = parallel.replicated(run.mesh)
-  template = jax.eval_shape(lambda: initial_state(run))
-  state, meta, step, folder = checkpoint.restore_run(
-      workdir, checkpoint.abstract_like(template, replicated), signature)
-  _check_validation_split(run, meta, folder)
+  restored = restoring.restore(workdir, config)  # before the dataset is built
+  run = _with_data(restored.config, restored.model_config, restored.mesh)
+  _check_validation_split(run, restored.meta, restored.folder)
   if run.validation_split is not None and (workdir / "best_checkpoint").is_dir():
-    best = _BestCheckpoint(workdir, run, signature)
+    best = _BestCheckpoint(workdir, run, restored.signature)
     if best.step is not None:
-      state, step, selection = best.restore(state)
+      state, step, selection = best.restore(restored.state)
       return _final_evaluation(run, state, workdir, step=step, selection=selection,
-                               overrides=overrides)
-  return _final_evaluation(run, state, workdir, step=step, overrides=overrides)
+                               overrides=restored.overrides)
+  return _final_evaluation(run, restored.state, workdir, step=restored.step,
+                           overrides=restored.overrides)
 
 
 class _Logger:

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import lsattn
-from lsattn import prediction, run_folder, training
+from lsattn import prediction, training
 from lsattn.errors import LsattnError
 
 POSE_CONVENTION = {
@@ -82,8 +82,9 @@ def _commit() -> str | None:
   return result.stdout.strip() if result.returncode == 0 else None
 
 
-def sidecar(predictor: prediction.Predictor, config, exported: jax.export.Exported) -> dict:
+def sidecar(predictor: prediction.Predictor, exported: jax.export.Exported) -> dict:
   """The JSON description of `exported`, made from `predictor` (what `export_run` writes)."""
+  config = predictor.config
   size = predictor.options.image_size
   out_avals = jax.tree.unflatten(exported.out_tree, exported.out_avals)
   steps = int(out_avals["layer_choices"].shape[0])  # 0 for the baselines
@@ -157,13 +158,12 @@ def export_run(workdir: str | pathlib.Path, output: str | pathlib.Path, config=N
   if output.is_dir() or not output.parent.is_dir():
     raise LsattnError(f"--output={output}: expected a file name in an existing folder")
   predictor = prediction.load_predictor(workdir, config)
-  config, _ = run_folder.resolve(workdir, config)
   size = predictor.options.image_size
   platforms = tuple(platforms or (jax.default_backend(),))
   batch = jax.export.symbolic_shape("b")[0]
   exported = jax.export.export(jax.jit(serving_function(predictor)), platforms=platforms)(
       jax.ShapeDtypeStruct((batch, size, size, 3), jnp.float32))
   output.write_bytes(exported.serialize())
-  description = sidecar(predictor, config, exported)
+  description = sidecar(predictor, exported)
   pathlib.Path(f"{output}.json").write_text(json.dumps(description, indent=2) + "\n")
   return description

@@ -50,10 +50,8 @@ import jax.numpy as jnp
 from lsattn import backbones, baselines, compilation, core, layers
 from lsattn.errors import LsattnError, check_choice
 
-TASKS = ("pose", "classification")
 RECURRENT_VARIANTS = ("layer_spatial", "spatial_only", "layer_only")
 MODEL_VARIANTS = RECURRENT_VARIANTS + baselines.BASELINES
-TRANSFORM_INPUT = ("auto", "on", "off")  # config.torchvision_transform_input
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,12 +73,9 @@ class ModelConfig:
   remat: str = "none"
 
   def __post_init__(self):
-    check_choice("task", self.task, TASKS)
-    check_choice("model_variant", self.variant, MODEL_VARIANTS)
+    # Each value's own domain is checked once, from its declaration (lsattn.defaults);
+    # what depends on the backbone or on two fields is checked here.
     taps = backbones.get(self.backbone).taps
-    check_choice("dtype", self.dtype, ("float32", "bfloat16"))
-    check_choice("kernels", self.kernels, compilation.KERNELS)
-    check_choice("remat", self.remat, compilation.REMATS)
     if self.task == "classification" and (not isinstance(self.num_classes, int)
                                           or self.num_classes < 2):
       raise LsattnError(f"num_classes must be an integer >= 2 for classification, "
@@ -96,40 +91,32 @@ class ModelConfig:
 
   @classmethod
   def from_config(cls, config) -> "ModelConfig":
-    """Reads the model keys of an ml_collections config (see configs/default.py)."""
+    """The model of a config with every key (the one place the model reads a config;
+    `config_checks.check_config` checks the values first)."""
     variant = config.model_variant
-    check_choice("model_variant", variant, MODEL_VARIANTS)
-    kernels, remat = config.get("kernels", "auto"), config.get("remat", "none")
-    check_choice("kernels", kernels, compilation.KERNELS)
-    check_choice("remat", remat, compilation.REMATS)
-    steps = config.num_recurrent_steps  # checked here to name the user's key
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-      raise LsattnError(f"num_recurrent_steps must be a positive integer, got {steps!r}")
     core_config = core.CoreConfig(
-        num_steps=steps,
+        num_steps=config.num_recurrent_steps,
         hidden_size=config.hidden_size,
-        projection_size=config.get("projection_size", config.hidden_size),
+        projection_size=config.projection_size,
         convlstm_kernel_sizes=tuple(config.convlstm_kernel_sizes),
         attention_kernel_sizes=tuple(config.attention_kernel_sizes),
         gate_embedding_size=config.gate_embedding_size,
         attention_nonlinearity=config.attention_nonlinearity,
-        attention_branch_channels=config.get("attention_branch_channels",
-                                             core.CoreConfig.attention_branch_channels),
-        initial_state=config.get("initial_state", core.CoreConfig.initial_state),
+        attention_branch_channels=config.attention_branch_channels,
+        initial_state=config.initial_state,
         select_layer=variant in ("layer_spatial", "layer_only"),
         spatial_attention=variant in ("layer_spatial", "spatial_only"),
-        scan_unroll=config.get("scan_unroll", 0),
-        kernels=kernels,
-        remat_steps=compilation.remat_parts(remat)[1])
-    transform = config.get("torchvision_transform_input", "auto")
-    check_choice("torchvision_transform_input", transform, TRANSFORM_INPUT)
+        scan_unroll=config.scan_unroll,
+        kernels=config.kernels,
+        remat_steps=compilation.remat_parts(config.remat)[1])
+    transform = config.torchvision_transform_input
     transform_input = "transform_input" in backbones.get(config.backbone).options and (
-        transform == "on" or (transform == "auto" and bool(config.get("backbone_weights"))))
-    return cls(task=config.task, num_classes=config.get("num_classes", 0), variant=variant,
-               fixed_layer=config.get("fixed_layer", ""), backbone=config.backbone,
+        transform == "on" or (transform == "auto" and bool(config.backbone_weights)))
+    return cls(task=config.task, num_classes=config.num_classes, variant=variant,
+               fixed_layer=config.fixed_layer, backbone=config.backbone,
                candidate_layers=tuple(config.candidate_layers), core=core_config,
-               dtype=config.get("dtype", "float32"), transform_input=transform_input,
-               kernels=kernels, remat=remat)
+               dtype=config.dtype, transform_input=transform_input,
+               kernels=config.kernels, remat=config.remat)
 
   @property
   def layers(self) -> tuple[str, ...]:

@@ -27,13 +27,13 @@ import dataclasses
 import json
 import pathlib
 import sys
-from typing import Any, Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import jax
+import ml_collections
 import numpy as np
 
-from lsattn import (checkpoint, compilation, config_checks, evaluation, figures, geometry,
-                    parallel, run_folder, training)
+from lsattn import compilation, evaluation, figures, geometry, model, parallel, restoring
 from lsattn.data import datasets, images, pipeline, splits
 from lsattn.errors import LsattnError
 
@@ -46,6 +46,7 @@ class Predictor:
   """A restored run, ready to predict.
 
   Attributes:
+    config: the run's config (with a given config's run-time keys).
     model_config: the model's shapes and computation.
     params: restored parameters (replicated over `mesh`).
     model_state: restored batch-norm statistics.
@@ -55,18 +56,20 @@ class Predictor:
     step: the checkpoint's step.
     batch_size: images per eval step.
     mesh: the device mesh.
-    eval_step: the jitted `training.make_eval_step`.
+    eval_step: the jitted `training.make_eval_step`:
+      (params, model_state, images) -> outputs.
   """
-  model_config: Any
-  params: Any
-  model_state: Any
+  config: ml_collections.ConfigDict
+  model_config: model.ModelConfig
+  params: dict
+  model_state: dict
   options: pipeline.ImageOptions
   stored_size: tuple[int, int]
   class_names: tuple[str, ...] | None
   step: int
   batch_size: int
-  mesh: Any
-  eval_step: Any
+  mesh: jax.sharding.Mesh | None
+  eval_step: Callable[..., dict] | None
 
 
 def _warn(message: str) -> None:
@@ -108,17 +111,8 @@ def skipped_entries(paths: Iterable[str | pathlib.Path]) -> list[pathlib.Path]:
   return skipped
 
 
-def _class_names(config) -> tuple[str, ...]:
-  builder = datasets.get_builder(config.dataset, config.data_dir)
-  names = tuple(builder.info.features["label"].names)
-  if len(names) != config.num_classes:
-    raise LsattnError(f"config.num_classes = {config.num_classes} but dataset "
-                      f"{config.dataset!r} has {len(names)} classes")
-  return names
-
-
 def load_predictor(workdir: str | pathlib.Path, config=None) -> Predictor:
-  """Restores the latest checkpoint of `workdir`.
+  """Restores the latest checkpoint of `workdir` (`restoring.restore`).
 
   Args:
     workdir: the run folder.
@@ -131,43 +125,31 @@ def load_predictor(workdir: str | pathlib.Path, config=None) -> Predictor:
       named), or a checkpoint without a channel mean and a config without
       `channel_mean`.
   """
-  workdir = run_folder.check_workdir(workdir)
-  checkpoint.require_checkpoint(workdir)
-  config, _ = run_folder.resolve(workdir, config)
-  model_config = config_checks.check_config(config)
-  compilation.use_compilation_cache(config)  # before anything compiles
-  name, _ = datasets.split_name(config.dataset)
-  stored_size = datasets.builder_class(name).STORED_SIZE
   # A multi-process job: every process reads every photo (the job must agree on
   # which ones are readable), feeds its own rows of each batch to its devices
   # and gets every output back; process 0 alone writes (`predict`, cli).
-  parallel.initialize_distributed(config.jax_distributed, config.heartbeat_timeout_seconds)
-  parallel.check_batch_size(config.eval_batch_size, "eval_batch_size")
-
-  mesh = parallel.create_mesh()
-  replicated = parallel.replicated(mesh)
-  image_shape = (config.image_size, config.image_size, 3)
-  signature = checkpoint.shape_signature(config, model_config, image_shape)
-  rng = jax.random.key(config.seed)
-  template = jax.eval_shape(
-      lambda: training.create_train_state(rng, config, model_config, image_shape))
-  state, meta, step, folder = checkpoint.restore_run(
-      workdir, checkpoint.abstract_like(template, replicated), signature)
+  restored = restoring.restore(workdir, config)
+  config, meta = restored.config, restored.meta
+  name, _ = datasets.split_name(config.dataset)
+  stored_size = datasets.builder_class(name).STORED_SIZE
   class_names = None
   if config.task == "classification":
     # Runs since class names were saved in the checkpoint need no dataset.
-    class_names = tuple(meta.get("class_names") or ()) or _class_names(config)
+    class_names = tuple(meta.get("class_names") or ()) or datasets.class_names(
+        datasets.get_builder(config.dataset, config.data_dir), config.dataset,
+        config.num_classes)
   mean = meta.get("channel_mean") or tuple(config.channel_mean)
   if not mean:
-    raise LsattnError(f"checkpoint {folder} records no channel mean; "
+    raise LsattnError(f"checkpoint {restored.folder} records no channel mean; "
                       f"set --config.channel_mean to the training set's RGB mean")
   options = pipeline.ImageOptions(resize_size=tuple(config.resize_size),
                                   image_size=config.image_size,
                                   channel_mean=tuple(float(v) for v in mean))
-  return Predictor(model_config, state.params, state.model_state, options, tuple(stored_size),
-                   class_names, int(step), config.eval_batch_size, mesh,
-                   evaluation.compiled_eval_step(model_config, mesh,
-                                                 compilation.step_compiler_options(config)))
+  eval_step = evaluation.compiled_eval_step(restored.model_config, restored.mesh,
+                                            compilation.step_compiler_options(config))
+  return Predictor(config, restored.model_config, restored.state.params,
+                   restored.state.model_state, options, tuple(stored_size), class_names,
+                   restored.step, config.eval_batch_size, restored.mesh, eval_step)
 
 
 def _load(path: pathlib.Path, predictor: Predictor) -> np.ndarray | str:

@@ -7,10 +7,11 @@ run folder. JSON holds lists, not tuples: `read` restores each value to the
 type of its default in the schema (`lsattn.defaults`).
 
 A config given to eval or predict is merged with the run's (`resolve`): a
-key in `RUN_KEYS` (what the model computes, how its input is prepared, which
-data and checkpoint the run is) must equal the run's; any other key (batch
-size of evaluation, folders, figures, compilation; training-only keys, which
-do not change an evaluation) is applied and reported as an override.
+run key (declared so in `lsattn.defaults`: what the model computes, how its
+input is prepared, which data and checkpoint the run is) must equal the run's;
+any other key (batch size of evaluation, folders, figures, compilation;
+training-only keys, which do not change an evaluation) is applied and
+reported as an override.
 
 ``candidate_layers`` () and ``fixed_layer`` '' mean the backbone's taps and
 its deepest tap (`lsattn.backbones.default_layers`); configs are compared
@@ -33,30 +34,12 @@ from lsattn.errors import LsattnError
 
 CONFIG_FILE = "config.json"
 
-# Keys a given config may not change for eval/predict/export: each changes the
-# model's function (the shape signature's keys and more), the input it sees, or
-# the data it is trained and evaluated on (validation_split: the training examples).
-RUN_KEYS = (
-    "dataset", "task", "num_classes", "seed", "resize_size", "image_size", "channel_mean",
-    "validation_split", "model_variant", "fixed_layer", "candidate_layers", "backbone",
-    "torchvision_transform_input", "freeze_backbone", "num_recurrent_steps", "hidden_size",
-    "projection_size", "convlstm_kernel_sizes", "attention_kernel_sizes",
-    "gate_embedding_size", "attention_nonlinearity", "attention_branch_channels",
-    "initial_state", "dtype", "learned_loss_weighting")
-# Keys a resumed training may not change (validation_split is checked against the
-# checkpoint's meta by `experiment`, which covers runs without config.json too).
-RESUME_KEYS = tuple(key for key in RUN_KEYS if key != "validation_split")
-# Keys that change neither the model nor the data: applied when given (num_train_steps:
-# eval.py reports a checkpoint short of the budget as "training not finished").
-RUNTIME_KEYS = (
-    "data_dir", "manual_dir", "random_flip", "backbone_weights", "scan_unroll", "kernels",
-    "remat", "xla_cpu_ynn_fusions", "compilation_cache_dir", "beta", "step_loss",
-    "learning_rate", "learning_rate_schedule", "warmup_steps", "temperature_schedule",
-    "temperature_init", "temperature_final", "temperature_decay_steps", "num_train_steps",
-    "batch_size", "eval_batch_size", "log_every_steps", "eval_every_steps",
-    "checkpoint_every_steps", "keep_checkpoints", "nonfinite_policy",
-    "max_consecutive_nonfinite", "num_figure_examples", "eval_retrieval_baselines",
-    "eval_figures", "jax_distributed", "heartbeat_timeout_seconds")
+
+def resume_keys() -> tuple[str, ...]:
+  """Keys a resumed training may not change: the run keys (`defaults.run_keys`) but
+  validation_split, which `experiment` checks against the checkpoint's meta (covering
+  runs without config.json too)."""
+  return tuple(key for key in defaults.run_keys() if key != "validation_split")
 
 
 def config_path(workdir: str | pathlib.Path) -> pathlib.Path:
@@ -71,15 +54,9 @@ def check_workdir(workdir: str | pathlib.Path) -> pathlib.Path:
   return path
 
 
-def _jsonable(value):
-  if isinstance(value, (list, tuple)):
-    return [_jsonable(item) for item in value]
-  return value
-
-
 def to_json_data(config) -> dict:
   """{key: value} of `config`, tuples as lists (JSON data)."""
-  return {key: _jsonable(config[key]) for key in sorted(config.keys())}
+  return {key: defaults.jsonable(config[key]) for key in sorted(config.keys())}
 
 
 def resolve_layers(config):
@@ -126,19 +103,16 @@ def read(workdir: str | pathlib.Path) -> ml_collections.ConfigDict | None:
   if not isinstance(saved, dict):
     raise LsattnError(f"{path}: expected a JSON object of config keys")
   schema = defaults.get_config()
-  values = {}
-  for key in sorted(set(schema.keys()) | set(saved)):
-    value = saved.get(key, schema.get(key))
-    if key in schema and isinstance(schema[key], tuple) and isinstance(value, list):
-      value = tuple(value)
-    values[key] = value
-  return ml_collections.ConfigDict(values)
+  return ml_collections.ConfigDict({
+      key: defaults.from_json(key, saved.get(key, schema.get(key)))
+      for key in sorted(set(schema.keys()) | set(saved))})
 
 
 def _differences(saved, given, keys) -> list[tuple[str, object, object]]:
   saved, given = resolve_layers(saved), resolve_layers(given)
   return [(key, saved[key], given[key]) for key in keys
-          if key in saved and key in given and _jsonable(saved[key]) != _jsonable(given[key])]
+          if key in saved and key in given
+          and defaults.jsonable(saved[key]) != defaults.jsonable(given[key])]
 
 
 def _describe(differences) -> str:
@@ -160,7 +134,7 @@ def resolve(workdir: str | pathlib.Path, config=None
     config.json (then `config` is used as given).
 
   Raises:
-    LsattnError: `config` changes a key of `RUN_KEYS` (one line naming each
+    LsattnError: `config` changes a run key (`defaults.run_keys`; one line naming each
       such key with both values), or neither `config` nor config.json exists.
   """
   saved = read(workdir)
@@ -172,14 +146,14 @@ def resolve(workdir: str | pathlib.Path, config=None
     return config, None
   if config is None:
     return saved, {}
-  refused = _differences(saved, config, [key for key in saved.keys()
-                                         if key not in RUNTIME_KEYS])
+  runtime = defaults.runtime_keys()
+  refused = _differences(saved, config, [key for key in saved.keys() if key not in runtime])
   if refused:
     raise LsattnError(f"the given config changes what the run's model is "
                       f"({config_path(workdir)}): {_describe(refused)}. Leave --config out "
                       f"to use the run's own config.")
-  overrides = {key: {"run": _jsonable(run), "used": _jsonable(new)}
-               for key, run, new in _differences(saved, config, RUNTIME_KEYS)}
+  overrides = {key: {"run": defaults.jsonable(run), "used": defaults.jsonable(new)}
+               for key, run, new in _differences(saved, config, runtime)}
   merged = ml_collections.ConfigDict(saved.to_dict())
   for key in overrides:
     merged[key] = config[key]
@@ -187,11 +161,11 @@ def resolve(workdir: str | pathlib.Path, config=None
 
 
 def check_resume(workdir: str | pathlib.Path, config) -> None:
-  """Refuses resuming a run with a config whose `RESUME_KEYS` differ from its config.json."""
+  """Refuses resuming a run with a config whose `resume_keys` differ from its config.json."""
   saved = read(workdir)
   if saved is None:
     return
-  changed = _differences(saved, config, RESUME_KEYS)
+  changed = _differences(saved, config, resume_keys())
   if changed:
     raise LsattnError(f"cannot resume {workdir}: the config changes what the model is "
                       f"({_describe(changed)}; {config_path(workdir)}). Use a new --workdir, "

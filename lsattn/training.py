@@ -19,12 +19,6 @@ import jax.numpy as jnp
 import optax
 
 from lsattn import backbones, losses, model
-from lsattn.errors import LsattnError
-
-LEARNING_RATE_SCHEDULES = ("constant", "cosine")
-TEMPERATURE_SCHEDULES = ("exponential", "linear", "cosine", "constant")
-NONFINITE_POLICIES = ("skip", "stop")
-STEP_LOSSES = ("final", "mean")
 
 
 @flax.struct.dataclass
@@ -60,8 +54,8 @@ def learning_rate_schedule(config) -> optax.Schedule:
   elif config.learning_rate_schedule == "cosine":
     decay = optax.cosine_decay_schedule(base, max(config.num_train_steps - warmup, 1))
   else:
-    raise LsattnError(f"learning_rate_schedule must be one of {LEARNING_RATE_SCHEDULES}, "
-                      f"got {config.learning_rate_schedule!r}")
+    # The schema's choices (lsattn.defaults) are checked before any compute.
+    raise ValueError(f"unknown learning_rate_schedule {config.learning_rate_schedule!r}")
   if warmup <= 0:
     return decay
   return optax.join_schedules([optax.linear_schedule(0.0, base, warmup), decay], [warmup])
@@ -85,7 +79,7 @@ def temperature_schedule(config) -> optax.Schedule:
     return optax.cosine_decay_schedule(start, steps, alpha=end / start)
   if kind == "exponential":
     return optax.exponential_decay(start, steps, decay_rate=end / start, end_value=end)
-  raise LsattnError(f"temperature_schedule must be one of {TEMPERATURE_SCHEDULES}, got {kind!r}")
+  raise ValueError(f"unknown temperature_schedule {kind!r}")  # checked before any compute
 
 
 def make_optimizer(config) -> optax.GradientTransformation:
@@ -144,8 +138,8 @@ def create_train_state(rng: jax.Array, config, model_config: model.ModelConfig,
   Initialisation is two compiled programs (eagerly it would compile hundreds
   of small operations): the backbone's, shared by every model with the same
   backbone and taps, then the rest. Both draw from an RBG generator seeded
-  by `rng`, which compiles about 3x faster than threefry for the backbone's
-  many kernels; the values are those of `model.init_model` on that key.
+  by `rng`, which compiles faster than threefry for the backbone's many
+  kernels; the values are those of `model.init_model` on that key.
   """
   image_shape = tuple(image_shape)
   learned_weighting = model_config.task == "pose" and bool(config.learned_loss_weighting)
@@ -166,12 +160,12 @@ def create_train_state(rng: jax.Array, config, model_config: model.ModelConfig,
   return jax.tree.map(lambda x: jnp.array(x, copy=True), state)
 
 
-def _task_loss(params, prediction: dict, batch, config, model_config):
-  """Scalar loss and its parts for one batch and one prediction."""
+def _task_loss(params, prediction: dict, batch, beta: float, model_config):
+  """Scalar loss and its parts for one batch and one prediction (`beta`: eq. 4)."""
   if model_config.task == "classification":
     return losses.cross_entropy_loss(prediction["logits"], batch["label"])
   parts = losses.posenet_loss(prediction["position"], prediction["orientation"],
-                              batch["position"], batch["orientation"], beta=config.beta)
+                              batch["position"], batch["orientation"], beta=beta)
   if "loss" in params:
     parts = dict(parts)
     parts["loss"] = losses.learned_weighting_loss(
@@ -180,14 +174,15 @@ def _task_loss(params, prediction: dict, batch, config, model_config):
   return parts
 
 
-def _step_losses(params, step_predictions: dict, batch, config, model_config) -> dict:
+def _step_losses(params, step_predictions: dict, batch, beta: float, model_config) -> dict:
   """The task loss parts of every step's prediction, each [N]."""
-  return jax.vmap(lambda prediction: _task_loss(params, prediction, batch, config,
+  return jax.vmap(lambda prediction: _task_loss(params, prediction, batch, beta,
                                                 model_config))(step_predictions)
 
 
-def _combined_loss(params, outputs: model.ModelOutputs, batch, config, model_config) -> dict:
-  """The loss to minimise under ``config.step_loss``, and its parts.
+def _combined_loss(params, outputs: model.ModelOutputs, batch, model_config, *, beta: float,
+                   step_loss: str) -> dict:
+  """The loss to minimise under `step_loss`, and its parts.
 
   'final' (section 3.3, the default): the final step's loss trains the
   model. The heads of steps 1..N-1 are trained too, on features whose
@@ -201,19 +196,19 @@ def _combined_loss(params, outputs: model.ModelOutputs, batch, config, model_con
     'final_loss' and, when N > 1, 'step_heads_loss' (mean loss of heads
     1..N-1).
   """
-  parts = dict(_task_loss(params, outputs.prediction, batch, config, model_config))
+  parts = dict(_task_loss(params, outputs.prediction, batch, beta, model_config))
   parts["final_loss"] = parts["loss"]
   steps = model.num_steps(model_config)
   if steps < 2:
     return parts
-  if config.step_loss == "mean":
-    step_parts = _step_losses(params, outputs.step_predictions, batch, config, model_config)
+  if step_loss == "mean":
+    step_parts = _step_losses(params, outputs.step_predictions, batch, beta, model_config)
     parts["step_heads_loss"] = jnp.mean(step_parts["loss"][:-1])
     parts["loss"] = jnp.mean(step_parts["loss"])
     return parts
   probes = model.step_heads(params, jax.lax.stop_gradient(outputs.features), model_config)
   early = jax.tree.map(lambda x: x[:-1], probes)
-  step_parts = _step_losses(params, early, batch, config, model_config)
+  step_parts = _step_losses(params, early, batch, beta, model_config)
   parts["step_heads_loss"] = jnp.mean(step_parts["loss"])
   parts["loss"] = parts["final_loss"] + parts["step_heads_loss"]
   return parts
@@ -225,9 +220,7 @@ def make_loss_fn(config, model_config: model.ModelConfig) -> Callable:
   With ``freeze_backbone`` the backbone runs in inference mode with no
   backward pass through it.
   """
-  if config.step_loss not in STEP_LOSSES:
-    raise LsattnError(f"config.step_loss = {config.step_loss!r}: expected one of {STEP_LOSSES}")
-  frozen = config.freeze_backbone
+  frozen, beta, step_loss = config.freeze_backbone, config.beta, config.step_loss
 
   def loss_fn(params, model_state, batch, key, temperature):
     if frozen:
@@ -243,7 +236,7 @@ def make_loss_fn(config, model_config: model.ModelConfig) -> Callable:
       outputs, new_state = model.apply_model(params, model_state, batch["image"], key=key,
                                              temperature=temperature, train=True,
                                              config=model_config)
-    parts = _combined_loss(params, outputs, batch, config, model_config)
+    parts = _combined_loss(params, outputs, batch, model_config, beta=beta, step_loss=step_loss)
     return parts["loss"], (parts, outputs, new_state)
 
   return loss_fn

@@ -14,7 +14,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from configs import test as test_config
-from lsattn import experiment
+from lsattn import experiment, training
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 POSE_KEYS = {"median_translation_m", "median_rotation_deg", "mean_translation_m",
@@ -91,15 +91,29 @@ def test_train_and_eval_cli_write_every_output(data, tmp_path):
 
 @pytest.fixture(scope="module")
 def finished_run(data, tmp_path_factory):
-  """(workdir, result): configs/test.py trained for 4 steps with validation_split='none',
+  """(workdir, result, train-step traces): configs/test.py trained for 4 steps with validation_split='none',
   the paper configs' protocol. Tests that use it must not write to it."""
   workdir = tmp_path_factory.mktemp("finished") / "run"
-  return workdir, experiment.train_and_evaluate(_config(data, num_train_steps=4), workdir)
+  traces = []
+  make_train_step = training.make_train_step
+
+  def counted(config, model_config):
+    train_step = make_train_step(config, model_config)
+
+    def traced(*args):
+      traces.append(1)  # Python runs once per trace: each trace is one compilation
+      return train_step(*args)
+    return traced
+
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(training, "make_train_step", counted)
+    result = experiment.train_and_evaluate(_config(data, num_train_steps=4), workdir)
+  return workdir, result, len(traces)
 
 
 def test_resume_gives_the_same_params_as_an_uninterrupted_run(data, finished_run, tmp_path):
-  whole_dir, whole = finished_run
-  assert whole["train_step_compilations"] == 1  # the loop compiles the train step once
+  whole_dir, whole, traces = finished_run
+  assert traces == 1  # the loop compiles the train step once
   experiment.train_and_evaluate(_config(data, num_train_steps=2), tmp_path / "split")
   resumed = experiment.train_and_evaluate(_config(data, num_train_steps=4), tmp_path / "split")
   jax.tree.map(np.testing.assert_array_equal, _restored_params(whole_dir, 4),

@@ -4,11 +4,10 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
-from lsattn import LsattnError, core, model
+from lsattn import LsattnError, config_checks, core, defaults, model
 
 TINY_CORE = core.CoreConfig(num_steps=2, hidden_size=8, projection_size=8,
                             convlstm_kernel_sizes=(1, 3), attention_kernel_sizes=(1, 3),
@@ -184,11 +183,7 @@ def test_every_step_predicts_and_the_last_is_the_prediction(tiny_model):
 
 
 def _config_dict(**overrides):
-  config = ml_collections.ConfigDict(dict(
-      task="pose", num_classes=0, model_variant="layer_spatial", fixed_layer="5b",
-      backbone="caffe", candidate_layers=("3b", "4c", "4e", "5b"), num_recurrent_steps=3,
-      hidden_size=96, convlstm_kernel_sizes=(1, 3, 5, 7), attention_kernel_sizes=(1, 3, 5),
-      gate_embedding_size=16, attention_nonlinearity="leaky_relu"))
+  config = defaults.get_config()
   config.update(overrides)
   return config
 
@@ -207,12 +202,12 @@ def test_from_config_reads_the_paper_defaults():
     ("task", "depth"), ("num_recurrent_steps", 0), ("fixed_layer", "2a")])
 def test_bad_values_name_their_key(key, value):
   with pytest.raises(LsattnError, match=key):
-    model.ModelConfig.from_config(_config_dict(**{key: value}))
+    config_checks.check_config(_config_dict(**{key: value}))
 
 
 def test_classification_needs_classes():
   with pytest.raises(LsattnError, match="num_classes"):
-    model.ModelConfig.from_config(_config_dict(task="classification", num_classes=1))
+    config_checks.check_config(_config_dict(task="classification", num_classes=1))
 
 
 def test_wrong_image_shape_is_refused():
@@ -247,5 +242,6 @@ def test_torchvision_transform_input_follows_the_weights(backbone, weights, sett
   assert model_config.transform_input is expected
   assert model.backbone_module(model_config).transform_input is expected
   config.torchvision_transform_input = "yes"
-  with pytest.raises(LsattnError, match="torchvision_transform_input must be one of"):
-    model.ModelConfig.from_config(config)
+  with pytest.raises(LsattnError, match=r"config.torchvision_transform_input = 'yes': expected "
+                                        r"one of \('auto', 'on', 'off'\)$"):
+    config_checks.check_config(config)

@@ -14,7 +14,7 @@ import trained_runs
 
 
 def test_every_config_key_is_either_the_runs_or_a_runtime_key():
-  run_keys, runtime = set(run_folder.RUN_KEYS), set(run_folder.RUNTIME_KEYS)
+  run_keys, runtime = set(defaults.run_keys()), set(defaults.runtime_keys())
   assert not run_keys & runtime
   assert run_keys | runtime == set(defaults.get_config().keys())
   # What fixes the model's shapes is the run's (checkpoint.shape_signature's keys).

@@ -111,6 +111,16 @@ def get_builder(dataset: str, data_dir: str | pathlib.Path) -> tfds.core.Dataset
     return _builder(dataset, data_dir)
 
 
+def class_names(builder: tfds.core.DatasetBuilder, dataset: str,
+                num_classes: int) -> tuple[str, ...]:
+  """A classification dataset's class names; LsattnError unless there are `num_classes`."""
+  names = tuple(builder.info.features["label"].names)
+  if len(names) != num_classes:
+    raise LsattnError(f"config.num_classes = {num_classes} but dataset {dataset!r} has "
+                      f"{len(names)} classes")
+  return names
+
+
 def _builder(dataset: str, data_dir: str | pathlib.Path) -> tfds.core.DatasetBuilder:
   name, config = split_name(dataset)
   cls = builder_class(name)
