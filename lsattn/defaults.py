@@ -221,7 +221,8 @@ KEYS: tuple[Key, ...] = (
             "all the backbone's (GoogLeNet: '3b', '4c', '4e', '5b')", RUN,
             signature=("candidate_layers",)),
         Key("backbone", "caffe", Text(), "a member of lsattn/backbones: 'caffe' | "
-            "'torchvision' (GoogLeNet's two forms) | 'efficientnet_lite0'", RUN,
+            "'torchvision' (GoogLeNet's two forms) | 'efficientnet_lite0' | 'tiny_cnn' (random "
+            "only, for quick checks)", RUN,
             signature=("backbone",)),
         Key("backbone_weights", "", Text(), "a weights file the backbone reads, or a name "
             "it declares (a pip package's file, e.g. 'imagenet'); '' = random init"),
