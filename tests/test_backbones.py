@@ -26,6 +26,7 @@ from lsattn import (LsattnError, backbones, checkpoint, config_checks, experimen
 import trained_runs
 
 GOOGLENET_TAPS = ("3b", "4c", "4e", "5b")
+CAFFE = {"backbone": "caffe"}  # configs/test.py reads tiny_cnn; these tests are GoogLeNet's
 ODD_SIZES = [(33, 45), (97, 71)]
 # checkpoint.shape_signature of configs/test.py as main wrote it before the family
 # (computed with main b16bc5a's code): a run trained then must still resume.
@@ -116,12 +117,18 @@ def test_googlenet_members_keep_the_papers_taps_and_names(name):
   assert model.ModelConfig(backbone=name, variant="posenet").layer_names == ("Conv-5B",)
 
 
-def test_the_default_config_is_googlenets_taps_with_todays_signature():
+def _caffe_test_config():
   config = test_config.get_config()
+  config.backbone = "caffe"
+  return config
+
+
+def test_the_default_config_is_googlenets_taps_with_todays_signature():
+  config = _caffe_test_config()
   assert (config.candidate_layers, config.fixed_layer) == ((), "")
   model_config = config_checks.check_config(config)
   assert (model_config.candidate_layers, model_config.fixed_layer) == (GOOGLENET_TAPS, "5b")
-  explicit = test_config.get_config()
+  explicit = _caffe_test_config()
   explicit.candidate_layers, explicit.fixed_layer = GOOGLENET_TAPS, "5b"
   assert config_checks.check_config(explicit) == model_config
   signature = checkpoint.shape_signature(config, model_config, (32, 32, 3))
@@ -142,7 +149,7 @@ def test_an_unknown_backbone_is_one_line_listing_the_members():
 
 
 def test_a_member_without_named_weights_refuses_a_name():
-  config = test_config.get_config()
+  config = _caffe_test_config()
   config.backbone_weights = "imagenet"
   expected = ("config.backbone_weights = 'imagenet': expected a weights file (.caffemodel, "
               ".npz, .pkl, .pickle); backbone 'caffe' has no named weights")
@@ -299,7 +306,7 @@ def explicit_run(tmp_path_factory):
   before the family (its defaults were the names, not () and '')."""
   return trained_runs.pose_run(tmp_path_factory.mktemp("explicit"),
                                candidate_layers=GOOGLENET_TAPS, fixed_layer="5b",
-                               eval_retrieval_baselines=True)
+                               eval_retrieval_baselines=True, **CAFFE)
 
 
 def _signatures(workdir) -> dict[int, dict]:
@@ -329,7 +336,7 @@ def test_a_run_with_explicit_googlenet_taps_is_the_default_configs_run(explicit_
 
   workdir = _copy(explicit_run, tmp_path)
   # candidate_layers (), fixed_layer '': the default config's; the retrieval rows are run-time.
-  default = trained_runs.config(explicit_run["data"], eval_retrieval_baselines=True)
+  default = trained_runs.config(explicit_run["data"], eval_retrieval_baselines=True, **CAFFE)
   trained = json.loads((workdir / "eval" / "metrics.json").read_text())
   evaluated = experiment.evaluate(default, workdir)
   assert evaluated["config_overrides"] == {}
@@ -351,11 +358,12 @@ def test_a_run_with_explicit_googlenet_taps_is_the_default_configs_run(explicit_
   assert (description["backbone"], description["layers"]) == ("caffe", list(GOOGLENET_TAPS))
 
   resumed = experiment.train_and_evaluate(trained_runs.config(explicit_run["data"],
-                                                              num_train_steps=3), workdir)
+                                                              num_train_steps=3, **CAFFE),
+                                          workdir)
   assert resumed["checkpoint_step"] == 3 and 3 in _signatures(workdir)
   assert _same_signature(workdir)
   assert json.loads((workdir / "config.json").read_text())["candidate_layers"] == []
   with pytest.raises(LsattnError, match=r"candidate_layers=\('3b', '4c', '4e', '5b'\) in the "
                                         r"run, \('3b', '5b'\) given"):
-    experiment.evaluate(trained_runs.config(explicit_run["data"], candidate_layers=("3b", "5b")),
-                        workdir)
+    experiment.evaluate(trained_runs.config(explicit_run["data"], candidate_layers=("3b", "5b"),
+                                            **CAFFE), workdir)

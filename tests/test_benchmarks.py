@@ -36,7 +36,7 @@ def _read_lines(path: pathlib.Path) -> list[dict]:
 def step_records(tmp_path_factory) -> tuple[pathlib.Path, list[dict]]:
   path = tmp_path_factory.mktemp("steps") / "steps.jsonl"
   _run("step_throughput.py", "--config", "configs/test.py", "--image-size", "32",
-       "--batch-size", "2", "--steps", "1", "--layers", "3b", "--repeats", "1", "--warmup", "0",
+       "--batch-size", "2", "--steps", "1", "--layers", "t1", "--repeats", "1", "--warmup", "0",
        "--matmul-size", "128", "--conv-batch", "1", "--ceiling-repeats", "1", "--init", "fast",
        "--json", str(path))
   return path, _read_lines(path)
@@ -49,7 +49,7 @@ def test_step_throughput_record(step_records):
   assert record["benchmark"] == "step_throughput" and record["sweep"] == "base"
   config = record["config"]
   assert (config["batch_size"], config["image_size"], config["num_steps"],
-          config["layers"]) == (2, 32, 1, ["3b"])
+          config["layers"]) == (2, 32, 1, ["t1"])
   assert record["machine"]["backend"] and record["machine"]["cpu_count"] >= 1
   ceiling = record["ceiling"]
   assert ceiling["matmul_size"] == 128 and ceiling["matmul_gflops"] > 0
@@ -119,7 +119,7 @@ def test_step_throughput_measures_each_kernels_path_and_its_memory(tmp_path):
   used, with XLA's memory analysis of the compiled train step."""
   path = tmp_path / "kernels.jsonl"
   _run("step_throughput.py", "--config", "configs/test.py", "--image-size", "32",
-       "--batch-size", "2", "--steps", "1", "--layers", "3b", "--end-to-end", "--repeats", "1",
+       "--batch-size", "2", "--steps", "1", "--layers", "t1", "--end-to-end", "--repeats", "1",
        "--warmup", "0", "--no-eval", "--matmul-size", "128", "--conv-batch", "1",
        "--ceiling-repeats", "1", "--init", "fast", "--kernels", "auto,generic", "--remat",
        "blocks", "--json", str(path))

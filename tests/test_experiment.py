@@ -152,8 +152,8 @@ def test_lstm_posenet_baseline_trains_and_evaluates(data, tmp_path):
   assert np.isfinite(result["median_translation_m"]) and result["per_step"] == []
   metrics = json.loads((tmp_path / "run" / "eval" / "metrics.json").read_text())
   assert metrics["median_rotation_deg"] == result["median_rotation_deg"]
-  # A baseline without Conv-LSTM steps gets the retrieval baselines too (its 5b tap).
-  assert POSE_KEYS <= set(metrics) and metrics["knn_features_tap"] == "5b"
+  # A baseline without Conv-LSTM steps gets the retrieval baselines too (its deepest tap).
+  assert POSE_KEYS <= set(metrics) and metrics["knn_features_tap"] == "t4"
 
 
 def test_googlenet_classification_baseline_trains_and_evaluates(tmp_path):

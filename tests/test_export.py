@@ -109,7 +109,7 @@ def test_pose_sidecar_says_what_the_input_and_outputs_are(pose):
   assert sidecar["input"]["channel_mean_subtracted_inside"] == pytest.approx(
       list(predictor.options.channel_mean))
   assert sidecar["resize_size"] == [40, 64]
-  assert sidecar["layer_names"] == ["Conv-3B", "Conv-4C", "Conv-4E", "Conv-5B"]
+  assert sidecar["layer_names"] == ["Tiny-1", "Tiny-2", "Tiny-3", "Tiny-4"]  # configs/test.py
   assert (sidecar["num_steps"], sidecar["checkpoint_step"], sidecar["task"]) == (2, 2, "pose")
   assert set(sidecar["outputs"]) == {"position", "orientation", "layer_choices"}
   assert sidecar["outputs"]["layer_choices"]["shape"] == ["N", "B", "k"]

@@ -123,6 +123,7 @@ def test_kernels_and_remat_do_not_block_a_resume():
 
 def _config(kernels: str, remat: str):
   config = test_config.get_config()
+  config.backbone = "caffe"  # GoogLeNet's kernels (configs/test.py reads tiny_cnn)
   config.freeze_backbone = False  # the backbone's pools and blocks in the backward pass
   config.candidate_layers = ("3b",)  # the backbone stops at 3b: every kernel, less to compile
   config.kernels = kernels

@@ -137,7 +137,8 @@ def _equations(jaxpr):
 @pytest.fixture(scope="module")
 def bfloat16_step():
   """(jaxpr of the end-to-end bfloat16 train step, its abstract state, batch)."""
-  config, model_config = _config("bfloat16", freeze_backbone=False)
+  # GoogLeNet: the paper's backbone, its LRN and pools in bfloat16 (configs/test.py: tiny_cnn).
+  config, model_config = _config("bfloat16", freeze_backbone=False, backbone="caffe")
   state = jax.eval_shape(lambda key: training.create_train_state(
       key, config, model_config, _image_shape(config)), jax.random.key(0))
   batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), _batches(config)[0])

@@ -72,6 +72,7 @@ def test_pixel_descriptors_average_areas_and_features_pool():
 
 def test_features_tap_is_5b_or_the_deepest_the_backbone_has():
   config = test_config.get_config()
+  config.backbone = "caffe"
   model_config = config_checks.check_config(config)
   assert evaluation.features_tap(model_config) == "5b"
   config.candidate_layers = ("4c", "3b")
@@ -103,7 +104,7 @@ def test_retrieval_baselines_over_a_built_split(data):
   # The training split against itself: every image finds itself, so no error.
   itself = evaluation.retrieval_baselines(run.model_config, state.params, state.model_state,
                                           run.train_split, run.train_split, **kwargs)
-  assert itself["knn_features_tap"] == "5b"
+  assert itself["knn_features_tap"] == "t4"  # tiny_cnn's deepest (configs/test.py)
   for name in ("knn_pixels", "knn_features"):
     assert itself[f"{name}_median_translation_m"] == pytest.approx(0.0, abs=1e-6)
     assert itself[f"{name}_median_rotation_deg"] == pytest.approx(0.0, abs=1e-2)
