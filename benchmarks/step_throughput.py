@@ -16,11 +16,15 @@ achieved GFLOP/s, and XLA's memory analysis of each compiled step
 bytes, and the peak of simultaneously live buffers, ``peak_memory_bytes``;
 None where the backend gives none).
 
-``--backbone caffe,efficientnet_lite0``, ``--kernels cpu,generic`` and
-``--remat none,both`` (comma lists) measure every configuration with each
-value of ``config.backbone`` (lsattn/backbones), ``config.kernels`` and
-``config.remat`` (lsattn/compilation.py); each record names the value asked
-for and the kernels it resolved to.
+``--kernels cpu,generic`` and ``--remat none,both`` (comma lists) measure
+every configuration with each value of ``config.kernels`` and ``config.remat``
+(lsattn/compilation.py); each record names the value asked for and the
+kernels it resolved to. ``--backbone`` sets the base configuration's
+``config.backbone`` (lsattn/backbones); ``--sweep backbone`` and ``--sweep
+kernels`` measure several around the base, so that ``--backbone
+efficientnet_lite0 --sweep backbone --sweep kernels`` measures GoogLeNet
+('caffe') and EfficientNet-Lite0 with the base's kernels and
+EfficientNet-Lite0 with each kernels value, without GoogLeNet's 'generic'.
 
 ``--interleave`` compiles every configuration first (and runs each once),
 then times them in turn, one sample of each step per round, ``--repeats``
@@ -70,7 +74,8 @@ from lsattn import backbones, compilation, core, model, parallel, training  # no
 from measure import (compile_timed, load_average, machine_description,  # noqa: E402
                      measure_ceiling, summarise, time_calls, time_interleaved)
 
-SWEEPS = ("steps", "layers", "batch", "frozen", "baseline", "scan", "ynn")
+SWEEPS = ("steps", "layers", "batch", "frozen", "baseline", "scan", "ynn", "backbone",
+          "kernels")
 SWEEP_DEFAULTS = {
     "steps": "1,2,3,4,5,6,7,8",
     "layers": "1,2,3,4",
@@ -80,6 +85,8 @@ SWEEP_DEFAULTS = {
     "scan": "1,2,4,8",
     # config.xla_cpu_ynn_fusions values, '+' for ',' ('none' = '').
     "ynn": "xla_default,dot+reduce,none",
+    "backbone": "caffe,efficientnet_lite0",
+    "kernels": "cpu,generic",
 }
 
 
@@ -327,6 +334,10 @@ def sweep_settings(name: str, values: str, base: Setting, taps: tuple[str, ...]
     return [replace(variant=v) for v in items]
   if name == "ynn":
     return [replace(ynn_fusions="" if v == "none" else v.replace("+", ",")) for v in items]
+  if name == "backbone":
+    return [replace(backbone=v) for v in items]
+  if name == "kernels":
+    return [replace(kernels=v) for v in items]
   if name == "scan":
     return [replace(num_steps=int(v), unroll=unroll) for v in items
             for unroll in sorted({1, int(v)})]
@@ -394,7 +405,8 @@ def print_ratios(records: list[dict]) -> None:
         this, base = (record.get(part) or {}).get(measure), (first.get(part) or {}).get(measure)
         if not this or not base:
           continue
-        cell = f"{part} {'wall' if measure == 'ms' else 'cpu'} {this['median'] / base['median']:.2f}x"
+        kind = "wall" if measure == "ms" else "cpu"
+        cell = f"{part} {kind} {this['median'] / base['median']:.2f}x"
         this_s = record[part].get(f"{measure}_samples")
         base_s = first[part].get(f"{measure}_samples")
         if record.get("interleaved") and first.get("interleaved") and this_s and base_s:
@@ -405,7 +417,9 @@ def print_ratios(records: list[dict]) -> None:
 
 def _label(config: dict) -> str:
   return (f"{config.get('backbone', '?')} {config['variant']} {config['image_size']}px "
-          f"B{config['batch_size']} kernels={config.get('kernels_effective', '?')}")
+          f"B{config['batch_size']} N{config['num_steps']} "
+          f"{'frozen' if config['frozen'] else 'end to end'} "
+          f"kernels={config.get('kernels_effective', '?')} remat={config.get('remat', '?')}")
 
 
 def print_table(records: list[dict], ceiling: dict) -> None:
@@ -429,7 +443,8 @@ def print_table(records: list[dict], ceiling: dict) -> None:
   for r in records:
     c, t, e = r["config"], r["train"], r.get("eval")
     rows.append((
-        r.get("sweep", "-"), c.get("backbone", "?"), c["variant"], str(c["batch_size"]), str(c["image_size"]),
+        r.get("sweep", "-"), c.get("backbone", "?"), c["variant"], str(c["batch_size"]),
+        str(c["image_size"]),
         str(c["num_steps"]), str(len(c["layers"])), "y" if c["frozen"] else "n", c["dtype"],
         _unroll_cell(c), _ynn_cell(c), c.get("kernels_effective", "?"), c.get("remat", "?"),
         f"{t['ms']['median']:.0f} [{t['ms']['min']:.0f}-{t['ms']['max']:.0f}]",
@@ -478,9 +493,9 @@ def parse_args(argv=None):
   parser.add_argument("--remat", default="",
                       help="config.remat values, comma list (none, blocks, steps, both): every "
                            "configuration is measured with each (default: the config's)")
-  parser.add_argument("--backbone", default="",
-                      help="config.backbone values, comma list (e.g. caffe,efficientnet_lite0): "
-                           "every configuration is measured with each (default: the config's)")
+  parser.add_argument("--backbone", choices=backbones.names(),
+                      help="config.backbone of the base configuration (--sweep backbone "
+                           "measures several)")
   parser.add_argument("--interleave", action="store_true",
                       help="compile every configuration first, then time them in turn, one "
                            "sample each per round (A B A B), --repeats rounds")
@@ -512,8 +527,6 @@ def parse_args(argv=None):
     if not name and len(args.sweep) != 1:
       parser.error("a bare --values needs exactly one --sweep (else write NAME=V1,V2)")
     values[name or args.sweep[0]] = listed
-  if "layers" in args.sweep and "," in args.backbone:
-    parser.error("--sweep layers names one backbone's taps: give at most one --backbone")
   if set(values) - set(args.sweep):
     parser.error(f"--values for sweeps not requested: {sorted(set(values) - set(args.sweep))}")
   args.values = values
@@ -552,26 +565,29 @@ def print_fits(records: list[dict]) -> None:
               f"{100 * fit['max_relative_residual']:.0f}%)")
 
 
+def make_plan(args, base_config) -> list[tuple[str, Setting]]:
+  """(sweep, Setting) of every configuration the arguments ask for, in measuring order."""
+  base = Setting(batch_size=args.batch_size, image_size=args.image_size, num_steps=args.steps,
+                 layers=tuple(args.layers.split(",")) if args.layers else None,
+                 frozen=args.frozen, dtype=args.dtype, unroll=args.unroll,
+                 variant=args.variant, hidden_size=args.hidden_size,
+                 ynn_fusions=args.ynn_fusions, backbone=args.backbone)
+  plan = [("base", base)] if not args.sweep else [
+      (name, setting) for name in args.sweep
+      for setting in sweep_settings(name, args.values.get(name, SWEEP_DEFAULTS[name]), base,
+                                    backbones.get(args.backbone or base_config.backbone).taps)]
+  listed = lambda flag: [v.strip() for v in flag.split(",") if v.strip()] or [None]
+  # --kernels and --remat multiply the plan; the kernels sweep's own value wins.
+  return [(name, dataclasses.replace(setting, kernels=setting.kernels or k, remat=r))
+          for name, setting in plan for k in listed(args.kernels) for r in listed(args.remat)]
+
+
 def main(argv=None) -> list[dict]:
   args = parse_args(argv)
   if args.report:
     return report(args.report)
   base_config = load_config(args.config)
-  base = Setting(batch_size=args.batch_size, image_size=args.image_size, num_steps=args.steps,
-                 layers=tuple(args.layers.split(",")) if args.layers else None,
-                 frozen=args.frozen, dtype=args.dtype, unroll=args.unroll,
-                 variant=args.variant, hidden_size=args.hidden_size,
-                 ynn_fusions=args.ynn_fusions)
-  listed = lambda flag: [v.strip() for v in flag.split(",") if v.strip()] or [None]
-  backbone_names = listed(args.backbone)
-  taps = backbones.get(backbone_names[0] or base_config.backbone).taps
-  plan = [("base", base)] if not args.sweep else [
-      (name, setting) for name in args.sweep
-      for setting in sweep_settings(name, args.values.get(name, SWEEP_DEFAULTS[name]), base,
-                                    taps)]
-  plan = [(name, dataclasses.replace(setting, backbone=b, kernels=k, remat=r))
-          for name, setting in plan for b in backbone_names for k in listed(args.kernels)
-          for r in listed(args.remat)]
+  plan = make_plan(args, base_config)
 
   machine = machine_description()
   print(f"{machine['cpu_model']}, {machine['usable_cores']} usable cores, jax {machine['jax']} "

@@ -162,3 +162,21 @@ def test_step_throughput_interleaves_backbones_and_kernels(tmp_path):
       assert entry["ms"]["median"] == pytest.approx(float(np.median(entry["ms_samples"])))
       assert entry["peak_memory_bytes"] > 0
     assert record["loss_finite"]
+
+
+def test_step_throughput_backbone_and_kernels_sweeps():
+  """--backbone sets the base; the backbone and kernels sweeps vary it one field at a time."""
+  sys.path.insert(0, str(BENCHMARKS))
+  import step_throughput
+  args = step_throughput.parse_args(["--config", "configs/demo_pose.py", "--backbone",
+                                     "efficientnet_lite0", "--sweep", "backbone", "--sweep",
+                                     "kernels"])
+  plan = step_throughput.make_plan(args, step_throughput.load_config(args.config))
+  assert [(name, s.backbone, s.kernels) for name, s in plan] == [
+      ("backbone", "caffe", None), ("backbone", "efficientnet_lite0", None),
+      ("kernels", "efficientnet_lite0", "cpu"), ("kernels", "efficientnet_lite0", "generic")]
+  # The layers sweep takes its taps from the base's backbone.
+  args = step_throughput.parse_args(["--backbone", "efficientnet_lite0", "--sweep", "layers",
+                                     "--values", "1,2"])
+  plan = step_throughput.make_plan(args, step_throughput.load_config(args.config))
+  assert [s.layers for _, s in plan] == [("head",), ("s6", "head")]
