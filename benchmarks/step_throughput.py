@@ -13,8 +13,10 @@ timed ``--repeats`` times over ``--iters`` calls each, with
 images/s, XLA's FLOP count of the compiled step (``cost_analysis()``) and the
 achieved GFLOP/s, and XLA's memory analysis of each compiled step
 (``memory_analysis()``: temporaries, arguments, outputs, aliased outputs, in
-bytes, and the peak of simultaneously live buffers, ``peak_memory_bytes``;
-None where the backend gives none).
+bytes; None where the backend gives none), the step's footprint (temporaries +
+arguments + outputs - aliased, `measure.memory_footprint`) and XLA's
+``peak_memory_in_bytes`` (``peak_memory_bytes``; on CPU the arguments and
+outputs only).
 
 ``--kernels cpu,generic`` and ``--remat none,both`` (comma lists) measure
 every configuration with each value of ``config.kernels`` and ``config.remat``
@@ -72,7 +74,8 @@ if str(ROOT) not in sys.path:
 
 from lsattn import backbones, compilation, core, model, parallel, training  # noqa: E402
 from measure import (compile_timed, load_average, machine_description,  # noqa: E402
-                     measure_ceiling, summarise, time_calls, time_interleaved)
+                     measure_ceiling, memory_footprint, summarise, time_calls,
+                     time_interleaved)
 
 SWEEPS = ("steps", "layers", "batch", "frozen", "baseline", "scan", "ynn", "backbone",
           "kernels")
@@ -384,10 +387,10 @@ def _temp_mb(entry: dict) -> float | None:
   return None if temp is None else temp / 1e6
 
 
-def _peak_mb(entry: dict) -> float | None:
-  """XLA's peak of live buffers of the compiled step in MB (None: not measured)."""
-  peak = entry.get("peak_memory_bytes")
-  return None if peak is None else peak / 1e6
+def _footprint_mb(entry: dict) -> float | None:
+  """The compiled step's footprint in MB (`measure.memory_footprint`; None: not measured)."""
+  footprint = memory_footprint(entry.get("memory"))
+  return None if footprint is None else footprint / 1e6
 
 
 def print_ratios(records: list[dict]) -> None:
@@ -436,9 +439,9 @@ def print_table(records: list[dict], ceiling: dict) -> None:
             f"{conv['forward_backward_gflops']:.1f} GFLOP/s")
   header = ("sweep", "backbone", "variant", "B", "img", "N", "k", "frozen", "dtype", "unroll",
             "ynn", "kernels", "remat", "train ms [min-max]", "cpu ms", "img/s",
-            "lower+compile s", "GFLOP/step", "GFLOP/s", "util", "temp MB", "peak MB", "eval ms",
-            "eval cpu ms", "eval img/s", "eval GFLOP/s", "eval util", "eval peak MB",
-            "eval compile s")
+            "lower+compile s", "GFLOP/step", "GFLOP/s", "util", "temp MB", "footprint MB",
+            "eval ms", "eval cpu ms", "eval img/s", "eval GFLOP/s", "eval util",
+            "eval footprint MB", "eval compile s")
   rows = []
   for r in records:
     c, t, e = r["config"], r["train"], r.get("eval")
@@ -452,11 +455,11 @@ def print_table(records: list[dict], ceiling: dict) -> None:
         _fmt(t["images_per_s"]), f"{t['lower_s']:.1f}+{t['compile_s']:.1f}",
         _fmt(t["flops"] and t["flops"] / 1e9), _fmt(t["gflops_per_s"]),
         _fmt(t["utilisation"] and 100 * t["utilisation"], ".0f") + "%",
-        _fmt(_temp_mb(t)), _fmt(_peak_mb(t)), _fmt(e and e["ms"]["median"], ".0f"),
+        _fmt(_temp_mb(t)), _fmt(_footprint_mb(t)), _fmt(e and e["ms"]["median"], ".0f"),
         _fmt(e and e.get("cpu_ms") and e["cpu_ms"]["median"], ".0f"),
         _fmt(e and e["images_per_s"]), _fmt(e and e["gflops_per_s"]),
         _fmt(e and e["utilisation"] and 100 * e["utilisation"], ".0f") + ("%" if e else ""),
-        _fmt(e and _peak_mb(e)), _fmt(e and e["lower_s"] + e["compile_s"])))
+        _fmt(e and _footprint_mb(e)), _fmt(e and e["lower_s"] + e["compile_s"])))
   widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
   line = lambda cells: "  ".join(cell.rjust(w) for cell, w in zip(cells, widths))
   print(line(header))

@@ -180,3 +180,13 @@ def test_step_throughput_backbone_and_kernels_sweeps():
                                      "--values", "1,2"])
   plan = step_throughput.make_plan(args, step_throughput.load_config(args.config))
   assert [s.layers for _, s in plan] == [("head",), ("s6", "head")]
+
+
+def test_memory_footprint_counts_donated_outputs_once():
+  sys.path.insert(0, str(BENCHMARKS))
+  import measure
+  memory = {"temp_size_in_bytes": 100, "argument_size_in_bytes": 40,
+            "output_size_in_bytes": 30, "alias_size_in_bytes": 25}
+  assert measure.memory_footprint(memory) == 145
+  assert measure.memory_footprint(dict(memory, temp_size_in_bytes=None)) is None
+  assert measure.memory_footprint(None) is None
