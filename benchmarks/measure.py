@@ -115,6 +115,53 @@ def time_calls(call_fn, *, warmup: int, repeats: int, iters: int
   return wall, cpu
 
 
+def xla_peak_memory(compiled) -> int | None:
+  """XLA's ``peak_memory_in_bytes`` of a compiled computation; None where the backend
+  gives none. On the CPU backend (jaxlib 0.10) it is the entry's arguments plus its
+  non-aliased outputs, without the temporaries (checked on small programs and on the
+  steps): there `memory_footprint` is the step's memory."""
+  try:
+    peak = getattr(compiled.memory_analysis(), "peak_memory_in_bytes", None)
+  except Exception:  # Some backends do not implement it.
+    return None
+  return None if peak is None else int(peak)
+
+
+def memory_footprint(memory: dict | None) -> int | None:
+  """Bytes a compiled step holds while it runs, from `xla_memory`: temporaries,
+  arguments and outputs, counting outputs that reuse donated arguments once. XLA's
+  CPU backend allocates the temporaries as one block per execution."""
+  if not memory or any(memory.get(name) is None for name in MEMORY_FIELDS):
+    return None
+  return (memory["temp_size_in_bytes"] + memory["argument_size_in_bytes"]
+          + memory["output_size_in_bytes"] - memory["alias_size_in_bytes"])
+
+
+def time_interleaved(call_fns: dict, *, warmup: int, repeats: int, iters: int
+                     ) -> tuple[dict[object, tuple[list[float], list[float]]], list[list[float]]]:
+  """`time_calls` for several functions in turn (A B A B ...), for comparisons on a
+  shared machine: `repeats` rounds, each one sample (the mean of `iters` blocked
+  calls) of every function in order, so a change of load during the run falls on
+  all of them alike and per-round ratios pair samples taken seconds apart.
+
+  Returns:
+    name -> (wall seconds, CPU seconds), one per round; and the load average
+    at the start of each round.
+  """
+  for call_fn in call_fns.values():
+    for _ in range(warmup):
+      jax.block_until_ready(call_fn())
+  samples = {name: ([], []) for name in call_fns}
+  loads = []
+  for _ in range(repeats):
+    loads.append(load_average())
+    for name, call_fn in call_fns.items():
+      wall, cpu = time_calls(call_fn, warmup=0, repeats=1, iters=iters)
+      samples[name][0].extend(wall)
+      samples[name][1].extend(cpu)
+  return samples, loads
+
+
 def compile_timed(jitted, args) -> tuple[dict, object]:
   """Lowers and compiles `jitted` for `args`, each timed; returns (entry, compiled)."""
   start = time.perf_counter()
@@ -125,7 +172,8 @@ def compile_timed(jitted, args) -> tuple[dict, object]:
   compile_s = time.perf_counter() - start
   compile_cpu_s = time.process_time() - start_cpu
   return {"lower_s": lower_s, "compile_s": compile_s, "compile_cpu_s": compile_cpu_s,
-          "flops": xla_flops(compiled), "memory": xla_memory(compiled)}, compiled
+          "flops": xla_flops(compiled), "memory": xla_memory(compiled),
+          "peak_memory_bytes": xla_peak_memory(compiled)}, compiled
 
 
 def measure_ceiling(*, matmul_size: int, conv_batch: int, repeats: int,

@@ -13,12 +13,28 @@ timed ``--repeats`` times over ``--iters`` calls each, with
 images/s, XLA's FLOP count of the compiled step (``cost_analysis()``) and the
 achieved GFLOP/s, and XLA's memory analysis of each compiled step
 (``memory_analysis()``: temporaries, arguments, outputs, aliased outputs, in
-bytes; None where the backend gives none).
+bytes; None where the backend gives none), the step's footprint (temporaries +
+arguments + outputs - aliased, `measure.memory_footprint`) and XLA's
+``peak_memory_in_bytes`` (``peak_memory_bytes``; on CPU the arguments and
+outputs only).
 
 ``--kernels cpu,generic`` and ``--remat none,both`` (comma lists) measure
 every configuration with each value of ``config.kernels`` and ``config.remat``
 (lsattn/compilation.py); each record names the value asked for and the
-kernels it resolved to.
+kernels it resolved to. ``--backbone`` sets the base configuration's
+``config.backbone`` (lsattn/backbones); ``--sweep backbone`` and ``--sweep
+kernels`` measure several around the base, so that ``--backbone
+efficientnet_lite0 --sweep backbone --sweep kernels`` measures GoogLeNet
+('caffe') and EfficientNet-Lite0 with the base's kernels and
+EfficientNet-Lite0 with each kernels value, without GoogLeNet's 'generic'.
+
+``--interleave`` compiles every configuration first (and runs each once),
+then times them in turn, one sample of each step per round, ``--repeats``
+rounds (A B A B, `measure.time_interleaved`): on a shared machine a change
+of load falls on all of them alike. Records then hold the load average at
+the start of each round (``round_load_average``) and every sample
+(``ms_samples``), so ratios can pair samples of the same round; the printed
+ratios give both the ratio of medians and the median per-round ratio.
 
 In the same process the machine's ceiling is measured once (benchmarks/measure.py):
 a large float32 matmul and GoogLeNet's dominant convolutions (forward, and
@@ -45,6 +61,7 @@ import importlib.util
 import json
 import os
 import pathlib
+import statistics
 import sys
 import time
 
@@ -57,9 +74,11 @@ if str(ROOT) not in sys.path:
 
 from lsattn import backbones, compilation, core, model, parallel, training  # noqa: E402
 from measure import (compile_timed, load_average, machine_description,  # noqa: E402
-                     measure_ceiling, summarise, time_calls)
+                     measure_ceiling, memory_footprint, summarise, time_calls,
+                     time_interleaved)
 
-SWEEPS = ("steps", "layers", "batch", "frozen", "baseline", "scan", "ynn")
+SWEEPS = ("steps", "layers", "batch", "frozen", "baseline", "scan", "ynn", "backbone",
+          "kernels")
 SWEEP_DEFAULTS = {
     "steps": "1,2,3,4,5,6,7,8",
     "layers": "1,2,3,4",
@@ -69,6 +88,8 @@ SWEEP_DEFAULTS = {
     "scan": "1,2,4,8",
     # config.xla_cpu_ynn_fusions values, '+' for ',' ('none' = '').
     "ynn": "xla_default,dot+reduce,none",
+    "backbone": "caffe,efficientnet_lite0",
+    "kernels": "cpu,generic",
 }
 
 
@@ -100,6 +121,7 @@ class Setting:
   ynn_fusions: str | None = None  # config.xla_cpu_ynn_fusions
   kernels: str | None = None  # config.kernels
   remat: str | None = None  # config.remat
+  backbone: str | None = None  # config.backbone
 
 
 def apply_setting(base, setting: Setting):
@@ -108,7 +130,7 @@ def apply_setting(base, setting: Setting):
             "num_steps": "num_recurrent_steps", "layers": "candidate_layers",
             "frozen": "freeze_backbone", "dtype": "dtype", "unroll": "scan_unroll",
             "variant": "model_variant", "ynn_fusions": "xla_cpu_ynn_fusions",
-            "kernels": "kernels", "remat": "remat"}
+            "kernels": "kernels", "remat": "remat", "backbone": "backbone"}
   for name, key in fields.items():
     value = getattr(setting, name)
     if value is not None:
@@ -233,37 +255,55 @@ def describe(runner: TrainStepRunner) -> dict:
   }
 
 
+class StepMeasurement:
+  """One config's train (and eval) step, compiled and run once on creation, then timed
+  in samples: alone (`measure_config`) or in turn with others (`--interleave`).
+
+  Attributes:
+    calls: 'train' (and 'eval') -> a function running that step once.
+    entries: the same keys -> compile times, FLOPs, memory and first-run time.
+  """
+
+  def __init__(self, config, *, devices: int | None, eval_step: bool, init: str):
+    self.config = config
+    self.runner = runner = TrainStepRunner(config, devices=devices, init=init)
+    self.record = {"config": describe(runner), "init": init, "init_s": runner.init_s}
+    self.entries, self.calls = {"train": dict(runner.compile)}, {"train": runner}
+    if eval_step:
+      eval_jit = jax.jit(training.make_eval_step(runner.model_config),
+                         out_shardings=runner.replicated,
+                         compiler_options=runner.compiler_options)
+      # The train step donates the state: read the parameters at every call.
+      eval_args = lambda: (runner.state.params, runner.state.model_state, runner.batch["image"])
+      self.entries["eval"], eval_compiled = compile_timed(eval_jit, eval_args())
+      self.calls["eval"] = lambda: eval_compiled(*eval_args())
+    for part, call_fn in self.calls.items():
+      start = time.perf_counter()
+      jax.block_until_ready(call_fn())
+      self.entries[part]["first_run_s"] = time.perf_counter() - start
+
+  def result(self, samples: dict, *, matmul_gflops: float | None) -> dict:
+    """The JSON-able record, from part -> (wall seconds, CPU seconds) per sample."""
+    record = dict(self.record)
+    for part, entry in self.entries.items():
+      wall, cpu = samples[part]
+      entry = dict(entry, ms=summarise(wall), cpu_ms=summarise(cpu),
+                   ms_samples=[1e3 * s for s in wall], cpu_ms_samples=[1e3 * s for s in cpu])
+      _rates(entry, self.config.batch_size, matmul_gflops)
+      record[part] = entry
+    record["loss_finite"] = bool(np.isfinite(float(self.runner()[1]["loss"])))
+    return record
+
+
 def measure_config(config, *, repeats: int, iters: int, warmup: int, devices: int | None,
                    eval_step: bool = True, matmul_gflops: float | None = None,
                    init: str = "library") -> dict:
   """Compiles and times the train (and eval) step of one config; a JSON-able record."""
-  runner = TrainStepRunner(config, devices=devices, init=init)
-  record = {"config": describe(runner), "repeats": repeats, "iters": iters, "warmup": warmup,
-            "init": init, "init_s": runner.init_s}
-  train = dict(runner.compile)
-  start = time.perf_counter()
-  jax.block_until_ready(runner())
-  train["first_run_s"] = time.perf_counter() - start
-  wall, cpu = time_calls(runner, warmup=warmup, repeats=repeats, iters=iters)
-  train["ms"], train["cpu_ms"] = summarise(wall), summarise(cpu)
-  _rates(train, config.batch_size, matmul_gflops)
-  record["train"] = train
-  record["loss_finite"] = bool(np.isfinite(float(runner()[1]["loss"])))
-
-  if eval_step:
-    params, model_state = runner.state.params, runner.state.model_state
-    eval_jit = jax.jit(training.make_eval_step(runner.model_config),
-                       out_shardings=runner.replicated, compiler_options=runner.compiler_options)
-    images = runner.batch["image"]
-    evaluation, eval_compiled = compile_timed(eval_jit, (params, model_state, images))
-    start = time.perf_counter()
-    jax.block_until_ready(eval_compiled(params, model_state, images))
-    evaluation["first_run_s"] = time.perf_counter() - start
-    wall, cpu = time_calls(lambda: eval_compiled(params, model_state, images), warmup=warmup,
-                           repeats=repeats, iters=iters)
-    evaluation["ms"], evaluation["cpu_ms"] = summarise(wall), summarise(cpu)
-    _rates(evaluation, config.batch_size, matmul_gflops)
-    record["eval"] = evaluation
+  measurement = StepMeasurement(config, devices=devices, eval_step=eval_step, init=init)
+  samples = {part: time_calls(call_fn, warmup=warmup, repeats=repeats, iters=iters)
+             for part, call_fn in measurement.calls.items()}
+  record = measurement.result(samples, matmul_gflops=matmul_gflops)
+  record.update(repeats=repeats, iters=iters, warmup=warmup, interleaved=False)
   return record
 
 
@@ -297,6 +337,10 @@ def sweep_settings(name: str, values: str, base: Setting, taps: tuple[str, ...]
     return [replace(variant=v) for v in items]
   if name == "ynn":
     return [replace(ynn_fusions="" if v == "none" else v.replace("+", ",")) for v in items]
+  if name == "backbone":
+    return [replace(backbone=v) for v in items]
+  if name == "kernels":
+    return [replace(kernels=v) for v in items]
   if name == "scan":
     return [replace(num_steps=int(v), unroll=unroll) for v in items
             for unroll in sorted({1, int(v)})]
@@ -343,6 +387,44 @@ def _temp_mb(entry: dict) -> float | None:
   return None if temp is None else temp / 1e6
 
 
+def _footprint_mb(entry: dict) -> float | None:
+  """The compiled step's footprint in MB (`measure.memory_footprint`; None: not measured)."""
+  footprint = memory_footprint(entry.get("memory"))
+  return None if footprint is None else footprint / 1e6
+
+
+def print_ratios(records: list[dict]) -> None:
+  """Each configuration's step time over the run's first one: the ratio of medians and,
+  for interleaved runs, the median of the per-round ratios (samples seconds apart)."""
+  if len(records) < 2:
+    return
+  first = records[0]
+  print(f"\nratios to the first configuration ({_label(first['config'])}): ratio of medians, "
+        f"and [median of per-round ratios] when interleaved")
+  for record in records[1:]:
+    cells = []
+    for part in ("train", "eval"):
+      for measure in ("ms", "cpu_ms"):
+        this, base = (record.get(part) or {}).get(measure), (first.get(part) or {}).get(measure)
+        if not this or not base:
+          continue
+        kind = "wall" if measure == "ms" else "cpu"
+        cell = f"{part} {kind} {this['median'] / base['median']:.2f}x"
+        this_s = record[part].get(f"{measure}_samples")
+        base_s = first[part].get(f"{measure}_samples")
+        if record.get("interleaved") and first.get("interleaved") and this_s and base_s:
+          cell += f" [{statistics.median(a / b for a, b in zip(this_s, base_s)):.2f}x]"
+        cells.append(cell)
+    print(f"  {_label(record['config'])}: " + ", ".join(cells))
+
+
+def _label(config: dict) -> str:
+  return (f"{config.get('backbone', '?')} {config['variant']} {config['image_size']}px "
+          f"B{config['batch_size']} N{config['num_steps']} "
+          f"{'frozen' if config['frozen'] else 'end to end'} "
+          f"kernels={config.get('kernels_effective', '?')} remat={config.get('remat', '?')}")
+
+
 def print_table(records: list[dict], ceiling: dict) -> None:
   # Records before 2026-11-25 measured the ceiling under XLA's defaults only.
   variants = ceiling.get("variants", {"xla_default": ceiling})
@@ -355,15 +437,17 @@ def print_table(records: list[dict], ceiling: dict) -> None:
       print(f"  conv {name} (batch {ceiling['conv_batch']}): forward "
             f"{conv['forward_gflops']:.1f} GFLOP/s, forward+backward "
             f"{conv['forward_backward_gflops']:.1f} GFLOP/s")
-  header = ("sweep", "variant", "B", "img", "N", "k", "frozen", "dtype", "unroll", "ynn",
-            "kernels", "remat", "train ms [min-max]", "cpu ms", "img/s", "lower+compile s",
-            "GFLOP/step", "GFLOP/s", "util", "temp MB", "eval ms", "eval img/s",
-            "eval compile s")
+  header = ("sweep", "backbone", "variant", "B", "img", "N", "k", "frozen", "dtype", "unroll",
+            "ynn", "kernels", "remat", "train ms [min-max]", "cpu ms", "img/s",
+            "lower+compile s", "GFLOP/step", "GFLOP/s", "util", "temp MB", "footprint MB",
+            "eval ms", "eval cpu ms", "eval img/s", "eval GFLOP/s", "eval util",
+            "eval footprint MB", "eval compile s")
   rows = []
   for r in records:
     c, t, e = r["config"], r["train"], r.get("eval")
     rows.append((
-        r.get("sweep", "-"), c["variant"], str(c["batch_size"]), str(c["image_size"]),
+        r.get("sweep", "-"), c.get("backbone", "?"), c["variant"], str(c["batch_size"]),
+        str(c["image_size"]),
         str(c["num_steps"]), str(len(c["layers"])), "y" if c["frozen"] else "n", c["dtype"],
         _unroll_cell(c), _ynn_cell(c), c.get("kernels_effective", "?"), c.get("remat", "?"),
         f"{t['ms']['median']:.0f} [{t['ms']['min']:.0f}-{t['ms']['max']:.0f}]",
@@ -371,14 +455,17 @@ def print_table(records: list[dict], ceiling: dict) -> None:
         _fmt(t["images_per_s"]), f"{t['lower_s']:.1f}+{t['compile_s']:.1f}",
         _fmt(t["flops"] and t["flops"] / 1e9), _fmt(t["gflops_per_s"]),
         _fmt(t["utilisation"] and 100 * t["utilisation"], ".0f") + "%",
-        _fmt(_temp_mb(t)), _fmt(e and e["ms"]["median"], ".0f"), _fmt(e and e["images_per_s"]),
-        _fmt(e and e["lower_s"] + e["compile_s"])))
+        _fmt(_temp_mb(t)), _fmt(_footprint_mb(t)), _fmt(e and e["ms"]["median"], ".0f"),
+        _fmt(e and e.get("cpu_ms") and e["cpu_ms"]["median"], ".0f"),
+        _fmt(e and e["images_per_s"]), _fmt(e and e["gflops_per_s"]),
+        _fmt(e and e["utilisation"] and 100 * e["utilisation"], ".0f") + ("%" if e else ""),
+        _fmt(e and _footprint_mb(e)), _fmt(e and e["lower_s"] + e["compile_s"])))
   widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
   line = lambda cells: "  ".join(cell.rjust(w) for cell, w in zip(cells, widths))
   print(line(header))
   for row in rows:
     print(line(row))
-  if any(row[8].endswith("L") for row in rows):
+  if any(row[9].endswith("L") for row in rows):
     print("L: the N steps run in a while loop; XLA's cost analysis counts its body once, so "
           "GFLOP/step, GFLOP/s and util of these rows are undercounts.")
 
@@ -409,6 +496,12 @@ def parse_args(argv=None):
   parser.add_argument("--remat", default="",
                       help="config.remat values, comma list (none, blocks, steps, both): every "
                            "configuration is measured with each (default: the config's)")
+  parser.add_argument("--backbone", choices=backbones.names(),
+                      help="config.backbone of the base configuration (--sweep backbone "
+                           "measures several)")
+  parser.add_argument("--interleave", action="store_true",
+                      help="compile every configuration first, then time them in turn, one "
+                           "sample each per round (A B A B), --repeats rounds")
   parser.add_argument("--devices", type=int, help="devices in the mesh (default: all)")
   parser.add_argument("--repeats", type=int, default=5, help="timed samples per step")
   parser.add_argument("--iters", type=int, default=1, help="calls per timed sample")
@@ -454,6 +547,7 @@ def report(path: str) -> list[dict]:
     print(f"\n== {date} {tag}: {run[0]['machine']['cpu_model']}, "
           f"{run[0]['machine']['usable_cores']} cores, jax {run[0]['machine']['jax']}")
     print_table(run, run[0]["ceiling"])
+    print_ratios(run)
     print_fits(run)
   return records
 
@@ -474,24 +568,29 @@ def print_fits(records: list[dict]) -> None:
               f"{100 * fit['max_relative_residual']:.0f}%)")
 
 
+def make_plan(args, base_config) -> list[tuple[str, Setting]]:
+  """(sweep, Setting) of every configuration the arguments ask for, in measuring order."""
+  base = Setting(batch_size=args.batch_size, image_size=args.image_size, num_steps=args.steps,
+                 layers=tuple(args.layers.split(",")) if args.layers else None,
+                 frozen=args.frozen, dtype=args.dtype, unroll=args.unroll,
+                 variant=args.variant, hidden_size=args.hidden_size,
+                 ynn_fusions=args.ynn_fusions, backbone=args.backbone)
+  plan = [("base", base)] if not args.sweep else [
+      (name, setting) for name in args.sweep
+      for setting in sweep_settings(name, args.values.get(name, SWEEP_DEFAULTS[name]), base,
+                                    backbones.get(args.backbone or base_config.backbone).taps)]
+  listed = lambda flag: [v.strip() for v in flag.split(",") if v.strip()] or [None]
+  # --kernels and --remat multiply the plan; the kernels sweep's own value wins.
+  return [(name, dataclasses.replace(setting, kernels=setting.kernels or k, remat=r))
+          for name, setting in plan for k in listed(args.kernels) for r in listed(args.remat)]
+
+
 def main(argv=None) -> list[dict]:
   args = parse_args(argv)
   if args.report:
     return report(args.report)
   base_config = load_config(args.config)
-  base = Setting(batch_size=args.batch_size, image_size=args.image_size, num_steps=args.steps,
-                 layers=tuple(args.layers.split(",")) if args.layers else None,
-                 frozen=args.frozen, dtype=args.dtype, unroll=args.unroll,
-                 variant=args.variant, hidden_size=args.hidden_size,
-                 ynn_fusions=args.ynn_fusions)
-  plan = [("base", base)] if not args.sweep else [
-      (name, setting) for name in args.sweep
-      for setting in sweep_settings(name, args.values.get(name, SWEEP_DEFAULTS[name]), base,
-                                    backbones.get(base_config.backbone).taps)]
-  kernels = [v.strip() for v in args.kernels.split(",") if v.strip()] or [None]
-  remats = [v.strip() for v in args.remat.split(",") if v.strip()] or [None]
-  plan = [(name, dataclasses.replace(setting, kernels=k, remat=r))
-          for name, setting in plan for k in kernels for r in remats]
+  plan = make_plan(args, base_config)
 
   machine = machine_description()
   print(f"{machine['cpu_model']}, {machine['usable_cores']} usable cores, jax {machine['jax']} "
@@ -510,14 +609,17 @@ def main(argv=None) -> list[dict]:
   print(f"ceiling measured in {time.perf_counter() - start:.1f} s: matmul "
         f"{ceiling['matmul_gflops']:.1f} GFLOP/s ({ceiling['ceiling_options']})", flush=True)
   date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-  records, cache = [], {}
+  measured = []
   for sweep, setting in plan:
     config = apply_setting(base_config, setting)
     # scan_unroll=0 means "auto": compare configurations by what is compiled.
     resolved = config.copy_and_resolve_references()
     resolved.scan_unroll = core._unroll(model.ModelConfig.from_config(config).core)
     resolved.kernels = compilation.resolve_kernels(config.kernels)  # 'auto' likewise
-    key = json.dumps(resolved.to_dict(), sort_keys=True, default=str)
+    measured.append((sweep, config, json.dumps(resolved.to_dict(), sort_keys=True, default=str)))
+  cache = measure_interleaved(measured, args, ceiling["matmul_gflops"]) if args.interleave else {}
+  records = []
+  for sweep, config, key in measured:
     if key not in cache:
       start, load_before = time.perf_counter(), load_average()
       cache[key] = measure_config(config, repeats=args.repeats, iters=args.iters,
@@ -537,7 +639,37 @@ def main(argv=None) -> list[dict]:
       with open(args.json, "a") as file:
         file.write(json.dumps(record) + "\n")
   print_table(records, ceiling)
+  print_ratios(records)
   print_fits(records)
+  return records
+
+
+def measure_interleaved(measured: list, args, matmul_gflops: float) -> dict:
+  """--interleave: every distinct configuration compiled (and run once), then all timed
+  in turn, --repeats rounds (`measure.time_interleaved`); key -> record."""
+  measurements, prepared = {}, {}
+  for _, config, key in measured:
+    if key not in measurements:
+      start, load_before = time.perf_counter(), load_average()
+      measurements[key] = StepMeasurement(config, devices=args.devices,
+                                          eval_step=args.eval_step, init=args.init)
+      prepared[key] = {"wall_s": time.perf_counter() - start,
+                       "load_average": {"before": load_before, "after": load_average()}}
+      print(f"compiled {describe(measurements[key].runner)} in {prepared[key]['wall_s']:.0f} s",
+            flush=True)
+  calls = {(key, part): call_fn for key, measurement in measurements.items()
+           for part, call_fn in measurement.calls.items()}
+  start = time.perf_counter()
+  samples, loads = time_interleaved(calls, warmup=args.warmup, repeats=args.repeats,
+                                    iters=args.iters)
+  timing_s = time.perf_counter() - start
+  records = {}
+  for key, measurement in measurements.items():
+    records[key] = measurement.result({part: samples[(key, part)] for part in measurement.calls},
+                                      matmul_gflops=matmul_gflops)
+    records[key].update(repeats=args.repeats, iters=args.iters, warmup=args.warmup,
+                        interleaved=True, round_load_average=loads, interleaved_timing_s=timing_s,
+                        **prepared[key])
   return records
 
 

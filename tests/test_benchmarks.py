@@ -13,6 +13,7 @@ import pathlib
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from lsattn.data import synthetic
@@ -135,3 +136,57 @@ def test_step_throughput_measures_each_kernels_path_and_its_memory(tmp_path):
                            "output_size_in_bytes", "alias_size_in_bytes"}
     assert memory["temp_size_in_bytes"] > 0 and memory["argument_size_in_bytes"] > 0
     assert record["train"]["ms"]["median"] > 0
+
+
+def test_step_throughput_interleaves_backbones_and_kernels(tmp_path):
+  """--backbone efficientnet_lite0 --kernels cpu,generic --interleave: both compiled, then
+  timed in turn for --repeats rounds; each record holds its samples, the load average per
+  round and XLA's peak of live buffers."""
+  path = tmp_path / "interleaved.jsonl"
+  _run("step_throughput.py", "--config", "configs/test.py", "--image-size", "32",
+       "--batch-size", "2", "--steps", "1", "--layers", "s4", "--backbone", "efficientnet_lite0",
+       "--kernels", "cpu,generic", "--interleave", "--repeats", "2", "--warmup", "0",
+       "--matmul-size", "128", "--conv-batch", "1", "--ceiling-repeats", "1", "--init", "fast",
+       "--json", str(path))
+  records = _read_lines(path)
+  assert [(r["config"]["backbone"], r["config"]["layers"], r["config"]["kernels_effective"])
+          for r in records] == [("efficientnet_lite0", ["s4"], "cpu"),
+                                ("efficientnet_lite0", ["s4"], "generic")]
+  for record in records:
+    assert record["interleaved"] and record["repeats"] == 2
+    assert len(record["round_load_average"]) == 2
+    assert record["round_load_average"] == records[0]["round_load_average"]  # one set of rounds
+    for part in ("train", "eval"):
+      entry = record[part]
+      assert entry["ms"]["n"] == len(entry["ms_samples"]) == len(entry["cpu_ms_samples"]) == 2
+      assert entry["ms"]["median"] == pytest.approx(float(np.median(entry["ms_samples"])))
+      assert entry["peak_memory_bytes"] > 0
+    assert record["loss_finite"]
+
+
+def test_step_throughput_backbone_and_kernels_sweeps():
+  """--backbone sets the base; the backbone and kernels sweeps vary it one field at a time."""
+  sys.path.insert(0, str(BENCHMARKS))
+  import step_throughput
+  args = step_throughput.parse_args(["--config", "configs/demo_pose.py", "--backbone",
+                                     "efficientnet_lite0", "--sweep", "backbone", "--sweep",
+                                     "kernels"])
+  plan = step_throughput.make_plan(args, step_throughput.load_config(args.config))
+  assert [(name, s.backbone, s.kernels) for name, s in plan] == [
+      ("backbone", "caffe", None), ("backbone", "efficientnet_lite0", None),
+      ("kernels", "efficientnet_lite0", "cpu"), ("kernels", "efficientnet_lite0", "generic")]
+  # The layers sweep takes its taps from the base's backbone.
+  args = step_throughput.parse_args(["--backbone", "efficientnet_lite0", "--sweep", "layers",
+                                     "--values", "1,2"])
+  plan = step_throughput.make_plan(args, step_throughput.load_config(args.config))
+  assert [s.layers for _, s in plan] == [("head",), ("s6", "head")]
+
+
+def test_memory_footprint_counts_donated_outputs_once():
+  sys.path.insert(0, str(BENCHMARKS))
+  import measure
+  memory = {"temp_size_in_bytes": 100, "argument_size_in_bytes": 40,
+            "output_size_in_bytes": 30, "alias_size_in_bytes": 25}
+  assert measure.memory_footprint(memory) == 145
+  assert measure.memory_footprint(dict(memory, temp_size_in_bytes=None)) is None
+  assert measure.memory_footprint(None) is None
