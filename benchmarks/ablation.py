@@ -412,10 +412,11 @@ def _ordered(groups: dict, variants) -> list[str]:
 
 
 # Retrieval baselines (lsattn.retrieval): pixels do not depend on the run; the
-# features are those of each run's frozen backbone (a random one's depend on its seed).
-def retrieval_rows(setting: Setting) -> tuple[tuple[str, str], ...]:
-  return (("knn_pixels", "nearest training image, pixels"),
-          ("knn_features", f"nearest training image, {setting.layer_names[-1]} (all runs)"))
+# features are each run's frozen backbone at the deepest tap the run reads
+# (`evaluation.features_tap`: spatial_s4 reads Stage-4 only), so they differ by variant,
+# and for a random backbone by seed.
+RETRIEVAL_ROWS = (("knn_pixels", "nearest training image, pixels"),
+                  ("knn_features", "nearest training image, features (each run's deepest tap)"))
 
 
 def pose_table(records, study: Study, setting: Setting) -> list[str]:
@@ -439,7 +440,7 @@ def pose_table(records, study: Study, setting: Setting) -> list[str]:
     baseline = metrics[0]
   lines.append(f"| mean training pose | - | {baseline['baseline_median_translation_m']:.3f} "
                f"| {baseline['baseline_median_rotation_deg']:.2f} | 1.00 | - | - |")
-  for name, title in retrieval_rows(setting):  # the same for every variant: the frozen backbone's
+  for name, title in RETRIEVAL_ROWS:  # the same for every variant: the frozen backbone's
     metrics = [r["metrics"] for v in groups for r in groups[v]
                if f"{name}_median_translation_m" in r["metrics"]]
     metrics = metrics[:1] if name == "knn_pixels" else metrics

@@ -218,8 +218,8 @@ def test_report_retrieval_rows_of_a_walks_study():
   # pixels: one lookup, the same in every run; features: each run's frozen backbone.
   assert "| nearest training image, pixels | - | 0.450 ± 0.000 | 9.00 ± 0.00 " \
          "| 0.90 ± 0.00 | - | - |" in rows
-  assert "| nearest training image, Conv-5B (all runs) | - | 0.300 ± 0.115 | 12.00 ± 0.00 " \
-         "| 0.60 ± 0.23 | - | - |" in rows
+  assert "| nearest training image, features (each run's deepest tap) | - | 0.300 ± 0.115 " \
+         "| 12.00 ± 0.00 | 0.60 ± 0.23 | - | - |" in rows
 
 
 def test_bad_arguments_are_named(tmp_path):
