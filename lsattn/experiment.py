@@ -27,12 +27,12 @@ import jax
 import numpy as np
 import tqdm
 
-from lsattn import (checkpoint, compilation, config_checks, evaluation, parallel, run_folder,
-                    training, weights)
+from lsattn import (checkpoint, compilation, config_checks, evaluation, interrupts, parallel,
+                    run_folder, run_lock, training, weights)
 from lsattn.data import datasets, pipeline, splits
 from lsattn.errors import LsattnError
 
-__all__ = ["LsattnError", "Setup", "evaluate", "setup", "train_and_evaluate"]
+__all__ = ["LsattnError", "Setup", "evaluate", "setup", "start", "train_and_evaluate"]
 
 
 @dataclasses.dataclass
@@ -53,8 +53,9 @@ class Setup:
     return (self.config.image_size, self.config.image_size, 3)
 
 
-def setup(config) -> Setup:
-  """Config checks, multi-host start, dataset, splits, image options, mesh."""
+def start(config):
+  """Config checks and the multi-host start: everything before the run folder is
+  locked and the dataset built. Returns the model config."""
   model_config = config_checks.check_config(config)
   compilation.use_compilation_cache(config)  # before anything compiles
   parallel.initialize_distributed(config.jax_distributed, config.heartbeat_timeout_seconds)
@@ -63,6 +64,14 @@ def setup(config) -> Setup:
   if datasets.task_of(config.dataset) != config.task:
     raise LsattnError(f"config.task = {config.task!r} does not match dataset "
                       f"{config.dataset!r} ({datasets.task_of(config.dataset)})")
+  return model_config
+
+
+def setup(config, model_config=None) -> Setup:
+  """Config checks, multi-host start (unless `start` gave `model_config`), dataset,
+  splits, image options, mesh."""
+  if model_config is None:
+    model_config = start(config)
   builder = datasets.prepare(config.dataset, config.data_dir, config.manual_dir,
                              synthetic_seed=config.seed)
   full_train = pipeline.Split(builder, "train")
@@ -155,13 +164,25 @@ def _check_validation_split(run: Setup, meta: dict, path) -> None:
 def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
   """Trains (resuming from workdir's latest checkpoint) and evaluates the test split.
 
+  The run folder is locked for the whole run (`run_lock`); Ctrl-C or SIGTERM
+  outside the training loop stop it with one line (`interrupts`).
+
   Returns:
     The test metrics (also in <workdir>/eval/metrics.json).
   """
   workdir = run_folder.check_workdir(workdir)
-  run_folder.check_resume(workdir, config)  # before the dataset is built
-  run = setup(config)
-  workdir.mkdir(parents=True, exist_ok=True)
+  with interrupts.stopping_on_signals(
+      "the start (config checks, dataset build, restore)",
+      "Run the same command again: it resumes from the last complete checkpoint.") as stage:
+    model_config = start(config)
+    with run_lock.holding(workdir, "train.py", enabled=jax.process_index() == 0):
+      run_folder.check_entries(workdir)
+      run_folder.check_resume(workdir, config)  # before the dataset is built
+      return _train_and_evaluate(setup(config, model_config), workdir, stage)
+
+
+def _train_and_evaluate(run: Setup, workdir: pathlib.Path, stage: interrupts.Stage) -> dict:
+  config = run.config
   signature = checkpoint.shape_signature(config, run.model_config, run.image_shape)
   manager = checkpoint.create_manager(workdir, save_every=config.checkpoint_every_steps,
                                       keep=config.keep_checkpoints)
@@ -187,6 +208,7 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
   logger = _Logger(workdir, run)
   best = None if run.validation_split is None else _BestCheckpoint(workdir, run, signature)
   history = []
+  stage.set("training")
   with _StopRequest() as stop, tqdm.tqdm(total=config.num_train_steps, initial=start_step,
                                          desc="train", unit="step") as progress:
     for step in range(start_step, config.num_train_steps):
@@ -213,6 +235,7 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
         raise LsattnError(f"stopped by {stop.signal} after step {done}; checkpoint saved in "
                           f"{manager.directory / str(done)}. Run the same command again to "
                           f"resume.")
+  _check_trained(state, config)  # before the last save: never a non-finite latest checkpoint
   if manager.latest_step() != config.num_train_steps:
     checkpoint.save(manager, config.num_train_steps, state, _meta(run, signature), force=True)
   manager.wait_until_finished()
@@ -220,6 +243,8 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
   step, selection = config.num_train_steps, None
   if best is not None:
     state, step, selection = best.restore(state)
+  stage.set("the final evaluation", f"Training is finished (checkpoint of step {step}); "
+            f"evaluate it with eval.py --workdir={workdir}.")
   result = _final_evaluation(run, state, workdir, step=step, selection=selection)
   result["train_step_compilations"] = compiles
   logger.close()
@@ -243,6 +268,25 @@ def _check_nonfinite(state, config, step: int) -> None:
         f"gradient (nonfinite_policy='stop', max_consecutive_nonfinite="
         f"{config.max_consecutive_nonfinite}); those updates were skipped, so the last "
         f"checkpoint holds finite params. Check the data and learning_rate.")
+
+
+def _check_trained(state, config) -> None:
+  """A run in which no step updated the model, or whose params are not finite, fails.
+
+  The train step skips a step whose loss, gradients or new params are not
+  finite, so a learning rate or loss weight that poisons every update would
+  otherwise end with the untrained model's metrics and exit 0.
+  """
+  steps, skipped = (int(value) for value in jax.device_get((state.step, state.skipped_steps)))
+  if steps and skipped >= steps:
+    raise LsattnError(
+        f"no train step updated the model: all {steps} steps had a non-finite loss, gradient "
+        f"or parameter update and were skipped (learning_rate={config.learning_rate}, "
+        f"beta={config.beta}); the checkpoints hold the initial params. Check these values "
+        f"and the data, then use a new --workdir.")
+  if not training.all_finite(jax.device_get(state.params)):
+    raise LsattnError(f"the params after step {steps} are not finite; the last checkpoint is "
+                      f"not replaced by them. Check learning_rate and the data.")
 
 
 def _evaluate(run: Setup, state, split, name) -> tuple[dict, dict]:
@@ -392,7 +436,15 @@ def evaluate(config, workdir: str | pathlib.Path) -> dict:
   workdir = run_folder.check_workdir(workdir)
   checkpoint.require_checkpoint(workdir)  # before the dataset is built
   config, overrides = run_folder.resolve(workdir, config)
-  run = setup(config)
+  with interrupts.stopping_on_signals("the evaluation", "Run the same command again."):
+    model_config = start(config)
+    with run_lock.holding(workdir, "eval.py", enabled=jax.process_index() == 0):
+      run_folder.check_entries(workdir)
+      return _evaluate_run(setup(config, model_config), workdir, overrides)
+
+
+def _evaluate_run(run: Setup, workdir: pathlib.Path, overrides: dict | None) -> dict:
+  config = run.config
   signature = checkpoint.shape_signature(config, run.model_config, run.image_shape)
   replicated = parallel.replicated(run.mesh)
   template = jax.eval_shape(lambda: initial_state(run))
