@@ -133,8 +133,7 @@ def predict_images(config, workdir, paths, output, overlays, per_step) -> None:
     return
   prediction.write_predictions(output, results)
   failed = [r["path"] for r in results if "error" in r]
-  skipped = [f"{path.name}/" if path.is_dir() else path.name
-             for path in prediction.skipped_entries(paths)]
+  skipped = [prediction.describe_skipped(path) for path in prediction.skipped_entries(paths)]
   print(f"Predicted {len(results) - len(failed)} of {len(results)} images"
         + (f"; wrote {output}" if output else "")
         + (f"; unreadable: {', '.join(failed)}" if failed else "")
