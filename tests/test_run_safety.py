@@ -384,3 +384,12 @@ def test_a_signal_swallowed_by_a_library_still_fails_the_block():
       except interrupts.Interrupted:
         pass  # what "Exception ignored in _xla_gc_callback" amounts to
   assert signal.getsignal(signal.SIGTERM) is previous
+
+
+def test_ctrl_c_during_predict_or_export_is_one_error():
+  def predicting():
+    signal.raise_signal(signal.SIGINT)
+
+  with pytest.raises(LsattnError, match="stopped by SIGINT during the prediction; nothing was "
+                                        "half-written. Run the same command again."):
+    cli._stopping_on_signals(predicting, "the prediction")()
