@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import threading
 from typing import Iterator
 
 from lsattn.errors import LsattnError
@@ -56,6 +57,9 @@ def stopping_on_signals(doing: str, advice: str) -> Iterator[Stage]:
     advice: what the user can do next ('run the same command again').
   """
   stage = Stage(doing, advice)
+  if threading.current_thread() is not threading.main_thread():
+    yield stage  # only the main thread can set handlers (and receives signals)
+    return
   previous = {sig: signal.signal(sig, stage.handle) for sig in SIGNALS}
   try:
     yield stage

@@ -7,8 +7,9 @@ removed or replaced is refused with one line saying how to rebuild, never
 reused silently.
 
 The fingerprint is every file's relative name and size, and the SHA-256 of
-the contents of every file that is not an image (pose, split and index files:
-small, and where an edit changes numbers without changing sizes).
+the contents of every file that is not an image and at most 1 MB (pose,
+split and index files: small, and where an edit changes numbers without
+changing sizes; a sequence's zip left beside its folder is not read each run).
 Modification times are left out on purpose, so that a copied or re-extracted
 folder with the same contents still matches its build.
 """
@@ -25,6 +26,7 @@ from lsattn.errors import LsattnError
 
 SOURCE_FILE = "lsattn_source.json"
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+_HASHED_BYTES = 1 << 20
 
 
 def fingerprint(manual: pathlib.Path) -> str:
@@ -40,7 +42,7 @@ def fingerprint(manual: pathlib.Path) -> str:
       except OSError:  # a broken link: its name is part of the source all the same
         size = -1
       digest.update(relative + b"\0" + str(size).encode() + b"\0")
-      if size >= 0 and path.suffix.lower() not in _IMAGE_SUFFIXES:
+      if 0 <= size <= _HASHED_BYTES and path.suffix.lower() not in _IMAGE_SUFFIXES:
         digest.update(hashlib.sha256(path.read_bytes()).digest())
   return digest.hexdigest()
 
