@@ -9,7 +9,9 @@ eval/metrics.json names its ``protocol`` (`PROTOCOLS`): the paper's (the
 whole training split, a fixed budget, the last checkpoint) or validation-
 based checkpoint selection (``validation_split='auto'``). SIGTERM
 and Ctrl-C save a checkpoint and stop with an `LsattnError` that says how to
-resume (train.py exits with status 2: the run is not finished). What is
+resume (train.py exits with status 2: the run is not finished); outside the
+loop they stop at once with one line (`lsattn.interrupts`). train.py and
+eval.py hold the run folder's lock (`lsattn.run_lock`) while they write. What is
 guaranteed, and the tests that prove it: RELIABILITY.md (its tests inject
 faults by wrapping `training_batches` and `checkpoint.create_manager`).
 """
