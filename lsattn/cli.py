@@ -24,6 +24,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from lsattn import interrupts
 from lsattn.errors import LsattnError, parse_flags, run_cli
 
 
@@ -55,6 +56,17 @@ def _shown_in_help(tool, *holders) -> None:
     main.__doc__ = tool.__doc__
   for holder in holders:
     flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[holder.name])
+
+
+def _stopping_on_signals(work, doing: str):
+  """`work` with Ctrl-C and SIGTERM as one line (`lsattn.interrupts`); its outputs are
+  written atomically, so the previous ones stay."""
+
+  def stopped_cleanly(*args):
+    with interrupts.stopping_on_signals(doing, "Run the same command again."):
+      return work(*args)
+
+  return stopped_cleanly
 
 
 def _no_arguments(argv: list[str]) -> None:
@@ -114,8 +126,8 @@ def predict(argv: list[str] | None = None) -> None:
 
   def main(argv):
     logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
-    run_cli(predict_images, config.value, workdir.value, argv[1:], output.value,
-            overlays.value, per_step.value)
+    run_cli(_stopping_on_signals(predict_images, "the prediction"), config.value,
+            workdir.value, argv[1:], output.value, overlays.value, per_step.value)
 
   app.run(main, argv=argv, flags_parser=parse_flags)
 
@@ -133,8 +145,7 @@ def predict_images(config, workdir, paths, output, overlays, per_step) -> None:
     return
   prediction.write_predictions(output, results)
   failed = [r["path"] for r in results if "error" in r]
-  skipped = [f"{path.name}/" if path.is_dir() else path.name
-             for path in prediction.skipped_entries(paths)]
+  skipped = [prediction.describe_skipped(path) for path in prediction.skipped_entries(paths)]
   print(f"Predicted {len(results) - len(failed)} of {len(results)} images"
         + (f"; wrote {output}" if output else "")
         + (f"; unreadable: {', '.join(failed)}" if failed else "")
@@ -159,8 +170,8 @@ def export(argv: list[str] | None = None) -> None:
   def main(argv):
     _no_arguments(argv)
     logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
-    run_cli(export_run, config.value, workdir.value, output.value,
-            tuple(platforms.value) if platforms.value else None)
+    run_cli(_stopping_on_signals(export_run, "the export"), config.value, workdir.value,
+            output.value, tuple(platforms.value) if platforms.value else None)
 
   app.run(main, argv=argv, flags_parser=parse_flags)
 

@@ -65,7 +65,13 @@ def parse_flags(argv: list[str]) -> list[str]:
   from absl import flags  # only the command-line tools need absl
   try:
     remaining = flags.FLAGS(argv)
+  except SyntaxError as error:  # ml_collections imports the config file while parsing
+    _exit_with(f"--config={error.filename}:{error.lineno}: the config file does not parse "
+               f"({error.msg})")
   except flags.Error as error:
+    config_error = _config_flag_error(str(error), argv)
+    if config_error:
+      _exit_with(config_error)
     if (any(arg.startswith("--config.") for arg in argv[1:])
         and not any(arg == "--config" or arg.startswith("--config=") for arg in argv[1:])):
       _exit_with(f"{error}: --config.<key>=... overrides need --config=FILE (a config file; "
@@ -84,9 +90,25 @@ def parse_flags(argv: list[str]) -> list[str]:
   return remaining
 
 
+def _config_flag_error(message: str, argv: list[str]) -> str | None:
+  """One line for ml_collections' errors about the --config file itself: get_config()
+  returned None, or failed (a bad ':arg'; its message holds a traceback); else None."""
+  given = next((arg.split("=", 1)[1] for arg in argv[1:] if arg.startswith("--config=")), None)
+  if given is None:
+    return None
+  if "--config must have a value other than None" in message:
+    return (f"--config={given}: get_config() returned None; it must return the config "
+            f"(an ml_collections.ConfigDict, e.g. lsattn.defaults.get_config() with changes)")
+  if "Error whilst parsing config file" in message:
+    last = message.strip().splitlines()[-1].strip()
+    return f"--config={given}: get_config failed: {last}"
+  return None
+
+
 def _check_config_file(flag_values) -> None:
-  """A --config file that could not be loaded: one line (ml_collections defers the
-  error to the config's first use, where it prints two chained tracebacks, exit 1)."""
+  """A --config file that could not be loaded, or whose config lacks keys: one line
+  (ml_collections defers a failed load to the config's first use, where it prints two
+  chained tracebacks, exit 1; a missing key is a KeyError deep in the run)."""
   if "config" not in flag_values:
     return
   config = flag_values["config"].value
@@ -95,6 +117,16 @@ def _check_config_file(flag_values) -> None:
       config.keys()  # ml_collections' stand-in for a failed load raises its error here
   except OSError as error:
     _exit_with(_config_file_error(error))
+  if config is None:
+    return
+  from lsattn import defaults  # the schema: every key a config must have
+  keys = getattr(config, "keys", None)
+  missing = sorted(set(defaults.get_config().keys()) - set(keys() if keys else ()))
+  if missing:
+    shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+    _exit_with(f"--config={flag_values['config'].config_filename}: the config lacks the keys "
+               f"{shown}; build it on lsattn.defaults.get_config() (or configs/default.py) "
+               f"and change what differs")
 
 
 def _config_file_error(error: OSError) -> str:

@@ -29,7 +29,7 @@ import jax
 import numpy as np
 import tqdm
 
-from lsattn import backbones, figures, metrics, model, parallel, retrieval, training
+from lsattn import atomic, backbones, figures, metrics, model, parallel, retrieval, training
 from lsattn.data import pipeline
 
 def compiled_eval_step(model_config, mesh, compiler_options: dict | None = None):
@@ -237,7 +237,7 @@ def write_predictions_csv(path: pathlib.Path, outputs: dict, split: pipeline.Spl
   steps = outputs["layer_choices"].shape[1]
   chosen = [chosen_layers(per_image, layer_names) for per_image in outputs["layer_choices"]]
   layer_columns = [f"layer_step{t + 1}" for t in range(steps)]
-  with open(path, "w", newline="") as handle:
+  with atomic.writing(path, "w", newline="") as handle:
     writer = csv.writer(handle)
     if task == "pose":
       true_p, true_q = split.labels["position"], split.labels["orientation"]
@@ -288,7 +288,7 @@ def write_outputs(eval_dir: pathlib.Path, outputs: dict, result: dict, split: pi
   returns {name: path}."""
   eval_dir.mkdir(parents=True, exist_ok=True)
   paths = {"metrics": eval_dir / "metrics.json", "predictions": eval_dir / "predictions.csv"}
-  paths["metrics"].write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+  atomic.write_text(paths["metrics"], json.dumps(result, indent=2, sort_keys=True) + "\n")
   write_predictions_csv(paths["predictions"], outputs, split, task=task,
                         layer_names=layer_names, class_names=class_names)
   if not draw_figures:

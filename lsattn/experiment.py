@@ -9,7 +9,9 @@ eval/metrics.json names its ``protocol`` (`PROTOCOLS`): the paper's (the
 whole training split, a fixed budget, the last checkpoint) or validation-
 based checkpoint selection (``validation_split='auto'``). SIGTERM
 and Ctrl-C save a checkpoint and stop with an `LsattnError` that says how to
-resume (train.py exits with status 2: the run is not finished). What is
+resume (train.py exits with status 2: the run is not finished); outside the
+loop they stop at once with one line (`lsattn.interrupts`). train.py and
+eval.py hold the run folder's lock (`lsattn.run_lock`) while they write. What is
 guaranteed, and the tests that prove it: RELIABILITY.md (its tests inject
 faults by wrapping `training_batches` and `checkpoint.create_manager`).
 """
@@ -29,12 +31,12 @@ import numpy as np
 import tensorflow_datasets as tfds
 import tqdm
 
-from lsattn import (checkpoint, compilation, evaluation, model, parallel, restoring,
-                    run_folder, training, weights)
+from lsattn import (checkpoint, compilation, evaluation, interrupts, model, parallel, restoring,
+                    run_folder, run_lock, training, weights)
 from lsattn.data import datasets, pipeline, splits
 from lsattn.errors import LsattnError
 
-__all__ = ["LsattnError", "Setup", "evaluate", "setup", "train_and_evaluate"]
+__all__ = ["LsattnError", "Setup", "evaluate", "setup", "start", "train_and_evaluate"]
 
 
 @dataclasses.dataclass
@@ -55,18 +57,33 @@ class Setup:
     return (self.config.image_size, self.config.image_size, 3)
 
 
-def setup(config) -> Setup:
-  """Config checks, multi-host start, dataset, splits, image options, mesh."""
+def start(config) -> model.ModelConfig:
+  """Config checks and the multi-host start (`restoring.start`), and the training
+  batch and the dataset's task: everything before the run folder is locked and the
+  dataset built. Returns the model config."""
   model_config = restoring.start(config)
   parallel.check_batch_size(config.batch_size, "batch_size")
+  _check_task(config)
+  return model_config
+
+
+def _check_task(config) -> None:
+  if datasets.task_of(config.dataset) != config.task:
+    raise LsattnError(f"config.task = {config.task!r} does not match dataset "
+                      f"{config.dataset!r} ({datasets.task_of(config.dataset)})")
+
+
+def setup(config, model_config: model.ModelConfig | None = None) -> Setup:
+  """Config checks and multi-host start (unless `start` gave `model_config`), then the
+  dataset, splits, image options and mesh."""
+  if model_config is None:
+    model_config = start(config)
   return _with_data(config, model_config, parallel.create_mesh())
 
 
 def _with_data(config, model_config: model.ModelConfig, mesh: jax.sharding.Mesh) -> Setup:
   """The dataset (built if needed), its splits and image options, of a started config."""
-  if datasets.task_of(config.dataset) != config.task:
-    raise LsattnError(f"config.task = {config.task!r} does not match dataset "
-                      f"{config.dataset!r} ({datasets.task_of(config.dataset)})")
+  _check_task(config)
   builder = datasets.prepare(config.dataset, config.data_dir, config.manual_dir,
                              synthetic_seed=config.seed)
   full_train = pipeline.Split(builder, "train")
@@ -156,13 +173,25 @@ def _check_validation_split(run: Setup, meta: dict, path) -> None:
 def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
   """Trains (resuming from workdir's latest checkpoint) and evaluates the test split.
 
+  The run folder is locked for the whole run (`run_lock`); Ctrl-C or SIGTERM
+  outside the training loop stop it with one line (`interrupts`).
+
   Returns:
     The test metrics (also in <workdir>/eval/metrics.json).
   """
   workdir = run_folder.check_workdir(workdir)
-  run_folder.check_resume(workdir, config)  # before the dataset is built
-  run = setup(config)
-  workdir.mkdir(parents=True, exist_ok=True)
+  with interrupts.stopping_on_signals(
+      "the start (config checks, dataset build, restore)",
+      "Run the same command again: it resumes from the last complete checkpoint.") as stage:
+    model_config = start(config)
+    with run_lock.holding(workdir, "train.py", enabled=jax.process_index() == 0):
+      run_folder.check_entries(workdir)
+      run_folder.check_resume(workdir, config)  # before the dataset is built
+      return _train_and_evaluate(setup(config, model_config), workdir, stage)
+
+
+def _train_and_evaluate(run: Setup, workdir: pathlib.Path, stage: interrupts.Stage) -> dict:
+  config = run.config
   signature = checkpoint.shape_signature(config, run.model_config, run.image_shape)
   manager = checkpoint.create_manager(workdir, save_every=config.checkpoint_every_steps,
                                       keep=config.keep_checkpoints)
@@ -188,6 +217,7 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
   logger = _Logger(workdir, run)
   best = None if run.validation_split is None else _BestCheckpoint(workdir, run, signature)
   history = []
+  stage.set("training")
   with _StopRequest() as stop, tqdm.tqdm(total=config.num_train_steps, initial=start_step,
                                          desc="train", unit="step") as progress:
     for step in range(start_step, config.num_train_steps):
@@ -214,12 +244,15 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
         raise LsattnError(f"stopped by {stop.signal} after step {done}; checkpoint saved in "
                           f"{manager.directory / str(done)}. Run the same command again to "
                           f"resume.")
+  _check_trained(state, config)  # before the last save: never a non-finite latest checkpoint
   if manager.latest_step() != config.num_train_steps:
     checkpoint.save(manager, config.num_train_steps, state, _meta(run, signature), force=True)
   manager.wait_until_finished()
   step, selection = config.num_train_steps, None
   if best is not None:
     state, step, selection = best.restore(state)
+  stage.set("the final evaluation", f"Training is finished (checkpoint of step {step}); "
+            f"evaluate it with eval.py --workdir={workdir}.")
   result = _final_evaluation(run, state, workdir, step=step, selection=selection)
   logger.close()
   return result
@@ -242,6 +275,25 @@ def _check_nonfinite(state, config, step: int) -> None:
         f"gradient (nonfinite_policy='stop', max_consecutive_nonfinite="
         f"{config.max_consecutive_nonfinite}); those updates were skipped, so the last "
         f"checkpoint holds finite params. Check the data and learning_rate.")
+
+
+def _check_trained(state, config) -> None:
+  """A run in which no step updated the model, or whose params are not finite, fails.
+
+  The train step skips a step whose loss, gradients or new params are not
+  finite, so a learning rate or loss weight that poisons every update would
+  otherwise end with the untrained model's metrics and exit 0.
+  """
+  steps, skipped = (int(value) for value in jax.device_get((state.step, state.skipped_steps)))
+  if steps and skipped >= steps:
+    raise LsattnError(
+        f"no train step updated the model: all {steps} steps had a non-finite loss, gradient "
+        f"or parameter update and were skipped (learning_rate={config.learning_rate}, "
+        f"beta={config.beta}); the checkpoints hold the initial params. Check these values "
+        f"and the data, then use a new --workdir.")
+  if not training.all_finite(jax.device_get(state.params)):
+    raise LsattnError(f"the params after step {steps} are not finite; the last checkpoint is "
+                      f"not replaced by them. Check learning_rate and the data.")
 
 
 def _evaluate(run: Setup, state, split, name) -> tuple[dict, dict]:
@@ -389,8 +441,15 @@ def evaluate(config, workdir: str | pathlib.Path) -> dict:
       ``config_overrides``); required for runs without config.json.
   """
   workdir = run_folder.check_workdir(workdir)
-  restored = restoring.restore(workdir, config)  # before the dataset is built
-  run = _with_data(restored.config, restored.model_config, restored.mesh)
+  with interrupts.stopping_on_signals("the evaluation", "Run the same command again."):
+    restored = restoring.restore(workdir, config)  # before the dataset is built
+    with run_lock.holding(workdir, "eval.py", enabled=jax.process_index() == 0):
+      run_folder.check_entries(workdir)
+      run = _with_data(restored.config, restored.model_config, restored.mesh)
+      return _evaluate_run(run, restored, workdir)
+
+
+def _evaluate_run(run: Setup, restored: restoring.Restored, workdir: pathlib.Path) -> dict:
   _check_validation_split(run, restored.meta, restored.folder)
   if run.validation_split is not None and (workdir / "best_checkpoint").is_dir():
     best = _BestCheckpoint(workdir, run, restored.signature)

@@ -4,10 +4,15 @@ r"""A trained run as one file that needs only jax and numpy: ``jax.export``.
 ``jax.export.export(jax.jit(serve))(images).serialize()`` of the run's
 evaluation function with the trained parameters and batch-norm statistics
 baked in as constants and a symbolic batch size, and ``<output>.json``
-beside it (what the input must be and what each output means). Use::
+beside it (what the input must be and what each output means; the
+artefact's SHA-256 and the run it came from). Both are written atomically;
+an output that would replace one of the run's own files, or an unknown
+platform, is refused. Use::
 
-  exported = jax.export.deserialize(open(F, "rb").read())
+  exported, description = lsattn.export.load(F)  # checks F against its sidecar's hash
   outputs = exported.call(images)  # images: float32 [B, S, S, 3]
+
+(or, with jax alone, ``jax.export.deserialize(open(F, "rb").read())``).
 
 `images`: RGB, 0-255 (not mean-subtracted: the run's channel mean is
 subtracted inside), already resized and centre-cropped to the sidecar's
@@ -23,6 +28,7 @@ stored statistics; so the output is a pure function of the images.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pathlib
 import subprocess
@@ -32,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import lsattn
-from lsattn import prediction, training
+from lsattn import atomic, prediction, run_folder, run_lock, training
 from lsattn.errors import LsattnError
 
 POSE_CONVENTION = {
@@ -152,18 +158,94 @@ def export_run(workdir: str | pathlib.Path, output: str | pathlib.Path, config=N
     The sidecar's description (also written to <output>.json).
 
   Raises:
-    LsattnError: no checkpoint or config, or `output` in a missing folder.
+    LsattnError: no checkpoint or config, `output` in a missing folder or one of
+      the run's own files, an unknown platform, or another writer holds the run
+      folder `output` is in.
   """
   output = pathlib.Path(output).expanduser()
   if output.is_dir() or not output.parent.is_dir():
     raise LsattnError(f"--output={output}: expected a file name in an existing folder")
-  predictor = prediction.load_predictor(workdir, config)
-  size = predictor.options.image_size
-  platforms = tuple(platforms or (jax.default_backend(),))
-  batch = jax.export.symbolic_shape("b")[0]
-  exported = jax.export.export(jax.jit(serving_function(predictor)), platforms=platforms)(
-      jax.ShapeDtypeStruct((batch, size, size, 3), jnp.float32))
-  output.write_bytes(exported.serialize())
-  description = sidecar(predictor, exported)
-  pathlib.Path(f"{output}.json").write_text(json.dumps(description, indent=2) + "\n")
+  workdir = run_folder.check_workdir(workdir)
+  check_output(output, workdir)
+  platforms = check_platforms(platforms or (jax.default_backend(),))
+  inside = _is_inside(output, workdir)
+  # Writing into the run folder makes export one of its writers (`run_lock`).
+  with run_lock.holding(workdir, "export.py", enabled=inside and jax.process_index() == 0):
+    predictor = prediction.load_predictor(workdir, config)
+    config = predictor.config  # the run's, resolved once
+    size = predictor.options.image_size
+    batch = jax.export.symbolic_shape("b")[0]
+    exported = jax.export.export(jax.jit(serving_function(predictor)), platforms=platforms)(
+        jax.ShapeDtypeStruct((batch, size, size, 3), jnp.float32))
+    artefact = exported.serialize()
+    description = sidecar(predictor, exported)
+    description["sha256"] = hashlib.sha256(artefact).hexdigest()
+    description["run"] = _run_identity(workdir, config, predictor)
+    # The artefact first, then its sidecar: a stopped export leaves the old pair's
+    # sidecar, whose hash then refuses the new artefact (`load`).
+    atomic.write_bytes(output, artefact)
+    atomic.write_text(f"{output}.json", json.dumps(description, indent=2) + "\n")
   return description
+
+
+def _is_inside(path: pathlib.Path, folder: pathlib.Path) -> bool:
+  return path.resolve().is_relative_to(folder.resolve())
+
+
+def check_output(output: pathlib.Path, workdir: pathlib.Path) -> None:
+  """Refuses an output (or its sidecar) that would replace one of the run's own files:
+  config.json, the lock, or anything in its checkpoints, TensorBoard or eval folders."""
+  own = {run_folder.CONFIG_FILE, run_lock.LOCK_FILE, *run_folder.FOLDERS}
+  for path in (output, pathlib.Path(f"{output}.json")):
+    if _is_inside(path, workdir):
+      first = path.resolve().relative_to(workdir.resolve()).parts[0]
+      if first in own:
+        raise LsattnError(f"--output={output}: {path} would replace the run's own {first}; "
+                          f"export to another file name")
+
+
+# The platforms `jax.export.export` lowers for (its documented `platforms`).
+PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
+
+
+def check_platforms(platforms) -> tuple[str, ...]:
+  """The platforms as given, refusing a name jax.export does not know."""
+  platforms = tuple(platforms)
+  unknown = [name for name in platforms if name not in PLATFORMS]
+  if unknown or not platforms:
+    raise LsattnError(f"--platforms: unknown platform {', '.join(map(repr, unknown))}; "
+                      f"expected some of {', '.join(PLATFORMS)}")
+  return platforms
+
+
+def _run_identity(workdir: pathlib.Path, config, predictor: prediction.Predictor) -> dict:
+  """Which run and checkpoint the artefact holds: folder, seed, step, config hash."""
+  config_file = run_folder.config_path(workdir)
+  return {"workdir": str(workdir.resolve()), "seed": int(config.seed),
+          "checkpoint_step": predictor.step,
+          "config_sha256": (hashlib.sha256(config_file.read_bytes()).hexdigest()
+                            if config_file.is_file() else None)}
+
+
+def load(path: str | pathlib.Path) -> tuple[jax.export.Exported, dict]:
+  """The exported function of `path` and its sidecar, checked to belong together.
+
+  Raises:
+    LsattnError: a missing file, or an artefact whose SHA-256 is not the one its
+      sidecar (`<path>.json`) records (another export's artefact or sidecar).
+  """
+  path = pathlib.Path(path).expanduser()
+  side = pathlib.Path(f"{path}.json")
+  try:
+    artefact = path.read_bytes()
+    description = json.loads(side.read_text())
+  except (OSError, ValueError) as error:
+    raise LsattnError(f"{path}: cannot read the exported model or its sidecar {side} "
+                      f"({getattr(error, 'strerror', None) or error})") from None
+  recorded = description.get("sha256") if isinstance(description, dict) else None
+  actual = hashlib.sha256(artefact).hexdigest()
+  if recorded != actual:
+    raise LsattnError(f"{path}: its SHA-256 {actual[:12]}... is not the one its sidecar {side} "
+                      f"records ({str(recorded)[:12]}...): they come from different exports. "
+                      f"Export the run again.")
+  return jax.export.deserialize(artefact), description

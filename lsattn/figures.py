@@ -18,6 +18,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from PIL import Image
 
+from lsattn import atomic
 from lsattn.errors import LsattnError
 
 _DPI = 100
@@ -32,7 +33,8 @@ def _figure(width: float, height: float) -> Figure:
 def _save(figure: Figure, path) -> pathlib.Path:
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  figure.savefig(path, format="png", dpi=_DPI)
+  with atomic.writing(path, "wb") as handle:
+    figure.savefig(handle, format="png", dpi=_DPI)
   return path
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import concurrent.futures
 import csv
 import dataclasses
+import io
 import json
 import pathlib
 import sys
@@ -33,7 +34,8 @@ import jax
 import ml_collections
 import numpy as np
 
-from lsattn import compilation, evaluation, figures, geometry, model, parallel, restoring
+from lsattn import (atomic, compilation, evaluation, figures, geometry, model, parallel,
+                    restoring)
 from lsattn.data import datasets, images, pipeline, splits
 from lsattn.errors import LsattnError
 
@@ -100,15 +102,26 @@ def expand_paths(paths: Iterable[str | pathlib.Path]) -> list[pathlib.Path]:
 
 def skipped_entries(paths: Iterable[str | pathlib.Path]) -> list[pathlib.Path]:
   """What `expand_paths` leaves out of the given folders: files that are not
-  .jpg/.jpeg/.png, and sub-folders, in natural name order."""
+  .jpg/.jpeg/.png, sub-folders, and broken or looping links (an image name that
+  is no file), in natural name order."""
   skipped = []
   for path in map(pathlib.Path, paths):
     path = path.expanduser()
     if path.is_dir():
       skipped.extend(sorted((child for child in path.iterdir()
-                             if child.is_dir() or child.suffix.lower() not in IMAGE_SUFFIXES),
+                             if not child.is_file() or child.suffix.lower() not in IMAGE_SUFFIXES),
                             key=lambda child: splits.natural_key(child.name)))
   return skipped
+
+
+def describe_skipped(path: pathlib.Path) -> str:
+  """How predict's summary names a skipped entry: 'name/' (folder), 'name (broken
+  link)' (a link to nothing, or a loop of links), else its name."""
+  if path.is_dir():
+    return f"{path.name}/"
+  if path.is_symlink() and not path.exists():  # exists() is False for a loop too
+    return f"{path.name} (broken link)"
+  return path.name
 
 
 def load_predictor(workdir: str | pathlib.Path, config=None) -> Predictor:
@@ -298,8 +311,8 @@ def write_predictions(path: str | pathlib.Path | None, results: Sequence[dict]) 
   if path is not None:
     path = pathlib.Path(path).expanduser()
     check_output_path(path)
-    if path.suffix.lower() == ".json":
-      path.write_text(json.dumps(list(results), indent=2) + "\n")
+    if path.suffix.lower() == ".json":  # a non-UTF-8 name as JSON's \udcXX escape
+      atomic.write_text(path, json.dumps(list(results), indent=2) + "\n")
       return
   steps = max((len(r.get("layers", [])) for r in results), default=0)
   prediction_steps = max((len(r.get("steps", [])) for r in results), default=0)
@@ -326,10 +339,17 @@ def write_predictions(path: str | pathlib.Path | None, results: Sequence[dict]) 
       step_numbers = [value for step in r.get("steps", [])
                       for value in (step["class"], f"{step['probability']:.6f}")]
     rows.append([r["path"], *numbers, *r["layers"], *step_numbers, ""])
+  # A file name that is not UTF-8 (Python holds its bytes as surrogate escapes)
+  # is written as its own bytes, so the CSV names the file as the disk does.
   if path is None:
-    csv.writer(sys.stdout).writerows([header, *rows])
+    text = io.StringIO(newline="")
+    csv.writer(text).writerows([header, *rows])
+    sys.stdout.flush()
+    sys.stdout.buffer.write(text.getvalue().encode("utf-8", "surrogateescape"))
+    sys.stdout.buffer.flush()
     return
-  with path.open("w", newline="") as handle:
+  with atomic.writing(path, "w", newline="", encoding="utf-8",
+                      errors="surrogateescape") as handle:
     csv.writer(handle).writerows([header, *rows])
 
 

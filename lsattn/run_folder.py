@@ -25,11 +25,10 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import tempfile
 
 import ml_collections
 
-from lsattn import backbones, defaults
+from lsattn import atomic, backbones, defaults
 from lsattn.errors import LsattnError
 
 CONFIG_FILE = "config.json"
@@ -54,6 +53,24 @@ def check_workdir(workdir: str | pathlib.Path) -> pathlib.Path:
   return path
 
 
+# The run folder's entries that must be folders (ARCHITECTURE.md, "A run folder").
+FOLDERS = ("checkpoints", "best_checkpoint", "tensorboard", "eval")
+
+
+def check_entries(workdir: str | pathlib.Path) -> None:
+  """Refuses a run folder whose `FOLDERS` entries are files, or are folders that
+  cannot be written (before any compute)."""
+  workdir = pathlib.Path(workdir).expanduser()
+  for name in FOLDERS:
+    path = workdir / name
+    if path.exists() and not path.is_dir():
+      raise LsattnError(f"{path} is a file: a run folder's {name!r} must be a folder. Move "
+                        f"the file away, or use another --workdir.")
+    if path.is_dir() and not os.access(path, os.W_OK | os.X_OK):
+      raise LsattnError(f"{path}: cannot write in this folder of the run (permission "
+                        f"denied). Make it writable, or use another --workdir.")
+
+
 def to_json_data(config) -> dict:
   """{key: value} of `config`, tuples as lists (JSON data)."""
   return {key: defaults.jsonable(config[key]) for key in sorted(config.keys())}
@@ -74,14 +91,11 @@ def resolve_layers(config):
 
 
 def write(workdir: str | pathlib.Path, config) -> pathlib.Path:
-  """Writes `config` to <workdir>/config.json (atomically: a reader never sees half)."""
+  """Writes `config` to <workdir>/config.json (atomically, with the mode of the run's
+  other files: `lsattn.atomic`)."""
   path = config_path(workdir)
   text = json.dumps(to_json_data(config), indent=2, sort_keys=True) + "\n"
-  handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".config.", suffix=".tmp")
-  with os.fdopen(handle, "w") as stream:
-    stream.write(text)
-  os.replace(temporary, path)
-  return path
+  return atomic.write_text(path, text)
 
 
 def read(workdir: str | pathlib.Path) -> ml_collections.ConfigDict | None:

@@ -242,12 +242,18 @@ def make_loss_fn(config, model_config: model.ModelConfig) -> Callable:
   return loss_fn
 
 
+def all_finite(tree) -> jax.Array:
+  """True when every number of `tree` is finite (elementwise: no norm to overflow)."""
+  leaves = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
 def make_train_step(config, model_config: model.ModelConfig) -> Callable:
   """The pure train step ``(state, batch, rng) -> (state, metrics)``.
 
   Per-step randomness is ``fold_in(rng, step)``, so a resumed run draws the
   same Gumbel noise as an uninterrupted one. A step whose loss or gradients
-  are not finite leaves params, statistics and optimiser state unchanged
+  or new params are not finite leaves params, statistics and optimiser state unchanged
   (and is counted), decided inside the step without a host sync.
   """
   optimizer = make_optimizer(config)
@@ -265,7 +271,9 @@ def make_train_step(config, model_config: model.ModelConfig) -> Callable:
     new_params = optax.apply_updates(state.params, updates)
 
     grad_norm = optax.tree.norm(grads)
-    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    # Finite loss and gradients can still give non-finite params (an infinite
+    # learning rate): the new params are checked too.
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & all_finite(new_params)
     keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
     consecutive = jnp.where(finite, 0, state.consecutive_nonfinite + 1)
     new_state = TrainState(

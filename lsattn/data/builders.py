@@ -29,6 +29,7 @@ Builders and configs (``--config.dataset=<builder>/<config>``):
 from __future__ import annotations
 
 import abc
+import os
 import pathlib
 
 import numpy as np
@@ -119,6 +120,7 @@ class _LsattnBuilder(tfds.core.GeneratorBasedBuilder):
     source = self._source_dir(dl_manager)
     # Read and check every index and pose file before any image is written.
     records = {split: self._records(source, split) for split in ("train", "test")}
+    check_records(records, source)
     return {split: self._generate_examples(records[split], split == "train")
             for split in ("train", "test")}
 
@@ -142,6 +144,33 @@ class _LsattnBuilder(tfds.core.GeneratorBasedBuilder):
       yield record.image_name, self._example(record, images.encode_jpeg(image))
     if is_train:
       self.info.metadata["channel_mean"] = mean.value()
+
+
+def check_records(records: dict[str, list], source: pathlib.Path) -> None:
+  """Refuses, before any image is decoded, a file name that is not UTF-8 (tfds keys
+  and the stored names are text) and a test image that is also a training image
+  (the same name or the same file), naming it."""
+  for split_records in records.values():
+    for record in split_records:
+      try:
+        record.image_name.encode("utf-8")
+      except UnicodeEncodeError:
+        shown = os.fsencode(record.image_path).decode("utf-8", "backslashreplace")
+        raise LsattnError(f"{shown}: the file name is not UTF-8; rename the file (e.g. "
+                          f"convmv -f latin1 -t utf8) and run again") from None
+  train = records.get("train", [])
+  trained = {record.image_name for record in train}
+  trained_files = {os.path.realpath(record.image_path) for record in train}
+  leaked = [record for split, split_records in records.items() if split != "train"
+            for record in split_records
+            if record.image_name in trained or os.path.realpath(record.image_path) in trained_files]
+  if leaked:
+    first = leaked[0]
+    where = f" (sequence {first.sequence})" if hasattr(first, "sequence") else ""
+    more = f", and {len(leaked) - 1} more," if len(leaked) > 1 else ""
+    raise LsattnError(f"{source}: test image {first.image_name}{where}{more} is also in the "
+                      f"train split; a test image must never be trained on. List it in one "
+                      f"split only.")
 
 
 def _pose_features() -> tfds.features.FeaturesDict:
@@ -264,6 +293,7 @@ class OwnScene(_PoseBuilder):
   def _split_generators(self, dl_manager):
     source = self._source_dir(dl_manager)
     records, pose_file, rule = own_scene.read_own_scene(source)
+    check_records(records, source)
     self.info.metadata["pose_file"] = pose_file
     self.info.metadata["split_rule"] = rule
     return {split: self._generate_examples(records[split], split == "train")

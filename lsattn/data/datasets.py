@@ -10,6 +10,11 @@ first written by `lsattn.data.synthetic` (``seven_scenes/synthetic_walks``:
 (default ``<data_dir>/manual/<builder>_<config>``), so they run with no
 download.
 
+A build records what it was built from (`sources`: a fingerprint of its
+folder of source files); a later run whose source files changed is refused
+with one line saying how to rebuild, and a build into a data_dir that cannot
+be written is refused before any file is read.
+
 A failed build raises `LsattnError` and leaves data_dir as it was: every
 file and folder the build made there (tfds' ``<builder>/<config>/``,
 ``<builder>/.config/``, ``downloads/``; an interrupted build's
@@ -27,7 +32,7 @@ import tempfile
 
 import tensorflow_datasets as tfds
 
-from lsattn.data import builders, cue_scale
+from lsattn.data import builders, cue_scale, sources
 from lsattn.errors import LsattnError
 
 BUILDER_NAMES = ("seven_scenes", "cambridge_landmarks", "tum_lsi", "mit67", "own_scene")
@@ -154,9 +159,13 @@ def prepare(dataset: str, data_dir: str | pathlib.Path, manual_dir: str | pathli
       names the file and line); nothing partial is left in data_dir.
   """
   builder = get_builder(dataset, data_dir)
+  manual = _manual_folder(dataset, data_dir, manual_dir)
   if builder.is_prepared():
+    if manual is not None and manual.is_dir():
+      sources.check(pathlib.Path(builder.data_dir), _source_folder(builder, manual), dataset)
     return builder
   data_dir = pathlib.Path(data_dir).expanduser()
+  _check_writable(data_dir)
   if not is_synthetic(dataset):
     if not manual_dir:
       raise LsattnError(f"dataset {dataset!r} is not built in {data_dir} and manual_dir is not "
@@ -166,14 +175,43 @@ def prepare(dataset: str, data_dir: str | pathlib.Path, manual_dir: str | pathli
       raise LsattnError(f"manual_dir {manual} does not exist. "
                         f"{builder.MANUAL_DOWNLOAD_INSTRUCTIONS.strip()}")
   with _restored_on_failure(data_dir):
-    if is_synthetic(dataset):
-      name, config = split_name(dataset)
-      manual = pathlib.Path(manual_dir or data_dir / "manual" / f"{name}_{config}").expanduser()
-      if not manual.is_dir():
-        _write_synthetic(dataset, manual, synthetic_seed)
+    if is_synthetic(dataset) and not manual.is_dir():
+      _write_synthetic(dataset, manual, synthetic_seed)
+    source_folder = _source_folder(builder, manual)
+    source = sources.fingerprint(source_folder)  # before the build: what it is built from
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
         manual_dir=str(manual)))
+    sources.record(pathlib.Path(builder.data_dir), source_folder, source)
   return builder
+
+
+def _manual_folder(dataset: str, data_dir, manual_dir) -> pathlib.Path | None:
+  """The folder a dataset is built from: manual_dir, for synthetic datasets by default
+  a folder under data_dir; None when not given."""
+  if manual_dir:
+    return pathlib.Path(manual_dir).expanduser()
+  if is_synthetic(dataset):
+    name, config = split_name(dataset)
+    return pathlib.Path(data_dir).expanduser() / "manual" / f"{name}_{config}"
+  return None
+
+
+def _source_folder(builder, manual: pathlib.Path) -> pathlib.Path:
+  """The part of `manual` the builder reads (a 7-Scenes scene's folder, not all seven)."""
+  folder = getattr(builder.builder_config, "folder", "")
+  return manual / folder if folder else manual
+
+
+def _check_writable(data_dir: pathlib.Path) -> None:
+  """Refuses a build into a data_dir (or, when new, its nearest existing parent) that
+  cannot be written, before anything is read or decoded."""
+  existing = data_dir
+  while not existing.exists() and existing.parent != existing:
+    existing = existing.parent
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise LsattnError(f"config.data_dir = {str(data_dir)!r}: cannot write in {existing} "
+                      f"(permission denied or read-only) to build the dataset there. Use a "
+                      f"writable --config.data_dir.")
 
 
 def _tree(folder: pathlib.Path) -> set[str]:
