@@ -31,6 +31,7 @@ import tqdm
 
 from lsattn import atomic, backbones, figures, metrics, model, parallel, retrieval, training
 from lsattn.data import pipeline
+from lsattn.errors import LsattnError
 
 def compiled_eval_step(model_config, mesh, compiler_options: dict | None = None):
   """The jitted eval step, compiled once per model, mesh and options in a process.
@@ -67,7 +68,27 @@ def evaluate_split(eval_step, params, model_state, split: pipeline.Split, *, tas
     mask = parallel.to_host(parallel.shard_batch({"m": batch["mask"]}, mesh))["m"]
     for name, value in outputs.items():
       collected.setdefault(name, []).append(np.asarray(value)[mask])
-  return {name: np.concatenate(values) for name, values in collected.items()}
+  outputs = {name: np.concatenate(values) for name, values in collected.items()}
+  _check_finite_predictions(outputs, description)
+  return outputs
+
+
+PREDICTIONS = ("position", "orientation", "logits", "step_position", "step_orientation",
+               "step_logits")
+
+
+def _check_finite_predictions(outputs: dict[str, np.ndarray], description: str) -> None:
+  """Refuses predictions that are not finite (before any metric or file is made of them):
+  finite but huge parameters, e.g. after one step at an enormous learning rate, give
+  finite losses and gradients, then NaN predictions."""
+  bad = np.zeros(len(next(iter(outputs.values()))), bool)
+  for name in PREDICTIONS:
+    if name in outputs:
+      bad |= ~np.isfinite(outputs[name].reshape(len(bad), -1)).all(axis=1)
+  if bad.any():
+    raise LsattnError(f"{description}: the model's predictions are not finite for "
+                      f"{int(bad.sum())} of {len(bad)} images: its parameters are unusable "
+                      f"(too large a learning_rate or beta?); nothing was written")
 
 
 def probabilities(logits) -> np.ndarray:

@@ -178,22 +178,29 @@ def run(tmp_path_factory):
   return trained_runs.shared_pose_run(tmp_path_factory)
 
 
+# The shared run reads configs/test.py's backbone (tiny_cnn, which main did not have): main's
+# files in main's format, with that run's backbone and taps.
+RUN_BACKBONE = {"backbone": "tiny_cnn"}
+RUN_SIGNATURE = dict(MAIN_SIGNATURE, **RUN_BACKBONE, candidate_layers=["t1", "t2", "t3", "t4"],
+                     fixed_layer="t4")
+
+
 def test_a_run_folder_written_by_main_still_loads(run, tmp_path):
   workdir = tmp_path / "run"
   shutil.copytree(run["workdir"], workdir, ignore=shutil.ignore_patterns("eval", "tensorboard"))
-  written = dict(MAIN_CONFIG_JSON, data_dir=run["data"]["data_dir"],
+  written = dict(MAIN_CONFIG_JSON, **RUN_BACKBONE, data_dir=run["data"]["data_dir"],
                  manual_dir=run["data"]["manual_dir"])
   (workdir / "config.json").write_text(json.dumps(written, indent=2, sort_keys=True) + "\n")
   metas = list((workdir / "checkpoints").glob("*/meta/metadata"))
   assert metas
   for path in metas:  # the meta main's code wrote: its literal signature
     meta = json.loads(path.read_text())
-    assert meta["signature"] == MAIN_SIGNATURE
-    path.write_text(json.dumps(dict(meta, signature=MAIN_SIGNATURE)))
+    assert meta["signature"] == RUN_SIGNATURE
+    path.write_text(json.dumps(dict(meta, signature=RUN_SIGNATURE)))
 
   saved = run_folder.read(workdir)
   assert saved.to_dict() == run["config"].to_dict()
   model_config = config_checks.check_config(saved)
-  assert checkpoint.shape_signature(saved, model_config, (32, 32, 3)) == MAIN_SIGNATURE
+  assert checkpoint.shape_signature(saved, model_config, (32, 32, 3)) == RUN_SIGNATURE
   predictor = prediction.load_predictor(workdir)
   assert predictor.step == 2 and predictor.model_config == model_config

@@ -51,21 +51,39 @@ def _finite(tree) -> bool:
 
 
 @pytest.mark.parametrize("key", ["learning_rate", "beta"])
-def test_a_run_whose_updates_are_all_non_finite_fails_and_keeps_finite_checkpoints(
-    data, tmp_path, key):
-  """Cases 1 and 2: learning_rate=inf made NaN params (loss and gradients finite);
-  beta=inf skipped every step and exited 0 with the untrained model's metrics."""
-  import orbax.checkpoint as ocp
-  config = trained_runs.config(data, **{key: float("inf")})
+def test_infinite_learning_rate_or_beta_is_refused_before_any_file(data, tmp_path, key):
+  """Cases 1 and 2 as reported: learning_rate=inf made NaN params (loss and gradients
+  finite); beta=inf skipped every step and exited 0 with the untrained model's metrics."""
   workdir = tmp_path / "run"
-  with pytest.raises(LsattnError, match="no train step updated the model: all 2 steps"):
-    experiment.train_and_evaluate(config, workdir)
+  with pytest.raises(LsattnError, match=rf"config.{key} = inf: expected a finite number"):
+    experiment.train_and_evaluate(trained_runs.config(data, **{key: float("inf")}), workdir)
+  assert not workdir.exists()
+
+
+# Finite values that pass the checks and still break training: the run-level guards.
+HUGE = {"learning_rate": (1e38, r"test: the model's predictions are not finite for 8 of 8 "
+                                 r"images", 1),
+        "beta": (3e38, r"no train step updated the model: all 2 steps", 2)}
+
+
+@pytest.mark.parametrize("key", list(HUGE))
+def test_a_run_whose_updates_break_the_model_fails_and_keeps_finite_checkpoints(
+    data, tmp_path, key):
+  """learning_rate=1e38: one step makes the params huge but finite, the next is skipped,
+  and the final evaluation's predictions are NaN; beta=3e38: every loss overflows and
+  every step is skipped. Each fails with one line, writes no evaluation, and the latest
+  checkpoint's params are finite."""
+  import orbax.checkpoint as ocp
+  value, message, skipped = HUGE[key]
+  workdir = tmp_path / "run"
+  with pytest.raises(LsattnError, match=message):
+    experiment.train_and_evaluate(trained_runs.config(data, **{key: value}), workdir)
   assert not (workdir / "eval").exists()
   manager = ocp.CheckpointManager(workdir / "checkpoints", item_names=("state", "meta"),
                                   options=ocp.CheckpointManagerOptions(read_only=True))
   assert manager.latest_step() == 2
   state = manager.restore(2, args=ocp.args.Composite(state=ocp.args.StandardRestore())).state
-  assert _finite(state["params"]) and int(state["skipped_steps"]) == 2
+  assert _finite(state["params"]) and int(state["skipped_steps"]) == skipped
 
 
 LEAKS = {  # dataset: (fixture writer, how the test split leaks into the training listing)
