@@ -28,18 +28,7 @@ import trained_runs
 GOOGLENET_TAPS = ("3b", "4c", "4e", "5b")
 CAFFE = {"backbone": "caffe"}  # configs/test.py reads tiny_cnn; these tests are GoogLeNet's
 ODD_SIZES = [(33, 45), (97, 71)]
-# checkpoint.shape_signature of configs/test.py as main wrote it before the family
-# (computed with main b16bc5a's code): a run trained then must still resume.
-TEST_CONFIG_SIGNATURE = {
-    "task": "pose", "num_classes": 0, "variant": "layer_spatial", "fixed_layer": "5b",
-    "backbone": "caffe", "candidate_layers": ["3b", "4c", "4e", "5b"],
-    "core": {"num_steps": 2, "hidden_size": 8, "projection_size": 8,
-             "convlstm_kernel_sizes": [1, 3], "attention_kernel_sizes": [1, 3],
-             "gate_embedding_size": 4, "attention_nonlinearity": "leaky_relu",
-             "attention_branch_channels": 4, "initial_state": "image", "select_layer": True,
-             "spatial_attention": True},
-    "dtype": "float32", "image_shape": [32, 32, 3], "freeze_backbone": True,
-    "learned_loss_weighting": False}
+TEST_CONFIG_SIGNATURE = trained_runs.MAIN_TEST_CONFIG_SIGNATURE
 
 
 def _module(member, taps=None, compute_logits=False):

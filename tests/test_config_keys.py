@@ -161,16 +161,7 @@ MAIN_CONFIG_JSON = {
     "temperature_final": 0.5, "temperature_init": 1.0, "temperature_schedule": "exponential",
     "torchvision_transform_input": "auto", "validation_split": "none", "warmup_steps": 0,
     "xla_cpu_ynn_fusions": "dot,reduce"}
-MAIN_SIGNATURE = {
-    "task": "pose", "num_classes": 0, "variant": "layer_spatial", "fixed_layer": "5b",
-    "backbone": "caffe", "candidate_layers": ["3b", "4c", "4e", "5b"],
-    "core": {"num_steps": 2, "hidden_size": 8, "projection_size": 8,
-             "convlstm_kernel_sizes": [1, 3], "attention_kernel_sizes": [1, 3],
-             "gate_embedding_size": 4, "attention_nonlinearity": "leaky_relu",
-             "attention_branch_channels": 4, "initial_state": "image", "select_layer": True,
-             "spatial_attention": True},
-    "dtype": "float32", "image_shape": [32, 32, 3], "freeze_backbone": True,
-    "learned_loss_weighting": False}
+MAIN_SIGNATURE = trained_runs.MAIN_TEST_CONFIG_SIGNATURE
 
 
 @pytest.fixture(scope="module")

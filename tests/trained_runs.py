@@ -91,3 +91,18 @@ def classification_run(root: pathlib.Path, *, train: bool = True, **overrides) -
     experiment.train_and_evaluate(trained, root / "workdir")
   return {"workdir": root / "workdir", "data": data, "config": trained,
           "images": pathlib.Path(manual)}
+
+
+# checkpoint.shape_signature of configs/test.py (GoogLeNet) as main wrote it before the
+# backbone family
+# (computed with main b16bc5a's code): a run trained then must still resume.
+MAIN_TEST_CONFIG_SIGNATURE = {
+    "task": "pose", "num_classes": 0, "variant": "layer_spatial", "fixed_layer": "5b",
+    "backbone": "caffe", "candidate_layers": ["3b", "4c", "4e", "5b"],
+    "core": {"num_steps": 2, "hidden_size": 8, "projection_size": 8,
+             "convlstm_kernel_sizes": [1, 3], "attention_kernel_sizes": [1, 3],
+             "gate_embedding_size": 4, "attention_nonlinearity": "leaky_relu",
+             "attention_branch_channels": 4, "initial_state": "image", "select_layer": True,
+             "spatial_attention": True},
+    "dtype": "float32", "image_shape": [32, 32, 3], "freeze_backbone": True,
+    "learned_loss_weighting": False}
