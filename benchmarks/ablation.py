@@ -18,6 +18,9 @@ Settings (``--setting``; the backbone of every run of a study, frozen in both):
 * ``random_googlenet``: the paper's GoogLeNet (Caffe form), randomly
   initialised; its results (2026-11-30) were measured before pretrained
   weights were available offline.
+* ``tiny``: lsattn's five-convolution ``tiny_cnn``, random, taps t1 / t2 /
+  t4 at the same strides: a check of the study's code path in seconds (the
+  tests run ``--quick --setting tiny``); its numbers mean nothing.
 
 Frozen, not fine-tuned: our choice, made before any pretrained run (the
 paper does not say whether its GoogLeNet is fine-tuned). The question asked
@@ -152,6 +155,9 @@ SETTINGS = {setting.name: setting for setting in (
     # The first setting, kept to compare: features of a random network.
     Setting("random_googlenet", "caffe", "", ("3b", "4e", "5b"),
             "GoogLeNet (Caffe), random initialisation, frozen"),
+    # The code path only (tests): five random convolutions, compiled in seconds.
+    Setting("tiny", "tiny_cnn", "", ("t1", "t2", "t4"),
+            "tiny_cnn (five random convolutions), frozen: a code-path check, no results"),
 )}
 DEFAULT_SETTING = "pretrained"
 LEGACY_SETTING = "random_googlenet"  # records written before settings existed

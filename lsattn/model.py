@@ -41,6 +41,7 @@ statistics, torchvision variant), 'core' (attention batch norm, per step)}.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import NamedTuple, Sequence
 
 import flax.linen as nn
@@ -186,7 +187,23 @@ def backbone_key(key: jax.Array) -> jax.Array:
 
 
 def init_backbone(key: jax.Array, config: ModelConfig, image_shape: Sequence[int]) -> dict:
-  """The backbone's variables: {'params'} (and {'batch_stats'} for torchvision's)."""
+  """The backbone's variables: {'params'} (and {'batch_stats'} for torchvision's).
+
+  One compiled program per backbone, deepest tap, dtype and image shape,
+  shared by every model that reads this backbone: its variables depend only
+  on the deepest tap (the module stops there). Eagerly, GoogLeNet's
+  initialisation compiles hundreds of small operations one at a time (22 s
+  on CPU, against 11 s for the one program).
+  """
+  member = backbones.get(config.backbone)
+  shared = ModelConfig(variant="layer_only", backbone=config.backbone,
+                       candidate_layers=(member.deepest_of(config.layers),), dtype=config.dtype,
+                       **{name: getattr(config, name) for name in member.options})
+  return _init_backbone(key, config=shared, image_shape=tuple(image_shape))
+
+
+@functools.partial(jax.jit, static_argnames=("config", "image_shape"))
+def _init_backbone(key: jax.Array, *, config: ModelConfig, image_shape: tuple[int, ...]) -> dict:
   images = jnp.zeros((1, *image_shape), jnp.float32)
   return dict(backbone_module(config).init(key, images, train=False))
 

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lsattn import backbones, losses, model
+from lsattn import losses, model
 
 
 @flax.struct.dataclass
@@ -118,19 +118,6 @@ def _compiled_init(model_config: model.ModelConfig, image_shape: tuple, learned_
   return jax.jit(init_fn)
 
 
-@functools.cache
-def _compiled_backbone_init(backbone: str, layers: tuple, dtype: str, image_shape) -> Callable:
-  """The backbone's initialiser, one program shared by every model with this backbone.
-
-  It is most of the initialisation's compile time (one random kernel per
-  layer); compiled apart, the ablation's variants and a study's seeds reuse it.
-  """
-  # 'layer_only' taps exactly its candidate layers: the backbone of any model tapping `layers`.
-  config = model.ModelConfig(variant="layer_only", backbone=backbone, candidate_layers=layers,
-                             dtype=dtype)
-  return jax.jit(lambda key: model.init_backbone(key, config, image_shape))
-
-
 def create_train_state(rng: jax.Array, config, model_config: model.ModelConfig,
                        image_shape, *, position_mean=None) -> TrainState:
   """Initial state: random parameters, zero optimiser state and step.
@@ -149,11 +136,8 @@ def create_train_state(rng: jax.Array, config, model_config: model.ModelConfig,
     position_mean = jnp.asarray(position_mean, jnp.float32)
   seed = jax.random.randint(rng, (), 0, jnp.iinfo(jnp.int32).max)
   init_rng = jax.random.key(seed, impl="unsafe_rbg")
-  # Its parameters depend only on the deepest tap (the backbone stops there).
-  deepest = backbones.get(model_config.backbone).deepest_of(model_config.layers)
-  backbone_init = _compiled_backbone_init(model_config.backbone, (deepest,),
-                                          model_config.dtype, image_shape)
-  backbone_variables = backbone_init(model.backbone_key(init_rng))
+  backbone_variables = model.init_backbone(model.backbone_key(init_rng), model_config,
+                                           image_shape)
   state = init_fn(init_rng, position_mean, backbone_variables)
   # Distinct buffers for every leaf: the train step donates the state, and a
   # buffer shared by two leaves cannot be donated twice.

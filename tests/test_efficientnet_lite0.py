@@ -6,7 +6,6 @@ fixtures) and shared. Photos are skimage's chelsea (a cat) and coffee (a cup
 of coffee); everything else runs on small odd-sized images.
 """
 
-import pathlib
 import sys
 
 import jax
@@ -341,25 +340,5 @@ def test_missing_weights_package_names_the_pip_command(monkeypatch):
     effnet.imagenet_weights_path()
 
 
-def test_trains_evaluates_predicts_and_exports_with_the_imagenet_weights(data, tmp_path):
-  """--config.backbone=efficientnet_lite0 --config.backbone_weights=imagenet through train.py's
-  code, eval, predict and export (the tiny test config: its four taps by default)."""
-  import trained_runs  # tests/trained_runs.py, beside this file
-  from lsattn import experiment, export, prediction, weights
-  config = trained_runs.config(data, backbone="efficientnet_lite0", backbone_weights="imagenet",
-                               num_train_steps=2)
-  workdir = tmp_path / "run"
-  result = experiment.train_and_evaluate(config, workdir)
-  assert np.isfinite(result["median_translation_m"])
-  assert set(result["layer_selection_frequency"][0]) == {"Stage-4", "Stage-5", "Stage-6", "Head"}
-  # The frozen backbone in the checkpoint is the package's file.
-  loaded = weights.load_backbone_weights("imagenet", "efficientnet_lite0")
-  restored = prediction.load_predictor(workdir)
-  np.testing.assert_array_equal(restored.params["backbone"]["stem_conv"]["kernel"],
-                                loaded["params"]["stem_conv"]["kernel"])
-  frames = sorted(pathlib.Path(data["manual_dir"]).rglob("*.color.png"))[:2]
-  predicted = prediction.predict(workdir, None, frames)
-  assert len(predicted) == 2 and all(row["layers"][0].startswith(("Stage", "Head"))
-                                     for row in predicted)
-  description = export.export_run(workdir, tmp_path / "model.jaxexport")
-  assert description["layer_names"] == ["Stage-4", "Stage-5", "Stage-6", "Head"]
+# A run with --config.backbone=efficientnet_lite0 --config.backbone_weights=imagenet trains,
+# evaluates, predicts and exports: tests/test_demo_path.py (the demos' backbone).

@@ -173,13 +173,13 @@ def test_initial_state_is_init_model_with_a_shared_backbone_program(setup):
   assert jax.tree.structure(state.params) == jax.tree.structure(reference)
   for ours, theirs in zip(jax.tree.leaves(state.params), jax.tree.leaves(reference)):
     np.testing.assert_array_equal(ours, theirs)
-  programs = training._compiled_backbone_init.cache_info().currsize
+  programs = model._init_backbone._cache_size()
   baseline = config.copy_and_resolve_references()
   baseline.model_variant = "posenet"  # taps only 5b, the test config's deepest layer
   posenet = training.create_train_state(jax.random.key(3), baseline,
                                         config_checks.check_config(baseline), (32, 32, 3),
                                         position_mean=np.ones(3))
-  assert training._compiled_backbone_init.cache_info().currsize == programs
+  assert model._init_backbone._cache_size() == programs  # the same program
   for ours, theirs in zip(jax.tree.leaves(posenet.params["backbone"]),
                           jax.tree.leaves(state.params["backbone"])):
     np.testing.assert_array_equal(ours, theirs)

@@ -21,11 +21,14 @@ import trained_runs
 
 
 def _write_npz(folder: pathlib.Path) -> tuple[pathlib.Path, str, dict]:
-  """An lsattn .npz of the torchvision variant (it has batch-norm statistics)."""
-  variables = caffe_writer.random_variables("torchvision", 10, seed=1)
+  """An lsattn .npz of the Caffe variant: its run compiles the programs of the caffemodel
+  case. Batch-norm statistics from a file reach the checkpoint in the torchvision-pth
+  case here and, in every environment, in tests/test_demo_path.py (EfficientNet-Lite0's
+  pip weights); the .npz format keeps them (tests/test_weights.py)."""
+  variables = caffe_writer.random_variables("caffe", 10, seed=1)
   path = folder / "backbone.npz"
   weights.save_npz(path, variables)
-  return path, "torchvision", variables
+  return path, "caffe", variables
 
 
 def _write_caffemodel(folder: pathlib.Path) -> tuple[pathlib.Path, str, dict]:
