@@ -29,7 +29,7 @@ import jax
 import numpy as np
 import tqdm
 
-from lsattn import atomic, backbones, figures, metrics, model, parallel, retrieval, training
+from lsattn import atomic, backbones, metrics, model, parallel, retrieval, training
 from lsattn.data import pipeline
 from lsattn.errors import LsattnError
 
@@ -314,6 +314,7 @@ def write_outputs(eval_dir: pathlib.Path, outputs: dict, result: dict, split: pi
                         layer_names=layer_names, class_names=class_names)
   if not draw_figures:
     return {name: str(path) for name, path in paths.items()}
+  from lsattn import figures  # matplotlib: half a second at every start, paid only to draw
   count = min(num_figure_examples, len(split))
   if count:
     picks = np.linspace(0, len(split) - 1, count).round().astype(int)

@@ -34,8 +34,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from lsattn import (atomic, compilation, evaluation, figures, geometry, model, parallel,
-                    restoring)
+from lsattn import (atomic, compilation, evaluation, geometry, model, parallel, restoring)
 from lsattn.data import datasets, images, pipeline, splits
 from lsattn.errors import LsattnError
 
@@ -288,6 +287,7 @@ def predict(workdir: str | pathlib.Path, config, paths: Sequence[str | pathlib.P
           continue
         result = _result(path, outputs, position, predictor, per_step=per_step)
         if overlay_dir is not None:
+          from lsattn import figures  # matplotlib: paid only when overlays are asked for
           crop = np.clip(image + mean, 0, 255).astype(np.uint8)
           result["overlay"] = str(figures.attention_overlays(
               _overlay_path(overlay_dir, path, used_names), crop[None],

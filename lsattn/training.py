@@ -141,7 +141,13 @@ def create_train_state(rng: jax.Array, config, model_config: model.ModelConfig,
   state = init_fn(init_rng, position_mean, backbone_variables)
   # Distinct buffers for every leaf: the train step donates the state, and a
   # buffer shared by two leaves cannot be donated twice.
-  return jax.tree.map(lambda x: jnp.array(x, copy=True), state)
+  return _copy_leaves(state)
+
+
+@jax.jit
+def _copy_leaves(tree):
+  """A copy of every leaf into a buffer of its own, in one program (eagerly, one per shape)."""
+  return jax.tree.map(jnp.copy, tree)
 
 
 def _task_loss(params, prediction: dict, batch, beta: float, model_config):

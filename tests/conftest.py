@@ -64,6 +64,24 @@ def pytest_configure(config):
     total -= size
 
 
+# pyproject.toml runs pytest-xdist with --dist loadscope: a module's tests stay on one
+# worker, so its module-scoped runs (a multi-process job, a trained GoogLeNet) are made
+# once, not once per worker. Modules are handed out in collection order, so the longest
+# go first and the short ones fill in at the end: otherwise one worker can still be
+# running a long module while the other has nothing left. By their time in the
+# 2026-12-04 profile, longest first.
+LONGEST_MODULES = ("test_multiprocess.py", "test_reliability.py", "test_backbones.py",
+                   "test_demo_path.py", "test_model.py", "test_experiment.py",
+                   "test_ablation.py", "test_training.py", "test_weights_cli.py",
+                   "test_kernels.py", "test_precision.py", "test_run_safety.py")
+
+
+def pytest_collection_modifyitems(config, items):
+  """The LONGEST_MODULES first, in that order; the rest as collected."""
+  rank = {name: i for i, name in enumerate(LONGEST_MODULES)}
+  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 @pytest.fixture(scope="session")
 def data(tmp_path_factory):
   """A few-frame synthetic scene in the 7-Scenes layout, and a data_dir where it
