@@ -106,6 +106,7 @@ Each record is also printed to stdout as one JSON line.
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import dataclasses
 import datetime
@@ -528,21 +529,38 @@ def records_setting(records: list[dict]) -> Setting:
   return SETTINGS[names[0]]
 
 
+def _machine(record: dict) -> str:
+  machine = record.get("machine", {})
+  return (f"{machine.get('cpu_model', '?')}, {machine.get('usable_cores', '?')} cores, "
+          f"jax {machine.get('jax', '?')}")
+
+
+def _commit(record: dict) -> str:
+  changes = " plus uncommitted changes" if record.get("uncommitted_changes") else ""
+  return f"{record.get('commit', '?')[:10]}{changes}"
+
+
+def _each_with_its_runs(records: list[dict], describe) -> str:
+  """'a' if every record has it, else 'a (n runs); b (m runs)' (records appended later)."""
+  counts = collections.Counter(describe(r) for r in records)
+  if len(counts) == 1:
+    return next(iter(counts))
+  return "; ".join(f"{value} ({count} runs)" for value, count in counts.items())
+
+
 def report(records: list[dict], studies=STUDIES) -> str:
   """The markdown tables of a set of records (of one setting)."""
   setting = records_setting(records)
   seeds = sorted({r["seed"] for r in records})
   starts = [datetime.datetime.fromisoformat(r["started"]) for r in records]
   ends = [s + datetime.timedelta(seconds=r["wall_time_s"]) for s, r in zip(starts, records)]
-  machine = records[0].get("machine", {})
   lines = [
       "## Ablation on the embedded data (benchmarks/ablation.py)", "",
       f"{len(records)} runs, seeds {seeds}. Sum of run times "
       f"{sum(r['wall_time_s'] for r in records) / 60:.1f} min; "
       f"first start to last end {(max(ends) - min(starts)).total_seconds() / 60:.1f} min. "
-      f"Machine: {machine.get('cpu_model', '?')}, {machine.get('usable_cores', '?')} cores, "
-      f"jax {machine.get('jax', '?')}. Commit {records[0].get('commit', '?')[:10]}"
-      f"{' plus uncommitted changes' if records[0].get('uncommitted_changes') else ''}.", "",
+      f"Machine: {_each_with_its_runs(records, _machine)}. "
+      f"Commit {_each_with_its_runs(records, _commit)}.", "",
       f"Setting `{setting.name}`: {setting.description}; layers "
       f"{', '.join(setting.layer_names)}.", ""]
   for task, budget in sorted({(r["task"], json.dumps(r["budget"], sort_keys=True))

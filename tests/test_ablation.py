@@ -256,3 +256,15 @@ def test_walks_diagnosis_changes_one_thing_per_experiment():
     follows_steps = {"eval_every_steps", "checkpoint_every_steps"}
     changed = {key for key in reference.keys() if config[key] != reference[key]} - follows_steps
     assert changed == set(budget_changes) | set(config_changes), name
+
+
+def test_report_names_each_machine_and_commit_of_appended_records():
+  records = [_record("pose", "pose", "posenet", seed, **_pose_metrics(0.2, 10.0))
+             for seed in (0, 1, 2)]
+  header = ablation.report(records).splitlines()[2]
+  assert "Commit 0000000000." in header and "runs)" not in header, header  # one of each
+  records[2] = dict(records[2], commit="f" * 40, machine={"cpu_model": "other", "usable_cores": 2,
+                                                             "jax": "0.10.2"})
+  header = ablation.report(records).splitlines()[2]
+  assert f"{'f' * 10} (1 runs)" in header and "(2 runs)" in header, header
+  assert "other, 2 cores, jax 0.10.2 (1 runs)" in header, header
