@@ -34,7 +34,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from lsattn import (atomic, compilation, evaluation, geometry, model, parallel, restoring)
+from lsattn import atomic, compilation, evaluation, geometry, model, parallel, restoring
 from lsattn.data import datasets, images, pipeline, splits
 from lsattn.errors import LsattnError
 

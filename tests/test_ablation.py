@@ -45,7 +45,7 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 def quick(tmp_path_factory):
   root = tmp_path_factory.mktemp("ablation")
   # The tiny setting: the study's code path; the settings' configs are checked below, and
-  # the pretrained backbone's run in tests/test_efficientnet_lite0.py.
+  # a run of the pretrained backbone in tests/test_demo_path.py.
   args = ("--quick", "--setting", "tiny", "--studies", "pose,texture",
           "--variants", ",".join(QUICK_VARIANTS),
           "--workdir", str(root / "work"), "--out-dir", str(root / "out"), "--tag", "t")

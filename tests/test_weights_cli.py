@@ -11,7 +11,6 @@ statistics).
 import pathlib
 
 import jax
-import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
@@ -64,18 +63,6 @@ def _restored_state(workdir: pathlib.Path) -> tuple[int, dict]:
   return step, jax.device_get(restored.state)
 
 
-def _assert_subtree_of(saved: dict, expected: dict, prefix: str) -> int:
-  """Every leaf of `saved` equals the leaf of `expected` at the same path; the count."""
-  leaves = jax.tree_util.tree_leaves_with_path(saved)
-  for path, leaf in leaves:
-    node = expected
-    for key in path:
-      node = node[key.key]
-    name = "/".join([prefix] + [key.key for key in path])
-    np.testing.assert_array_equal(leaf, np.asarray(node), err_msg=name)
-  return len(leaves)
-
-
 @pytest.mark.parametrize("write", [_write_npz, _write_caffemodel, _write_pth],
                          ids=["lsattn-npz", "caffemodel", "torchvision-pth"])
 def test_train_cli_starts_from_the_weights_file(data, tmp_path, write):
@@ -87,10 +74,10 @@ def test_train_cli_starts_from_the_weights_file(data, tmp_path, write):
 
   step, state = _restored_state(workdir)
   assert step == 1
-  count = _assert_subtree_of(state["params"]["backbone"], variables["params"], "params")
+  count = trained_runs.assert_subtree_of(state["params"]["backbone"], variables["params"], "params")
   assert count > 50  # the convolutions up to the deepest tap, not a stub
   saved_statistics = state["model_state"]["backbone"]
   if backbone == "torchvision":
-    assert _assert_subtree_of(saved_statistics, variables["batch_stats"], "batch_stats") > 50
+    assert trained_runs.assert_subtree_of(saved_statistics, variables["batch_stats"], "batch_stats") > 50
   else:
     assert not jax.tree.leaves(saved_statistics)  # the Caffe GoogLeNet has no batch norm

@@ -12,6 +12,9 @@ from __future__ import annotations
 import csv
 import pathlib
 
+import jax
+import numpy as np
+
 from configs import test as test_config
 from lsattn import experiment
 from lsattn.data import synthetic
@@ -93,9 +96,21 @@ def classification_run(root: pathlib.Path, *, train: bool = True, **overrides) -
           "images": pathlib.Path(manual)}
 
 
+def assert_subtree_of(saved: dict, expected: dict, prefix: str) -> int:
+  """Every leaf of `saved` (a restored checkpoint's subtree) equals the leaf of `expected`
+  at the same path; the count."""
+  leaves = jax.tree_util.tree_leaves_with_path(saved)
+  for path, leaf in leaves:
+    node = expected
+    for key in path:
+      node = node[key.key]
+    name = "/".join([prefix] + [key.key for key in path])
+    np.testing.assert_array_equal(leaf, np.asarray(node), err_msg=name)
+  return len(leaves)
+
+
 # checkpoint.shape_signature of configs/test.py (GoogLeNet) as main wrote it before the
-# backbone family
-# (computed with main b16bc5a's code): a run trained then must still resume.
+# backbone family (computed with main b16bc5a's code): a run trained then must still resume.
 MAIN_TEST_CONFIG_SIGNATURE = {
     "task": "pose", "num_classes": 0, "variant": "layer_spatial", "fixed_layer": "5b",
     "backbone": "caffe", "candidate_layers": ["3b", "4c", "4e", "5b"],
