@@ -36,7 +36,7 @@ Studies (datasets are lsattn's embedded synthetic sets, official layouts):
   layer + spatial (the full model). Test views lie between training views:
   it tests interpolation.
 * ``walks``: the same variants on ``seven_scenes/synthetic_walks``
-  (`lsattn.data.walks`), whose test walk leaves the training paths: it tests
+  (`lsattn.data.synthetic.walks`), whose test walk leaves the training paths: it tests
   generalisation to a new walk. Pose tables also give the retrieval
   baselines (the pose of the nearest training image by pixels and by
   Conv-5B features, ``knn_*`` in metrics.json) beside the mean pose.
@@ -44,7 +44,7 @@ Studies (datasets are lsattn's embedded synthetic sets, official layouts):
   (``model_variant='googlenet'``, on the deepest tap), spatial alone on each
   of the three layers, layer selection alone, layer + spatial.
 * ``texture`` and ``layout`` on ``mit67/synthetic_texture`` and
-  ``mit67/synthetic_layout`` (``lsattn/data/cue_scale.py``): the known-answer
+  ``mit67/synthetic_layout`` (``lsattn/data/synthetic/cue_scale.py``): the known-answer
   benchmark. The two sets draw from one image distribution (a fine texture
   over a coarse layout of large shapes); in the first only the texture
   tells the classes apart, in the second only the layout. Layer selection
@@ -291,7 +291,7 @@ def write_quick_data(root: pathlib.Path, studies) -> dict[str, str]:
 
 
 def _write_small(study: Study, folder: pathlib.Path) -> None:
-  from lsattn.data import cue_scale, synthetic, walks
+  from lsattn.data.synthetic import cue_scale, room as synthetic, walks
   if study.dataset == "seven_scenes/synthetic_room":
     synthetic.write_synthetic_seven_scenes(folder, frames_per_sequence=6, image_size=(48, 64),
                                            train_sequences=(1, 2), test_sequences=(3,))
@@ -418,7 +418,7 @@ def _ordered(groups: dict, variants) -> list[str]:
   return [v for v in variants if v in groups] + sorted(set(groups) - set(variants))
 
 
-# Retrieval baselines (lsattn.retrieval): pixels do not depend on the run; the
+# Retrieval baselines (lsattn.evaluation.retrieval): pixels do not depend on the run; the
 # features are each run's frozen backbone at the deepest tap the run reads
 # (`evaluation.features_tap`: spatial_s4 reads Stage-4 only), so they differ by variant,
 # and for a random backbone by seed.

@@ -6,9 +6,9 @@ For layers of EfficientNet-Lite0 at 224x224, batch 8, times the jitted
 forward+backward (gradients for input and kernel) of each formulation in
 `lsattn.backbones.efficientnet_lite0`: the depthwise convolution as XLA's
 grouped convolution ('generic') or as k * k shifted multiply-adds ('cpu');
-the 1x1 convolution as a convolution or as a matmul (`lsattn.layers.conv2d`).
+the 1x1 convolution as a convolution or as a matmul (`lsattn.nn.primitives.conv2d`).
 Each is compiled as a run would compile it: with the CPU compiler options of
-kernels='cpu' (`lsattn.compilation.cpu_options`, config default), and the
+kernels='cpu' (`lsattn.runs.compilation.cpu_options`, config default), and the
 convolutions also with XLA's defaults (kernels='generic'). Prints one JSON
 object per layer and appends it to ``--json``.
 """
@@ -27,9 +27,10 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
   sys.path.insert(0, str(ROOT))
 
-from lsattn import compilation, layers  # noqa: E402
+from lsattn.nn import primitives as layers  # noqa: E402
+from lsattn.runs import compilation
 from lsattn.backbones import efficientnet_lite0  # noqa: E402
-from lsattn.defaults import get_config  # noqa: E402
+from lsattn.config_schema import get_config  # noqa: E402
 from measure import load_average, machine_description, summarise, time_calls  # noqa: E402
 
 # name: (input [B, H, W, C], kernel size, stride, output channels (1x1 only))

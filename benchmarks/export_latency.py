@@ -1,4 +1,4 @@
-r"""Size and CPU latency of an exported model (lsattn.export, ``export.py``).
+r"""Size and CPU latency of an exported model (lsattn.exporting, ``export.py``).
 
   python benchmarks/export_latency.py --json results.jsonl
 
@@ -31,7 +31,8 @@ if str(ROOT) not in sys.path:
   sys.path.insert(0, str(ROOT))
 
 from configs import default  # noqa: E402
-from lsattn import config_checks, export, prediction, training  # noqa: E402
+from lsattn import config_checks, prediction, training  # noqa: E402
+from lsattn import exporting as export
 from lsattn.data import pipeline  # noqa: E402
 from measure import load_average, machine_description, summarise, time_calls  # noqa: E402
 

@@ -1,4 +1,4 @@
-r"""Cost of the multi-convolution mask head C_A (lsattn.attention.mask_head).
+r"""Cost of the multi-convolution mask head C_A (lsattn.nn.attention.mask_head).
 
   python benchmarks/mask_head.py --json results.jsonl
 
@@ -26,7 +26,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
   sys.path.insert(0, str(ROOT))
 
-from lsattn import attention, layers  # noqa: E402
+from lsattn.nn import attention, primitives as layers  # noqa: E402
 from measure import load_average, machine_description, summarise, time_calls  # noqa: E402
 
 # (batch, h, w, C) of Conv-3B and Conv-4E at the demo's 112 and the paper's 224 input.

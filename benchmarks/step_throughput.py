@@ -6,7 +6,7 @@ r"""Train and eval step throughput of the real model, against the machine's own 
 
 For every configuration: the jitted train step (`training.make_train_step`,
 state donated, batch split over a mesh of ``--devices`` devices as in
-`lsattn.experiment`) and eval step (`training.make_eval_step`) are lowered and
+`lsattn.experiment`) and eval step (`lsattn.evaluation.loop.make_eval_step`) are lowered and
 compiled (each timed on its own), run once (timed: first run), warmed up, then
 timed ``--repeats`` times over ``--iters`` calls each, with
 `jax.block_until_ready`. Reported: median ms/step with min, max and quartiles,
@@ -20,7 +20,7 @@ outputs only).
 
 ``--kernels cpu,generic`` and ``--remat none,both`` (comma lists) measure
 every configuration with each value of ``config.kernels`` and ``config.remat``
-(lsattn/compilation.py); each record names the value asked for and the
+(lsattn/runs/compilation.py); each record names the value asked for and the
 kernels it resolved to. ``--backbone`` sets the base configuration's
 ``config.backbone`` (lsattn/backbones); ``--sweep backbone`` and ``--sweep
 kernels`` measure several around the base, so that ``--backbone
@@ -40,7 +40,7 @@ In the same process the machine's ceiling is measured once (benchmarks/measure.p
 a large float32 matmul and GoogLeNet's dominant convolutions (forward, and
 forward+backward) through XLA, under XLA's default compiler options and under
 those the steps are compiled with (config.xla_cpu_ynn_fusions, see
-lsattn/compilation.py); the ceiling is the faster matmul of the two.
+lsattn/runs/compilation.py); the ceiling is the faster matmul of the two.
 Utilisation = achieved GFLOP/s / ceiling matmul GFLOP/s.
 
 The base configuration is ``--config`` (default configs/default.py, the
@@ -72,7 +72,11 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
   sys.path.insert(0, str(ROOT))
 
-from lsattn import backbones, compilation, core, model, parallel, training  # noqa: E402
+from lsattn.nn import compute_options
+from lsattn import backbones, model, training  # noqa: E402
+from lsattn.evaluation import loop as eval_loop
+from lsattn.nn import core
+from lsattn.runs import compilation, parallel
 from measure import (compile_timed, load_average, machine_description,  # noqa: E402
                      measure_ceiling, memory_footprint, summarise, time_calls,
                      time_interleaved)
@@ -94,6 +98,11 @@ SWEEP_DEFAULTS = {
 
 
 # ----------------------------------------------------------------------------- model
+
+def _step_options(config, platform=None):
+  """The steps' compiler options for a config's kernels and YNNPACK fusions."""
+  return compilation.step_compiler_options(config.kernels, config.xla_cpu_ynn_fusions, platform)
+
 
 
 def load_config(spec: str):
@@ -206,7 +215,7 @@ class TrainStepRunner:
     self.init_s = time.perf_counter() - start
     self.batch = self.shard(fake_batch(config.batch_size, config.image_size))
     self.rng = jax.random.key(1)
-    self.compiler_options = compilation.step_compiler_options(config)
+    self.compiler_options = _step_options(config)
     train_jit = jax.jit(training.make_train_step(config, self.model_config), donate_argnums=0,
                         out_shardings=(self.replicated, self.replicated),
                         compiler_options=self.compiler_options)
@@ -250,7 +259,7 @@ def describe(runner: TrainStepRunner) -> dict:
       "xla_cpu_ynn_fusions": config.xla_cpu_ynn_fusions,
       "compiler_options": runner.compiler_options,
       "kernels": config.kernels,
-      "kernels_effective": compilation.resolve_kernels(config.kernels),
+      "kernels_effective": compute_options.resolve_kernels(config.kernels),
       "remat": config.remat,
   }
 
@@ -270,7 +279,7 @@ class StepMeasurement:
     self.record = {"config": describe(runner), "init": init, "init_s": runner.init_s}
     self.entries, self.calls = {"train": dict(runner.compile)}, {"train": runner}
     if eval_step:
-      eval_jit = jax.jit(training.make_eval_step(runner.model_config),
+      eval_jit = jax.jit(eval_loop.make_eval_step(runner.model_config),
                          out_shardings=runner.replicated,
                          compiler_options=runner.compiler_options)
       # The train step donates the state: read the parameters at every call.
@@ -601,7 +610,7 @@ def main(argv=None) -> list[dict]:
   option_sets = {"xla_default": None}
   for _, setting in plan:
     config = apply_setting(base_config, setting)
-    options = compilation.step_compiler_options(config)
+    options = _step_options(config)
     if options is not None:
       option_sets[config.xla_cpu_ynn_fusions.replace(",", "+") or "none"] = options
   ceiling = measure_ceiling(matmul_size=args.matmul_size, conv_batch=args.conv_batch,
@@ -615,7 +624,7 @@ def main(argv=None) -> list[dict]:
     # scan_unroll=0 means "auto": compare configurations by what is compiled.
     resolved = config.copy_and_resolve_references()
     resolved.scan_unroll = core._unroll(model.ModelConfig.from_config(config).core)
-    resolved.kernels = compilation.resolve_kernels(config.kernels)  # 'auto' likewise
+    resolved.kernels = compute_options.resolve_kernels(config.kernels)  # 'auto' likewise
     measured.append((sweep, config, json.dumps(resolved.to_dict(), sort_keys=True, default=str)))
   cache = measure_interleaved(measured, args, ceiling["matmul_gflops"]) if args.interleave else {}
   records = []

@@ -68,7 +68,8 @@ def experiment_config(name: str, scene: str, seed: int, data_dir: pathlib.Path):
 def training_split_errors(config, run_dir: pathlib.Path) -> dict:
   """Median errors of the run's last checkpoint on its own training split (centre crops)."""
   import jax
-  from lsattn import checkpoint, experiment, parallel
+  from lsattn import experiment
+  from lsattn.runs import checkpoint, parallel
   run = experiment.setup(config)
   signature = checkpoint.shape_signature(config, run.model_config, run.image_shape)
   template = jax.eval_shape(lambda: experiment.initial_state(run))

@@ -13,7 +13,7 @@ training split, a fixed budget, the last checkpoint evaluated once on the
 test split. Those configs list which of these values are the paper's and
 which are ours; the spatial-only and layer-only variants are ours in every
 detail the paper does not give (same core, one branch switched off:
-lsattn/core.py).
+lsattn/nn/core.py).
 
 The same variants on lsattn's embedded data, with the baselines and seeds,
 in one command: ``python benchmarks/ablation.py`` (README, "Results").

@@ -51,24 +51,24 @@ Ours (the paper is silent):
   not say which it reported); the test split never chooses one.
 * ``gate_embedding_size`` E = 16 (the paper: only E << C).
 * ``attention_branch_channels`` 4: channels of each 1x1/3x3/5x5 branch of the
-  mask head C_A before the non-linearity (lsattn/attention.py); the
+  mask head C_A before the non-linearity (lsattn/nn/attention.py); the
   Conv-LSTM's four branches give hidden_size / 4 channels of every gate each
-  (lsattn/convlstm.py).
+  (lsattn/nn/convlstm.py).
 * The leaky-ReLU slope 0.01 (``jax.nn.leaky_relu``'s default; TensorFlow's
   ``tf.nn.leaky_relu`` defaults to 0.2).
 * ``projection_size`` D = 96 and the common grid (the median spatial size of
   the candidates, 14x14 at 224x224) on which maps of different sizes and
-  widths enter one Conv-LSTM (lsattn/core.py).
+  widths enter one Conv-LSTM (lsattn/nn/core.py).
 * The form of the image-conditioned initial state: one dense layer with tanh
   each for c0 and h0, from the spatial means of the candidate maps
-  (lsattn/convlstm.py). ``initial_state='constant'`` (learned constant
+  (lsattn/nn/convlstm.py). ``initial_state='constant'`` (learned constant
   vectors) is for comparison.
 * Per-step heads (head t reads the pooled states of steps 1..t,
   lsattn/model.py) and ``step_loss='mean'`` (the mean of their losses).
 * Batch norm momentum 0.99 and epsilon 1e-3 (the defaults of TensorFlow's
   ``tf.layers.batch_normalization``: our reading of "default parameters"),
   running statistics per recurrent step, scale and offset shared by the
-  steps (lsattn/core.py).
+  steps (lsattn/nn/core.py).
 * ``beta`` 500 here (inside both pose ranges); the dataset configs choose
   per scene inside the paper's range.
 * ``channel_mean`` () subtracts the training split's mean colour, one value
@@ -78,15 +78,15 @@ Ours (the paper is silent):
 * ``eval_batch_size``, ``seed``, ``dtype`` float32, the log, checkpoint and
   compilation settings.
 
-Keys, each declared once in `lsattn.defaults.KEYS` (default, allowed values, one
+Keys, each declared once in `lsattn.config_schema.KEYS` (default, allowed values, one
 line, whether it is a run key: one that eval, predict, export and a resume may
 not change); the listing below is made from those declarations:
 """
 
-from lsattn import defaults
+from lsattn import config_schema
 
-__doc__ += defaults.listing()
+__doc__ += config_schema.listing()
 
 
 def get_config():
-  return defaults.get_config()
+  return config_schema.get_config()

@@ -4,7 +4,7 @@ r"""The GoogLeNet baseline of paper Table 2 (Szegedy et al. [38]) on MIT-67.
       --config.manual_dir=/data/mit67 --config.backbone_weights=/weights/googlenet_places.npz
 
 The optional argument is the dataset; only 'mit67' (the default) is
-supported. The model (lsattn/baselines.py): GoogLeNet's own classifier, a
+supported. The model (lsattn/nn/baselines.py): GoogLeNet's own classifier, a
 dense layer on the average-pooled Conv-5B (1024 values); no attention, no
 recurrence.
 

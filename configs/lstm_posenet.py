@@ -6,14 +6,14 @@ r"""The LSTM-PoseNet baseline of paper Table 1 (Walch et al. [42], ICCV 2017).
 
 The argument is the dataset, '<builder>/<scene>' as in configs/posenet.py:
 seven_scenes/<scene>, cambridge_landmarks/<scene> or tum_lsi. The model
-(lsattn/baselines.py): GoogLeNet Conv-5B average-pooled, a 2048-wide fully
+(lsattn/nn/baselines.py): GoogLeNet Conv-5B average-pooled, a 2048-wide fully
 connected layer, reshaped to 32 x 64 and swept by four LSTMs (up, down, left,
 right, 128 hidden units each), their final hidden states concatenated and
 regressed to the pose; no attention, no recurrence over layers.
 
 Paper: Table 1 quotes [42]'s published numbers (it did not retrain
 LSTM-PoseNet) and keeps beta equal to its baselines' (section 3.3.1); the
-architecture is [42]'s (lsattn/baselines.py says which of its details are
+architecture is [42]'s (lsattn/nn/baselines.py says which of its details are
 [42]'s and which are ours). Ours: retraining it here with everything else
 taken from the attention model's config for the same dataset
 (configs/seven_scenes.py, cambridge.py, tum_lsi.py: beta, training budget,

@@ -8,7 +8,7 @@ config for the scene (the argument is the dataset name, '<builder>/<scene>').
 Paper: Table 1's PoseNet column (e.g. chess 0.32 m, 6.08 deg) cites [21];
 the paper does not say that it retrained PoseNet. Ours: retraining it here,
 under the attention model's protocol and our values (learning rate, budget,
-beta; no dropout or auxiliary branches: lsattn/baselines.py), for a
+beta; no dropout or auxiliary branches: lsattn/nn/baselines.py), for a
 comparison in which only the model differs.
 """
 

@@ -3,19 +3,19 @@ r"""A tiny config for tests: seconds on a CPU, every code path of a real run.
   python train.py --config=configs/test.py --workdir=/tmp/t \
       --config.data_dir=/tmp/t/data --config.manual_dir=<small 7-Scenes-layout folder>
 
-Tests write a few-frame synthetic scene (lsattn.data.synthetic) as the manual
+Tests write a few-frame synthetic scene (lsattn.data.synthetic.room) as the manual
 folder; without one, the full synthetic room is written (about 20 s).
 
-It builds on the schema in the package (`lsattn.defaults`, what
+It builds on the schema in the package (`lsattn.config_schema`, what
 configs/default.py returns), so a copy of this one file works with an
 installed lsattn outside the repository (tests/test_install.py).
 """
 
-from lsattn import defaults
+from lsattn import config_schema
 
 
 def get_config():
-  config = defaults.get_config()
+  config = config_schema.get_config()
   # Five small convolutions at GoogLeNet's tap strides (lsattn/backbones/tiny_cnn.py):
   # runs compile in a third of GoogLeNet's time. Tests about a backbone name it.
   config.backbone = "tiny_cnn"

@@ -1,9 +1,9 @@
 """Checks of a run's config before any compute: every problem names its key.
 
-A config must have exactly the keys of the schema (`lsattn.defaults.KEYS`, so
+A config must have exactly the keys of the schema (`lsattn.config_schema.KEYS`, so
 the check holds in an installed copy; an unknown key is almost always a typo
 that would otherwise be silently ignored), each value in its key's declared
-domain (`defaults.check_values`: types, choices, ranges, finite numbers), and
+domain (`config_schema.check_values`: types, choices, ranges, finite numbers), and
 the keys that constrain each other consistent (here).
 """
 
@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import pathlib
 
-from lsattn import backbones, compilation, defaults, model
+from lsattn import backbones, config_schema, model
 from lsattn.data import pipeline
 from lsattn.errors import LsattnError
+from lsattn.runs import compilation
 
 
 def _require(condition: bool, key: str, value, expected: str) -> None:
@@ -23,12 +24,12 @@ def _require(condition: bool, key: str, value, expected: str) -> None:
 
 def check_config(config) -> model.ModelConfig:
   """Raises LsattnError on an unknown key or a bad value; returns the model config."""
-  known = set(defaults.BY_NAME)
+  known = set(config_schema.BY_NAME)
   unknown = sorted(set(config.keys()) - known)
   if unknown:
     raise LsattnError(f"unknown config key(s) {unknown}; the keys are those of "
                       f"configs/default.py: {sorted(known)}")
-  defaults.check_values(config)
+  config_schema.check_values(config)
   resize = tuple(config.resize_size)
   member = backbones.get(config.backbone)
   _require(config.image_size >= member.min_image_size, "image_size", config.image_size,

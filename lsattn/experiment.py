@@ -10,8 +10,8 @@ whole training split, a fixed budget, the last checkpoint) or validation-
 based checkpoint selection (``validation_split='auto'``). SIGTERM
 and Ctrl-C save a checkpoint and stop with an `LsattnError` that says how to
 resume (train.py exits with status 2: the run is not finished); outside the
-loop they stop at once with one line (`lsattn.interrupts`). train.py and
-eval.py hold the run folder's lock (`lsattn.run_lock`) while they write. What is
+loop they stop at once with one line (`lsattn.runs.interrupts`). train.py and
+eval.py hold the run folder's lock (`lsattn.runs.run_lock`) while they write. What is
 guaranteed, and the tests that prove it: RELIABILITY.md (its tests inject
 faults by wrapping `training_batches` and `checkpoint.create_manager`).
 """
@@ -31,12 +31,14 @@ import numpy as np
 import tensorflow_datasets as tfds
 import tqdm
 
-from lsattn import (checkpoint, compilation, evaluation, interrupts, model, parallel, restoring,
-                    run_folder, run_lock, training, weights)
+from lsattn import model, restoring, training
+from lsattn.backbones import loading
 from lsattn.data import datasets, pipeline, splits
 from lsattn.errors import LsattnError
+from lsattn.evaluation import loop as eval_loop
+from lsattn.runs import checkpoint, compilation, interrupts, parallel, run_folder, run_lock
 
-__all__ = ["LsattnError", "Setup", "evaluate", "setup", "start", "train_and_evaluate"]
+__all__ = ["LsattnError", "Setup", "evaluate", "setup", "start_training", "train_and_evaluate"]
 
 
 @dataclasses.dataclass
@@ -57,7 +59,7 @@ class Setup:
     return (self.config.image_size, self.config.image_size, 3)
 
 
-def start(config) -> model.ModelConfig:
+def start_training(config) -> model.ModelConfig:
   """Config checks and the multi-host start (`restoring.start`), and the training
   batch and the dataset's task: everything before the run folder is locked and the
   dataset built. Returns the model config."""
@@ -74,10 +76,10 @@ def _check_task(config) -> None:
 
 
 def setup(config, model_config: model.ModelConfig | None = None) -> Setup:
-  """Config checks and multi-host start (unless `start` gave `model_config`), then the
+  """Config checks and multi-host start (unless `start_training` gave `model_config`), then the
   dataset, splits, image options and mesh."""
   if model_config is None:
-    model_config = start(config)
+    model_config = start_training(config)
   return _with_data(config, model_config, parallel.create_mesh())
 
 
@@ -117,13 +119,13 @@ def initial_state(run: Setup) -> training.TrainState:
   state = training.create_train_state(rng, config, run.model_config, run.image_shape,
                                       position_mean=position_mean)
   if config.backbone_weights:
-    loaded = weights.load_backbone_weights(config.backbone_weights, config.backbone)
-    backbone_params = weights.select_like(state.params["backbone"], loaded["params"],
+    loaded = loading.load_backbone_weights(config.backbone_weights, config.backbone)
+    backbone_params = loading.select_like(state.params["backbone"], loaded["params"],
                                           "params", config.backbone_weights)
     params = dict(state.params, backbone=backbone_params)
     model_state = dict(state.model_state)
     if state.model_state["backbone"]:
-      model_state["backbone"] = weights.select_like(
+      model_state["backbone"] = loading.select_like(
           state.model_state["backbone"], loaded["batch_stats"], "batch_stats",
           config.backbone_weights)
     state = state.replace(params=params, model_state=model_state,
@@ -183,7 +185,7 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
   with interrupts.stopping_on_signals(
       "the start (config checks, dataset build, restore)",
       "Run the same command again: it resumes from the last complete checkpoint.") as stage:
-    model_config = start(config)
+    model_config = start_training(config)
     with run_lock.holding(workdir, "train.py", enabled=jax.process_index() == 0):
       run_folder.check_entries(workdir)
       run_folder.check_resume(workdir, config)  # before the dataset is built
@@ -211,7 +213,7 @@ def _train_and_evaluate(run: Setup, workdir: pathlib.Path, stage: interrupts.Sta
 
   train_step = jax.jit(training.make_train_step(config, run.model_config), donate_argnums=0,
                        out_shardings=(replicated, replicated),
-                       compiler_options=compilation.step_compiler_options(config))
+                       compiler_options=compilation.step_compiler_options(config.kernels, config.xla_cpu_ynn_fusions))
   train_rng = jax.random.fold_in(jax.random.key(config.seed), 1)
   batches = training_batches(run, start_step)
   logger = _Logger(workdir, run)
@@ -250,7 +252,7 @@ def _train_and_evaluate(run: Setup, workdir: pathlib.Path, stage: interrupts.Sta
   manager.wait_until_finished()
   step, selection = config.num_train_steps, None
   if best is not None:
-    state, step, selection = best.restore(state)
+    state, step, selection = best.restore()
   stage.set("the final evaluation", f"Training is finished (checkpoint of step {step}); "
             f"evaluate it with eval.py --workdir={workdir}.")
   result = _final_evaluation(run, state, workdir, step=step, selection=selection)
@@ -298,17 +300,17 @@ def _check_trained(state, config) -> None:
 
 
 def _evaluate(run: Setup, state, split, name) -> tuple[dict, dict]:
-  eval_step = evaluation.compiled_eval_step(
-      run.model_config, run.mesh, compilation.step_compiler_options(run.config))
-  outputs = evaluation.evaluate_split(eval_step, state.params, state.model_state, split,
+  eval_step = eval_loop.compiled_eval_step(
+      run.model_config, run.mesh, compilation.step_compiler_options(run.config.kernels, run.config.xla_cpu_ynn_fusions))
+  outputs = eval_loop.evaluate_split(eval_step, state.params, state.model_state, split,
                                       task=run.config.task, options=run.options,
                                       batch_size=run.config.eval_batch_size, mesh=run.mesh,
                                       description=name)
   if run.config.task == "pose":
-    result = evaluation.pose_metrics(outputs, split, run.train_split,
+    result = eval_loop.pose_metrics(outputs, split, run.train_split,
                                      run.model_config.layer_names)
   else:
-    result = evaluation.classification_metrics(outputs, split, run.class_names,
+    result = eval_loop.classification_metrics(outputs, split, run.class_names,
                                                run.model_config.layer_names)
   return outputs, result
 
@@ -354,7 +356,7 @@ class _BestCheckpoint:
   """Keeps the train state that scores best on validation (<workdir>/best_checkpoint)."""
 
   def __init__(self, workdir: pathlib.Path, run: Setup, signature: dict):
-    self.run, self.signature = run, signature
+    self.workdir, self.run, self.signature = workdir, run, signature
     self.manager = checkpoint.create_manager(workdir, save_every=1, keep=1,
                                              folder="best_checkpoint")
     self.step = self.manager.latest_step()
@@ -372,10 +374,13 @@ class _BestCheckpoint:
     self.manager.wait_until_finished()
     self.step, self.score = step, score
 
-  def restore(self, like):
-    replicated = parallel.replicated(self.run.mesh)
-    state, _, step = checkpoint.restore_latest(
-        self.manager, checkpoint.abstract_like(like, replicated), self.signature)
+  def restore(self) -> tuple[restoring.TrainedVariables, int, str]:
+    """The best step's parameters and statistics, its step, and how it was selected."""
+    abstract = restoring.abstract_variables(self.run.model_config, self.run.image_shape)
+    variables, _, step, _ = checkpoint.restore_run(
+        self.workdir, checkpoint.abstract_like(abstract, parallel.replicated(self.run.mesh)),
+        self.signature, partial=True, folder="best_checkpoint")
+    state = restoring.TrainedVariables(**variables)
     selection = (f"best validation score at step {step} of {self.run.config.num_train_steps} "
                  f"(median translation / mean-pose baseline + median rotation / baseline on "
                  f"{len(self.run.validation_split)} validation examples; lower is better)"
@@ -404,10 +409,10 @@ def _final_evaluation(run: Setup, state, workdir: pathlib.Path, *, step: int,
   outputs, result = _evaluate(run, state, run.test_split, "test")
   if run.config.task == "pose" and run.config.eval_retrieval_baselines:
     # Beside the mean pose (baseline_*): the nearest training image.
-    result.update(evaluation.retrieval_baselines(
+    result.update(eval_loop.retrieval_baselines(
         run.model_config, state.params, state.model_state, run.test_split, run.train_split,
         options=run.options, batch_size=run.config.eval_batch_size, mesh=run.mesh,
-        compiler_options=compilation.step_compiler_options(run.config)))
+        compiler_options=compilation.step_compiler_options(run.config.kernels, run.config.xla_cpu_ynn_fusions)))
   result["checkpoint_step"] = step
   result["skipped_nonfinite_steps"] = int(jax.device_get(state.skipped_steps))
   result["protocol"] = protocol
@@ -417,12 +422,12 @@ def _final_evaluation(run: Setup, state, workdir: pathlib.Path, *, step: int,
   if overrides is not None:  # eval.py: what the given config changed of the run's
     result["config_overrides"] = overrides
   if jax.process_index() == 0:
-    paths = evaluation.write_outputs(
+    paths = eval_loop.write_outputs(
         workdir / "eval", outputs, result, run.test_split, task=run.config.task,
         layer_names=run.model_config.layer_names, options=run.options,
         train_split=run.train_split, class_names=run.class_names,
         num_figure_examples=run.config.num_figure_examples, draw_figures=run.config.eval_figures)
-    print(evaluation.summary_table(result, run.config.task))
+    print(eval_loop.summary_table(result, run.config.task))
     print(f"Protocol {protocol}: {selection}")
     print(f"Wrote {', '.join(sorted(paths.values()))}")
   return result
@@ -455,7 +460,7 @@ def _evaluate_run(run: Setup, restored: restoring.Restored, workdir: pathlib.Pat
   if run.validation_split is not None and (workdir / "best_checkpoint").is_dir():
     best = _BestCheckpoint(workdir, run, restored.signature)
     if best.step is not None:
-      state, step, selection = best.restore(restored.state)
+      state, step, selection = best.restore()
       return _final_evaluation(run, state, workdir, step=step, selection=selection,
                                overrides=restored.overrides)
   return _final_evaluation(run, restored.state, workdir, step=restored.step,

@@ -9,7 +9,7 @@ Variants (paper table 1 and the ablation of table 3), chosen by
 * ``'layer_only'``: layer selection over ``candidate_layers``, no spatial
   attention (the selected map itself feeds the Conv-LSTM);
 * baselines on the backbone's deepest tap, GoogLeNet's Conv-5B
-  (`lsattn.baselines`; no recurrence, no attention, so the per-step outputs
+  (`lsattn.nn.baselines`; no recurrence, no attention, so the per-step outputs
   are empty, N = 0): ``'posenet'`` (PoseNet [21]), ``'lstm_posenet'``
   (LSTM-PoseNet [42]) and ``'googlenet'`` (GoogLeNet's own classifier on
   pooled Conv-5B, the MIT-67 baseline [38]).
@@ -48,8 +48,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from lsattn import backbones, baselines, compilation, core, layers
+from lsattn import backbones
 from lsattn.errors import LsattnError, check_choice
+from lsattn.nn import baselines, compute_options, core, primitives
 
 RECURRENT_VARIANTS = ("layer_spatial", "spatial_only", "layer_only")
 MODEL_VARIANTS = RECURRENT_VARIANTS + baselines.BASELINES
@@ -68,13 +69,13 @@ class ModelConfig:
   dtype: str = "float32"
   transform_input: bool = False  # torchvision's input remapping (backbones.googlenet)
   # How, not what: 'auto' | 'cpu' | 'generic' kernels of the backbone's pools (the
-  # core's are core.kernels), resolved when traced (compilation.resolve_kernels);
-  # remat: 'none' | 'blocks' | 'steps' | 'both' (compilation.remat_parts).
+  # core's are core.kernels), resolved when traced (compute_options.resolve_kernels);
+  # remat: 'none' | 'blocks' | 'steps' | 'both' (compute_options.remat_parts).
   kernels: str = "auto"
   remat: str = "none"
 
   def __post_init__(self):
-    # Each value's own domain is checked once, from its declaration (lsattn.defaults);
+    # Each value's own domain is checked once, from its declaration (lsattn.config_schema);
     # what depends on the backbone or on two fields is checked here.
     taps = backbones.get(self.backbone).taps
     if self.task == "classification" and (not isinstance(self.num_classes, int)
@@ -109,7 +110,7 @@ class ModelConfig:
         spatial_attention=variant in ("layer_spatial", "spatial_only"),
         scan_unroll=config.scan_unroll,
         kernels=config.kernels,
-        remat_steps=compilation.remat_parts(config.remat)[1])
+        remat_steps=compute_options.remat_parts(config.remat)[1])
     transform = config.torchvision_transform_input
     transform_input = "transform_input" in backbones.get(config.backbone).options and (
         transform == "on" or (transform == "auto" and bool(config.backbone_weights)))
@@ -162,7 +163,7 @@ def backbone_module(config: ModelConfig) -> nn.Module:
   options = {name: getattr(config, name) for name in member.options}
   return member.module(taps=config.layers, compute_logits=False, dtype=jnp.dtype(config.dtype),
                        kernels=config.kernels,
-                       remat_blocks=compilation.remat_parts(config.remat)[0], **options)
+                       remat_blocks=compute_options.remat_parts(config.remat)[0], **options)
 
 
 def num_steps(config: ModelConfig) -> int:
@@ -172,7 +173,7 @@ def num_steps(config: ModelConfig) -> int:
 
 def _init_head(key, config: ModelConfig, in_features: int, position_mean) -> dict:
   outputs = 7 if config.task == "pose" else config.num_classes
-  head = layers.init_dense(key, in_features=in_features, out_features=outputs)
+  head = primitives.init_dense(key, in_features=in_features, out_features=outputs)
   if config.task == "pose":
     bias = jnp.zeros(7).at[3].set(1.0)  # identity rotation
     if position_mean is not None:

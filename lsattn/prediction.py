@@ -7,7 +7,7 @@ the layer chosen at each recurrent step and, with ``per_step=True``, the
 prediction of every recurrent step. Only the run folder is needed, not
 the dataset: the config is the run's own (``<workdir>/config.json``; a given
 ``config`` may change only what leaves the model as it is, see
-`lsattn.run_folder`), the channel mean comes from the checkpoint's meta (for
+`lsattn.runs.run_folder`), the channel mean comes from the checkpoint's meta (for
 classification, the class names from the checkpoint, or for older runs from
 the dataset's builder config or its built copy in ``config.data_dir``).
 
@@ -34,9 +34,11 @@ import jax
 import ml_collections
 import numpy as np
 
-from lsattn import atomic, compilation, evaluation, geometry, model, parallel, restoring
+from lsattn import geometry, model, restoring
 from lsattn.data import datasets, images, pipeline, splits
 from lsattn.errors import LsattnError
+from lsattn.evaluation import loop as eval_loop
+from lsattn.runs import atomic, compilation, parallel
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 OUTPUT_SUFFIXES = (".csv", ".json")
@@ -57,7 +59,7 @@ class Predictor:
     step: the checkpoint's step.
     batch_size: images per eval step.
     mesh: the device mesh.
-    eval_step: the jitted `training.make_eval_step`:
+    eval_step: the jitted `eval_loop.make_eval_step`:
       (params, model_state, images) -> outputs.
   """
   config: ml_collections.ConfigDict
@@ -157,8 +159,8 @@ def load_predictor(workdir: str | pathlib.Path, config=None) -> Predictor:
   options = pipeline.ImageOptions(resize_size=tuple(config.resize_size),
                                   image_size=config.image_size,
                                   channel_mean=tuple(float(v) for v in mean))
-  eval_step = evaluation.compiled_eval_step(restored.model_config, restored.mesh,
-                                            compilation.step_compiler_options(config))
+  eval_step = eval_loop.compiled_eval_step(restored.model_config, restored.mesh,
+                                            compilation.step_compiler_options(config.kernels, config.xla_cpu_ynn_fusions))
   return Predictor(config, restored.model_config, restored.state.params,
                    restored.state.model_state, options, tuple(stored_size), class_names,
                    restored.step, config.eval_batch_size, restored.mesh, eval_step)
@@ -204,21 +206,21 @@ def _result(path: pathlib.Path, outputs: dict, i: int, predictor: Predictor, *,
   """The entry of image `i` of `outputs` (see `predict`'s Returns)."""
   names = predictor.model_config.layer_names
   result = {"path": str(path),
-            "layers": evaluation.chosen_layers(outputs["layer_choices"][i], names)}
+            "layers": eval_loop.chosen_layers(outputs["layer_choices"][i], names)}
   if predictor.class_names is None:
     result.update(_pose(outputs["position"][i], outputs["orientation"][i]))
     if per_step:
-      steps = evaluation.num_prediction_steps(outputs, "step_position")
+      steps = eval_loop.num_prediction_steps(outputs, "step_position")
       result["steps"] = [_pose(outputs["step_position"][i, t], outputs["step_orientation"][i, t])
                          for t in range(steps)]
   else:
-    probabilities = evaluation.probabilities(outputs["logits"][i])
+    probabilities = eval_loop.probabilities(outputs["logits"][i])
     result.update(_best_class(probabilities, predictor.class_names))
     result["probabilities"] = {name: float(p)
                                for name, p in zip(predictor.class_names, probabilities)}
     if per_step:
-      steps = evaluation.num_prediction_steps(outputs, "step_logits")
-      result["steps"] = [_best_class(evaluation.probabilities(outputs["step_logits"][i, t]),
+      steps = eval_loop.num_prediction_steps(outputs, "step_logits")
+      result["steps"] = [_best_class(eval_loop.probabilities(outputs["step_logits"][i, t]),
                                      predictor.class_names) for t in range(steps)]
   return result
 
@@ -287,7 +289,7 @@ def predict(workdir: str | pathlib.Path, config, paths: Sequence[str | pathlib.P
           continue
         result = _result(path, outputs, position, predictor, per_step=per_step)
         if overlay_dir is not None:
-          from lsattn import figures  # matplotlib: paid only when overlays are asked for
+          from lsattn.evaluation import figures  # matplotlib: paid only when overlays are asked for
           crop = np.clip(image + mean, 0, 255).astype(np.uint8)
           result["overlay"] = str(figures.attention_overlays(
               _overlay_path(overlay_dir, path, used_names), crop[None],

@@ -2,11 +2,15 @@
 
 `restore(workdir, config)` takes the run's config (its own ``config.json``,
 or a given config merged with it by `run_folder.resolve`), checks it, starts
-what must start before anything compiles (`start`), and restores the run's
-latest checkpoint onto the device mesh against the config's shape signature.
-Evaluation adds the dataset (`experiment.evaluate`), prediction the image
-preparation (`prediction.load_predictor`), export the serving function
-(`export.export_run`).
+what must start before anything compiles (`start`), and restores from the
+run's latest checkpoint what a trained model needs (`TrainedVariables`: the
+parameters and batch-norm statistics) onto the device mesh, against the
+config's shape signature. The shapes come from the model alone
+(`jax.eval_shape` of `model.init_model`): no optimiser is built and its
+state is not read, so nothing here depends on training. Evaluation adds the
+dataset (`experiment.evaluate`), prediction the image preparation
+(`prediction.load_predictor`), export the serving function
+(`exporting.export_run`).
 """
 
 from __future__ import annotations
@@ -14,11 +18,30 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 
+from typing import Any
+
+import flax
 import jax
+import jax.numpy as jnp
 import ml_collections
 
-from lsattn import (checkpoint, compilation, config_checks, model, parallel, run_folder,
-                    training)
+from lsattn import config_checks, model
+from lsattn.runs import checkpoint, compilation, parallel, run_folder
+
+
+@flax.struct.dataclass
+class TrainedVariables:
+  """What evaluation, prediction and export read of a checkpoint's train state.
+
+  Attributes:
+    params: the model's parameters {'backbone', 'core', 'head', ...} (without
+      the learned loss weights, which only training uses).
+    model_state: batch-norm statistics {'backbone', 'core'}.
+    skipped_steps: int32 [], training updates skipped for non-finite values.
+  """
+  params: Any
+  model_state: Any
+  skipped_steps: jax.Array
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,7 +55,7 @@ class Restored:
     model_config: the checked model of `config`.
     mesh: the device mesh; `state` is replicated over it.
     signature: the shape signature the checkpoint matched.
-    state: the restored train state.
+    state: the restored parameters and statistics.
     meta: the checkpoint's meta (channel mean, class names, dataset).
     step: the checkpoint's step.
     folder: the checkpoint's folder.
@@ -42,7 +65,7 @@ class Restored:
   model_config: model.ModelConfig
   mesh: jax.sharding.Mesh
   signature: dict
-  state: training.TrainState
+  state: TrainedVariables
   meta: dict
   step: int
   folder: pathlib.Path
@@ -56,7 +79,7 @@ def start(config) -> model.ModelConfig:
     The model config.
   """
   model_config = config_checks.check_config(config)
-  compilation.use_compilation_cache(config)
+  compilation.use_compilation_cache(config.compilation_cache_dir)
   parallel.initialize_distributed(config.jax_distributed, config.heartbeat_timeout_seconds)
   parallel.check_batch_size(config.eval_batch_size, "eval_batch_size")
   return model_config
@@ -83,10 +106,19 @@ def restore(workdir: str | pathlib.Path, config=None) -> Restored:
   mesh = parallel.create_mesh()
   image_shape = (config.image_size, config.image_size, 3)
   signature = checkpoint.shape_signature(config, model_config, image_shape)
-  # Shapes only: the backbone's weights file is not read; the checkpoint holds them.
-  template = jax.eval_shape(lambda: training.create_train_state(
-      jax.random.key(config.seed), config, model_config, image_shape))
-  state, meta, step, folder = checkpoint.restore_run(
-      workdir, checkpoint.abstract_like(template, parallel.replicated(mesh)), signature)
-  return Restored(config, overrides, model_config, mesh, signature, state, meta, int(step),
-                  folder)
+  template = abstract_variables(model_config, image_shape)
+  restored, meta, step, folder = checkpoint.restore_run(
+      workdir, checkpoint.abstract_like(template, parallel.replicated(mesh)), signature,
+      partial=True)
+  return Restored(config, overrides, model_config, mesh, signature,
+                  TrainedVariables(**restored), meta, int(step), folder)
+
+
+def abstract_variables(model_config: model.ModelConfig, image_shape) -> dict:
+  """The shapes and dtypes of a trained model's `TrainedVariables`, as the dict a
+  checkpoint's train state holds them in; from the model alone (the backbone's
+  weights file is not read: the checkpoint holds the weights)."""
+  params, model_state = jax.eval_shape(
+      lambda: model.init_model(jax.random.key(0), model_config, tuple(image_shape)))
+  return {"params": params, "model_state": model_state,
+          "skipped_steps": jax.ShapeDtypeStruct((), jnp.int32)}

@@ -18,7 +18,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lsattn import losses, model
+from lsattn import model
+from lsattn.nn import losses
 
 
 @flax.struct.dataclass
@@ -54,7 +55,7 @@ def learning_rate_schedule(config) -> optax.Schedule:
   elif config.learning_rate_schedule == "cosine":
     decay = optax.cosine_decay_schedule(base, max(config.num_train_steps - warmup, 1))
   else:
-    # The schema's choices (lsattn.defaults) are checked before any compute.
+    # The schema's choices (lsattn.config_schema) are checked before any compute.
     raise ValueError(f"unknown learning_rate_schedule {config.learning_rate_schedule!r}")
   if warmup <= 0:
     return decay
@@ -286,27 +287,3 @@ def make_train_step(config, model_config: model.ModelConfig) -> Callable:
     return new_state, metrics
 
   return train_step
-
-
-def make_eval_step(model_config: model.ModelConfig) -> Callable:
-  """The pure eval step ``(params, model_state, images) -> outputs``.
-
-  Deterministic: no Gumbel noise (argmax layer choice), batch norm in
-  inference mode (each step with its own statistics). Per-example outputs
-  are batch-major: prediction entries [B, ...] (the final step's), the same
-  for every step as 'step_<name>' [B, N, ...] (e.g. 'step_position'
-  [B, N, 3]), layer_choices [B, N, k], attention_masks [B, N, Hm, Wm].
-  """
-
-  def eval_step(params, model_state, images):
-    outputs, _ = model.apply_model(params, model_state, images, train=False,
-                                   config=model_config)
-    return {
-        **outputs.prediction,
-        **{f"step_{name}": jnp.moveaxis(value, 0, 1)
-           for name, value in outputs.step_predictions.items()},
-        "layer_choices": jnp.moveaxis(outputs.layer_choices, 0, 1),
-        "attention_masks": jnp.moveaxis(outputs.attention_masks, 0, 1),
-    }
-
-  return eval_step

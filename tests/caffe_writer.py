@@ -1,4 +1,4 @@
-"""A .caffemodel writer for tests, independent of lsattn.caffemodel's decoder.
+"""A .caffemodel writer for tests, independent of lsattn.weight_formats.caffemodel's decoder.
 
 google.protobuf itself serialises message types built at run time with the
 field numbers of BVLC caffe.proto (NetParameter, V1LayerParameter,
@@ -14,7 +14,7 @@ import jax
 import numpy as np
 from google.protobuf import descriptor_pb2, message_factory
 
-from lsattn import weights
+from lsattn.backbones.googlenet import readers as weights
 
 _F = descriptor_pb2.FieldDescriptorProto
 

@@ -87,7 +87,8 @@ def data(tmp_path_factory):
   """A few-frame synthetic scene in the 7-Scenes layout, and a data_dir where it
   is built as configs/test.py's dataset: made once, shared by every worker
   (two builds into one data_dir at once would collide)."""
-  from lsattn.data import datasets, synthetic
+  from lsattn.data import datasets
+  from lsattn.data.synthetic import room as synthetic
   from shared import built_once, shared_folder  # tests/shared.py
   root = shared_folder(tmp_path_factory, "data")
   with built_once(root) as build:

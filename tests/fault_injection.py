@@ -48,7 +48,8 @@ def nan_steps() -> frozenset[int]:
 
 
 def install() -> None:
-  from lsattn import checkpoint, experiment
+  from lsattn import experiment
+  from lsattn.runs import checkpoint
   if os.environ.get(PAUSE_IN_SAVE):
     create_manager = checkpoint.create_manager
 

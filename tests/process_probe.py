@@ -42,7 +42,8 @@ def _recorder(path: str):
 
 
 def install() -> None:
-  from lsattn import evaluation, experiment
+  from lsattn import experiment
+  from lsattn.evaluation import loop as evaluation
   from lsattn.data import pipeline
   if os.environ.get(READS):
     record = _recorder(os.environ[READS])

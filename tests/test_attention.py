@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lsattn import LsattnError, attention, layers
+from lsattn import LsattnError
+from lsattn.nn import attention, primitives as layers
 
 
 def _attention_inputs(batch=3, height=5, width=4, hidden=6, channels=7):

@@ -21,8 +21,11 @@ import orbax.checkpoint as ocp
 import pytest
 
 from configs import test as test_config
-from lsattn import (LsattnError, backbones, checkpoint, config_checks, experiment, export, model,
-                    prediction, run_folder, training, weights)
+from lsattn import (LsattnError, backbones, config_checks, experiment, exporting as export, model,
+                    prediction, training)
+from lsattn.backbones import contract, loading
+from lsattn.backbones.googlenet import readers as weights
+from lsattn.runs import checkpoint, run_folder
 import trained_runs
 
 GOOGLENET_TAPS = ("3b", "4c", "4e", "5b")
@@ -146,7 +149,7 @@ def test_a_member_without_named_weights_refuses_a_name():
     config_checks.check_config(config)
   assert str(error.value) == expected
   with pytest.raises(LsattnError) as error:
-    weights.load_backbone_weights("imagenet", "caffe")
+    loading.load_backbone_weights("imagenet", "caffe")
   assert str(error.value) == expected
 
 
@@ -196,7 +199,7 @@ def _read_tiny(path: str) -> dict:
 def tiny(tmp_path, monkeypatch):
   """The member 'tiny' registered for one test; its 'imagenet' weights file (written by
   the test that needs it) in tmp_path."""
-  monkeypatch.setattr(backbones, "_MEMBERS", dict(backbones._MEMBERS))
+  monkeypatch.setattr(contract, "_MEMBERS", dict(contract._MEMBERS))
   weights_file = tmp_path / "tiny_imagenet.npz"
   member = backbones.register(backbones.Backbone(
       name="tiny", module=TinyBackbone, taps=TINY_TAPS, strides=TINY_STRIDES,
@@ -220,16 +223,16 @@ def test_a_registered_member_declares_its_shapes_and_reads_its_named_weights(tin
     _assert_declared_shapes(member, size)
   variables = _tiny_weights(member, weights_file)
   jax.tree.map(np.testing.assert_array_equal,
-               weights.load_backbone_weights("imagenet", "tiny"), variables)
+               loading.load_backbone_weights("imagenet", "tiny"), variables)
   with pytest.raises(LsattnError) as error:
-    weights.load_backbone_weights("places", "tiny")
+    loading.load_backbone_weights("places", "tiny")
   assert str(error.value) == ("config.backbone_weights = 'places': expected a weights file "
                               "(.npz) or a name of backbone 'tiny': ('imagenet',)")
   caffemodel = tmp_path / "places.caffemodel"
   caffemodel.write_bytes(b"")
   with pytest.raises(LsattnError, match=r"backbone 'tiny' reads \.npz weights; a \.caffemodel "
                                         r"file needs backbone='caffe'"):
-    weights.load_backbone_weights(caffemodel, "tiny")
+    loading.load_backbone_weights(caffemodel, "tiny")
   with pytest.raises(ValueError, match="registered twice"):
     backbones.register(member)
 

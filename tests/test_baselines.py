@@ -1,4 +1,4 @@
-"""The baselines' feature parts (lsattn/baselines.py) and their configs."""
+"""The baselines' feature parts (lsattn/nn/baselines.py) and their configs."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,8 @@ import pytest
 import jax
 import jax.numpy as jnp
 
-from lsattn import LsattnError, baselines, config_checks, layers
+from lsattn import LsattnError, config_checks
+from lsattn.nn import baselines, primitives as layers
 
 BATCH, HEIGHT, WIDTH, CHANNELS = 2, 3, 3, 16
 EXPECTED_SIZE = {"posenet": 2048, "lstm_posenet": 4 * 128, "googlenet": CHANNELS}

@@ -16,7 +16,7 @@ import sys
 import numpy as np
 import pytest
 
-from lsattn.data import synthetic
+from lsattn.data.synthetic import room as synthetic
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BENCHMARKS = ROOT / "benchmarks"

@@ -379,7 +379,7 @@ def test_tfds_finds_the_builders_and_builds_without_tensorflow(tmp_path):
   file_format given (array_record: tfds' default, tfrecord, would need TensorFlow)."""
   import tensorflow_datasets as tfds
   import lsattn.data  # noqa: F401
-  from lsattn.data import cue_scale
+  from lsattn.data.synthetic import cue_scale
   cue_scale.write_cue_scale_mit67(tmp_path / "manual", cue="layout", train_per_class=1,
                                   test_per_class=1, image_size=(48, 48))
   builder = tfds.builder("mit67/synthetic_layout", data_dir=str(tmp_path / "data"))

@@ -14,8 +14,10 @@ import numpy as np
 import pytest
 
 import caffe_writer  # tests/caffe_writer.py, beside this file
-from lsattn import LsattnError, caffemodel, weights
-from lsattn.backbones.googlenet import GoogLeNet
+from lsattn import LsattnError
+from lsattn.backbones import loading
+from lsattn.backbones.googlenet.network import GoogLeNet
+from lsattn.weight_formats import caffemodel
 
 NUM_CLASSES = 205  # the Places205 classifier
 
@@ -44,8 +46,8 @@ def test_caffemodel_loads_like_the_same_weights_as_npz(googlenet, tmp_path, vers
   np.savez(npz_path, **{f"{layer}_{i}": b for layer, pair in blobs.items()
                         for i, b in enumerate(pair)})
 
-  from_caffemodel = weights.load_backbone_weights(model_path, "caffe")
-  from_npz = weights.load_backbone_weights(npz_path, "caffe")
+  from_caffemodel = loading.load_backbone_weights(model_path, "caffe")
+  from_npz = loading.load_backbone_weights(npz_path, "caffe")
   assert from_caffemodel["params"]["classifier"]["bias"].shape == (NUM_CLASSES,)
   assert jax.tree.structure(from_caffemodel) == jax.tree.structure(from_npz)
   jax.tree.map(np.testing.assert_array_equal, from_caffemodel, from_npz)
@@ -84,7 +86,7 @@ def test_other_network_is_one_error_listing_the_missing_layers(googlenet, tmp_pa
   path = tmp_path / f"{case}.caffemodel"
   caffe_writer.write_caffemodel(path, layers, "layers")
   with pytest.raises(LsattnError) as error:
-    weights.load_backbone_weights(path, "caffe")
+    loading.load_backbone_weights(path, "caffe")
   message = str(error.value)
   assert str(path) in message and "\n" not in message
   total = len({layer for layer in blobs if not layer.startswith(("loss1/", "loss2/"))})
@@ -101,7 +103,7 @@ def test_caffemodel_needs_the_caffe_backbone(googlenet, tmp_path):
   path = tmp_path / "googlenet.caffemodel"
   caffe_writer.write_caffemodel(path, blobs, "layer")
   with pytest.raises(LsattnError, match="needs backbone='caffe'"):
-    weights.load_backbone_weights(path, "torchvision")
+    loading.load_backbone_weights(path, "torchvision")
 
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
@@ -118,7 +120,7 @@ def test_damaged_file_is_a_named_error(googlenet, tmp_path, damage):
   else:
     path.write_bytes(b"")
   with pytest.raises(LsattnError) as error:
-    weights.load_backbone_weights(path, "caffe")
+    loading.load_backbone_weights(path, "caffe")
   assert str(path) in str(error.value) and "\n" not in str(error.value)
   if damage == "truncated":
     assert "runs past the end" in str(error.value)

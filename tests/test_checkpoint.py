@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from lsattn import checkpoint
+from lsattn.runs import checkpoint
 
 
 def _fail_in_thread(name: str) -> None:

@@ -1,4 +1,4 @@
-"""XLA compiler options of the train/eval steps (lsattn.compilation)."""
+"""XLA compiler options of the train/eval steps (lsattn.runs.compilation)."""
 
 import os
 import pathlib
@@ -12,9 +12,15 @@ import numpy as np
 import pytest
 
 from configs import test as test_config
-from lsattn import LsattnError, compilation, config_checks, training
+from lsattn import LsattnError, config_checks, training
+from lsattn.runs import compilation
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+def _step_options(config, platform=None):
+  """The steps' compiler options for a config's kernels and YNNPACK fusions."""
+  return compilation.step_compiler_options(config.kernels, config.xla_cpu_ynn_fusions, platform)
+
 
 
 def _config(ynn_fusions):
@@ -37,17 +43,17 @@ def test_bad_fusion_kinds_name_the_key_and_value(value):
 
 
 def test_options_apply_on_cpu_only_and_not_for_xla_default():
-  options = compilation.step_compiler_options(_config("dot,reduce"), "cpu")
+  options = _step_options(_config("dot,reduce"), "cpu")
   assert options == {compilation.YNN_OPTION:
                      "LIBRARY_FUSION_TYPE_DOT,LIBRARY_FUSION_TYPE_REDUCE"}
-  assert compilation.step_compiler_options(_config("dot,reduce"), "gpu") is None
-  assert compilation.step_compiler_options(_config("xla_default"), "cpu") is None
+  assert _step_options(_config("dot,reduce"), "gpu") is None
+  assert _step_options(_config("xla_default"), "cpu") is None
 
 
 def test_options_this_jaxlib_rejects_fall_back_to_defaults_with_a_warning(monkeypatch):
   monkeypatch.setattr(compilation, "YNN_OPTION", "xla_cpu_no_such_option_for_lsattn")
   with pytest.warns(RuntimeWarning, match="xla_cpu_no_such_option_for_lsattn"):
-    assert compilation.step_compiler_options(_config("dot"), "cpu") is None
+    assert _step_options(_config("dot"), "cpu") is None
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="CPU compiler options")
@@ -59,8 +65,8 @@ def test_options_reach_the_compiler():
       x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
   compiled = lambda options: jax.jit(conv, compiler_options=options).lower(
       x, w).compile().as_text()
-  assert "__ynn_fusion" in compiled(compilation.step_compiler_options(_config("xla_default")))
-  assert "__ynn_fusion" not in compiled(compilation.step_compiler_options(_config("")))
+  assert "__ynn_fusion" in compiled(_step_options(_config("xla_default")))
+  assert "__ynn_fusion" not in compiled(_step_options(_config("")))
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="CPU compiler options")
@@ -79,7 +85,7 @@ def test_loss_and_gradients_with_and_without_ynn_convolutions_agree():
       params, state.model_state, batch, jax.random.key(1), 1.0)[0]
   value_fn = lambda params: loss_fn(params, state.model_state, batch, jax.random.key(1), 1.0)[0]
   results = []
-  for options in (None, compilation.step_compiler_options(config)):
+  for options in (None, _step_options(config)):
     results.append(jax.device_get((
         jax.jit(value_fn, compiler_options=options)(state.params),
         jax.jit(grad_fn, compiler_options=options)(state.params))))
@@ -96,9 +102,9 @@ def test_persistent_compilation_cache_is_used_and_named_on_error(tmp_path, monke
   folder = tmp_path / "cache"
   script = (
       "import jax, jax.numpy as jnp, ml_collections\n"
-      "from lsattn import compilation\n"
+      "from lsattn.runs import compilation\n"
       f"config = ml_collections.ConfigDict({{'compilation_cache_dir': {str(folder)!r}}})\n"
-      "print(compilation.use_compilation_cache(config))\n"
+      "print(compilation.use_compilation_cache(config.compilation_cache_dir))\n"
       "jax.jit(lambda x: jnp.sin(x) * 2)(jnp.ones(3)).block_until_ready()\n")
   env = {key: value for key, value in os.environ.items() if key != compilation.CACHE_ENV}
   env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"  # cache even a tiny program
@@ -113,6 +119,6 @@ def test_persistent_compilation_cache_is_used_and_named_on_error(tmp_path, monke
   blocker.write_text("")
   bad = ml_collections.ConfigDict({"compilation_cache_dir": str(blocker / "cache")})
   with pytest.raises(LsattnError, match="config.compilation_cache_dir = .*cannot create"):
-    compilation.use_compilation_cache(bad)
+    compilation.use_compilation_cache(bad.compilation_cache_dir)
   assert compilation.use_compilation_cache(
-      ml_collections.ConfigDict({"compilation_cache_dir": ""})) is None
+      ml_collections.ConfigDict({"compilation_cache_dir": ""}).compilation_cache_dir) is None

@@ -1,4 +1,4 @@
-"""Config keys declared once (lsattn.defaults.KEYS): a key added in one declaration
+"""Config keys declared once (lsattn.config_schema.KEYS): a key added in one declaration
 reaches the defaults, the listing, the checks, the run-key check and the checkpoint
 signature; every number is refused outside its domain (infinite, negative) before any
 file is written; a run folder written by main before the declarations still loads."""
@@ -16,9 +16,11 @@ import pytest
 
 import configs.default
 from configs import test as test_config
-from lsattn import (LsattnError, attention, checkpoint, compilation, config_checks, convlstm,
-                    defaults, experiment, model, prediction, run_folder)
+from lsattn import (LsattnError, config_checks, config_schema as defaults, experiment, model,
+                    prediction)
 from lsattn.data import splits
+from lsattn.nn import attention, compute_options, convlstm
+from lsattn.runs import checkpoint, run_folder
 import trained_runs
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -77,8 +79,8 @@ def test_every_key_is_listed_in_configs_default():
 
 def test_declared_choices_are_what_the_code_implements():
   assert defaults.choices("model_variant") == model.MODEL_VARIANTS
-  assert defaults.choices("kernels") == compilation.KERNELS
-  assert defaults.choices("remat") == compilation.REMATS
+  assert defaults.choices("kernels") == compute_options.KERNELS
+  assert defaults.choices("remat") == compute_options.REMATS
   assert set(defaults.choices("initial_state")) == set(convlstm.INITIAL_STATES)
   assert set(defaults.choices("attention_nonlinearity")) == set(attention.NONLINEARITIES)
   assert defaults.choices("validation_split") == splits.MODES

@@ -6,7 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lsattn import LsattnError, convlstm
+from lsattn import LsattnError
+from lsattn.nn import convlstm
 
 
 def test_single_kernel_equals_flax_conv_lstm_cell():

@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lsattn import LsattnError, core
+from lsattn import LsattnError
+from lsattn.nn import core
 
 SHAPES = [(8, 8, 6), (4, 4, 5), (4, 4, 7), (2, 2, 9)]  # like 3b, 4c, 4e, 5b
 CONFIG = core.CoreConfig(num_steps=3, hidden_size=8, projection_size=6,

@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 
 from lsattn import LsattnError
-from lsattn.data import cue_scale, datasets, pipeline
+from lsattn.data import datasets, pipeline
+from lsattn.data.synthetic import cue_scale
 from written_files import assert_mit67_layout, file_bytes, pixels  # tests/written_files.py
 
 SMALL = dict(train_per_class=2, test_per_class=1, image_size=(64, 64))

@@ -23,7 +23,7 @@ import jax
 import numpy as np
 import pytest
 
-from lsattn.data import synthetic
+from lsattn.data.synthetic import room as synthetic
 import trained_runs  # tests/trained_runs.py, beside this file
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -68,10 +68,12 @@ def test_pose_demo_builds_trains_evaluates_and_draws(demo):
 
 
 def test_the_demo_run_holds_the_pip_weights_predicts_and_exports(demo):
-  from lsattn import export, prediction, weights
+  from lsattn import prediction
+  from lsattn import exporting as export
+  from lsattn.backbones import loading
   workdir = demo["workdir"]
   # The frozen backbone in the checkpoint is the package's file, batch-norm statistics too.
-  loaded = weights.load_backbone_weights("imagenet", "efficientnet_lite0")
+  loaded = loading.load_backbone_weights("imagenet", "efficientnet_lite0")
   restored = prediction.load_predictor(workdir)
   for saved, expected, prefix in (
       (restored.params["backbone"], loaded["params"], "params"),

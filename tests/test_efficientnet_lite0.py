@@ -15,8 +15,9 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from lsattn import LsattnError, torch_checkpoint
+from lsattn import LsattnError
 from lsattn.backbones import efficientnet_lite0 as effnet
+from lsattn.weight_formats import torch_checkpoint
 
 IMAGENET_MEAN = np.float32([0.485, 0.456, 0.406]) * 255  # the "dataset's channel mean"
 CATS = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat

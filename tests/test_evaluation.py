@@ -13,8 +13,10 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from lsattn import evaluation, geometry
-from lsattn.data import datasets, pipeline, synthetic
+from lsattn import geometry
+from lsattn.data import datasets, pipeline
+from lsattn.data.synthetic import room as synthetic
+from lsattn.evaluation import loop as evaluation
 
 LAYERS = ("Conv-3B", "Conv-4C", "Conv-4E", "Conv-5B")
 # Per step: translation error (m) of each of 3 examples, rotation error (deg).

@@ -157,7 +157,7 @@ def test_lstm_posenet_baseline_trains_and_evaluates(data, tmp_path):
 
 
 def test_googlenet_classification_baseline_trains_and_evaluates(tmp_path):
-  from lsattn.data import synthetic
+  from lsattn.data.synthetic import room as synthetic
   classes = synthetic.DEFAULT_NUM_CLASSES
   manual = synthetic.write_synthetic_mit67(tmp_path / "manual", train_per_class=2,
                                            test_per_class=1, image_size=(40, 40))
@@ -216,7 +216,8 @@ TWO_DEVICE_SCRIPT = r"""
 import sys, jax, numpy as np
 sys.path.insert(0, {root!r})
 from configs import test as test_config
-from lsattn import config_checks, parallel, training
+from lsattn import config_checks, training
+from lsattn.runs import parallel
 assert jax.device_count() == 2, jax.devices()
 config = test_config.get_config()
 model_config = config_checks.check_config(config)

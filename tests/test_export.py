@@ -1,4 +1,4 @@
-"""export.py / lsattn.export: the exported file runs with only jax and numpy and predicts
+"""export.py / lsattn.exporting: the exported file runs with only jax and numpy and predicts
 what predict.py predicts, for a pose run and a classification run (each trained once)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from lsattn import LsattnError, export, prediction
+from lsattn import LsattnError, exporting as export, prediction
 from lsattn.data import images, pipeline
 import trained_runs
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lsattn import figures
 from lsattn.errors import LsattnError
+from lsattn.evaluation import figures
 
 
 def _check_png(path, returned, min_width=200, min_height=150):

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from lsattn import LsattnError
-from lsattn.backbones.googlenet import GoogLeNet, local_response_norm, max_pool_ceil, tap_shape
+from lsattn.backbones.googlenet.network import (GoogLeNet, local_response_norm, max_pool_ceil,
+                                                tap_shape)
 
 EXPECTED_224 = {"3b": (28, 28, 480), "4c": (14, 14, 512), "4e": (14, 14, 832),
                 "5b": (7, 7, 1024)}

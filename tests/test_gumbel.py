@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lsattn import LsattnError
-from lsattn.gumbel import gumbel_softmax_st, sample_gumbel
+from lsattn.nn.gumbel import gumbel_softmax_st, sample_gumbel
 
 
 def _reference_st(logits, noise, temperature):

@@ -8,7 +8,7 @@ gets the wheel alone (``--no-deps --no-index``). Every command then runs from
 a folder outside the repository with PYTHONPATH cleared, so only the installed
 copy can be imported: its console scripts train the test config
 (configs/test.py copied alone) for two steps, and its config checks refuse an
-unknown key (the schema is in the package, `lsattn.defaults`).
+unknown key (the schema is in the package, `lsattn.config_schema`).
 """
 
 from __future__ import annotations

@@ -15,12 +15,18 @@ import numpy as np
 import pytest
 
 from configs import test as test_config
-from lsattn import (LsattnError, attention, checkpoint, compilation, config_checks, layers,
-                    training)
-from lsattn.backbones import googlenet
+from lsattn import LsattnError, config_checks, training
+from lsattn.backbones.googlenet import network as googlenet
+from lsattn.nn import attention, compute_options, primitives as layers
+from lsattn.runs import checkpoint, compilation
 
 IMAGE = 32
 ON_CPU = jax.default_backend() == "cpu"
+
+def _step_options(config, platform=None):
+  """The steps' compiler options for a config's kernels and YNNPACK fusions."""
+  return compilation.step_compiler_options(config.kernels, config.xla_cpu_ynn_fusions, platform)
+
 
 
 def _assert_trees_close(expected, actual, rtol=1e-5, per_leaf=True):
@@ -87,16 +93,16 @@ def test_one_by_one_convolution_paths_agree():
 
 
 def test_auto_resolves_by_backend_and_generic_drops_the_cpu_options():
-  assert compilation.resolve_kernels("auto", "cpu") == "cpu"
-  assert compilation.resolve_kernels("auto", "gpu") == "generic"
-  assert compilation.resolve_kernels("auto", "tpu") == "generic"
-  assert compilation.resolve_kernels("cpu", "gpu") == "cpu"
+  assert compute_options.resolve_kernels("auto", "cpu") == "cpu"
+  assert compute_options.resolve_kernels("auto", "gpu") == "generic"
+  assert compute_options.resolve_kernels("auto", "tpu") == "generic"
+  assert compute_options.resolve_kernels("cpu", "gpu") == "cpu"
   if ON_CPU:
-    assert compilation.resolve_kernels("auto") == "cpu"
+    assert compute_options.resolve_kernels("auto") == "cpu"
   generic = _config("generic", "none")
-  assert compilation.step_compiler_options(generic, "cpu") is None
-  assert compilation.step_compiler_options(_config("cpu", "none"), "cpu") == (
-      compilation.step_compiler_options(_config("auto", "none"), "cpu"))
+  assert _step_options(generic, "cpu") is None
+  assert _step_options(_config("cpu", "none"), "cpu") == (
+      _step_options(_config("auto", "none"), "cpu"))
 
 
 @pytest.mark.parametrize("key,value", [("kernels", "gpu"), ("kernels", "CPU"),
@@ -152,7 +158,7 @@ def _loss_and_grads(kernels: str, remat: str, state, batch):
   loss_fn = training.make_loss_fn(config, model_config)
   grad_fn = jax.value_and_grad(
       lambda params: loss_fn(params, state.model_state, batch, jax.random.key(1), 1.0)[0])
-  jitted = jax.jit(grad_fn, compiler_options=compilation.step_compiler_options(config))
+  jitted = jax.jit(grad_fn, compiler_options=_step_options(config))
   return jax.device_get(jitted(state.params))
 
 
@@ -175,7 +181,7 @@ def _train_step_memory(remat: str, state, batch):
   config = _config("cpu", remat)
   model_config = config_checks.check_config(config)
   jitted = jax.jit(training.make_train_step(config, model_config), donate_argnums=0,
-                   compiler_options=compilation.step_compiler_options(config))
+                   compiler_options=_step_options(config))
   return jitted.lower(state, batch, jax.random.key(1)).compile().memory_analysis()
 
 

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lsattn import losses
+from lsattn.nn import losses
 
 IDENTITY = jnp.array([[1.0, 0.0, 0.0, 0.0]])
 QUARTER_Z = jnp.array([[np.sqrt(0.5), 0.0, 0.0, np.sqrt(0.5)]])  # 90 deg about z

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from lsattn import metrics
 from lsattn.errors import LsattnError
+from lsattn.evaluation import metrics
 
 IDENTITY = [1.0, 0.0, 0.0, 0.0]
 C = np.sqrt(0.5)

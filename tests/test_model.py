@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lsattn import LsattnError, config_checks, core, defaults, model
+from lsattn import LsattnError, config_checks, config_schema as defaults, model
+from lsattn.nn import core
 
 TINY_CORE = core.CoreConfig(num_steps=2, hidden_size=8, projection_size=8,
                             convlstm_kernel_sizes=(1, 3), attention_kernel_sizes=(1, 3),

@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lsattn import pooling
-from lsattn.backbones import googlenet
+from lsattn.backbones.googlenet import network as googlenet
+from lsattn.nn import pooling
 
 
 def _reference(x, window, stride, pads):

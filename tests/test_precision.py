@@ -12,7 +12,10 @@ import pytest
 from jax.extend import core as jax_core
 
 from configs import test as test_config
-from lsattn import compilation, config_checks, convlstm, core, gumbel, training
+from lsattn import config_checks, training
+from lsattn.evaluation import loop as eval_loop
+from lsattn.nn import convlstm, core, gumbel
+from lsattn.runs import compilation
 
 STEPS = 50
 NUM_BATCHES = 4  # cycled; a loss is averaged over whole cycles
@@ -27,6 +30,11 @@ CYCLES = 2  # 'first' and 'final' loss: the mean over the first and the last 2 c
 # tolerances away, and the test checks float32 learned more than 2.
 LOSS_TOLERANCE = 0.5
 CONTRACTIONS = ("dot_general", "conv_general_dilated")
+
+def _step_options(config, platform=None):
+  """The steps' compiler options for a config's kernels and YNNPACK fusions."""
+  return compilation.step_compiler_options(config.kernels, config.xla_cpu_ynn_fusions, platform)
+
 
 
 def _config(dtype: str, **overrides):
@@ -65,7 +73,7 @@ def _train(dtype: str) -> dict:
   state = training.create_train_state(jax.random.key(config.seed), config, model_config,
                                       _image_shape(config))
   step = jax.jit(training.make_train_step(config, model_config), donate_argnums=0,
-                 compiler_options=compilation.step_compiler_options(config))
+                 compiler_options=_step_options(config))
   rng = jax.random.key(1)
   losses, nonfinite = [], 0
   for index in range(STEPS):
@@ -105,8 +113,8 @@ def test_bfloat16_eval_step_outputs_float32_close_to_float32(runs):
   outputs = {}
   for dtype in ("float32", "bfloat16"):
     config, model_config = _config(dtype)
-    eval_step = jax.jit(training.make_eval_step(model_config),
-                        compiler_options=compilation.step_compiler_options(config))
+    eval_step = jax.jit(eval_loop.make_eval_step(model_config),
+                        compiler_options=_step_options(config))
     outputs[dtype] = eval_step(trained.params, trained.model_state, images)
   half, full = outputs["bfloat16"], outputs["float32"]
   for name, value in half.items():

@@ -34,9 +34,11 @@ import pytest
 import tensorstore
 
 from configs import test as test_config
-from lsattn import checkpoint, experiment
-from lsattn.data import pipeline, synthetic
+from lsattn import experiment
+from lsattn.data import pipeline
+from lsattn.data.synthetic import room as synthetic
 from lsattn.errors import LsattnError
+from lsattn.runs import checkpoint
 import fault_injection  # tests/fault_injection.py, beside this file
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -370,8 +372,8 @@ FULL_DISK_SCRIPT = r"""
 import json, pathlib, sys
 sys.path.insert(0, {root!r})
 import jax, numpy as np
-from lsattn import checkpoint
 from lsattn.errors import LsattnError
+from lsattn.runs import checkpoint
 workdir = pathlib.Path(sys.argv[1]) / "run"
 rng = np.random.default_rng(0)
 state = {{"w": rng.normal(size=150_000).astype(np.float32)}}  # 600 kB: one fits in 1 MB

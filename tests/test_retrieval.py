@@ -1,4 +1,4 @@
-"""Retrieval baselines (lsattn.retrieval, evaluation.retrieval_baselines) on hand-made cases."""
+"""Retrieval baselines (lsattn.evaluation.retrieval, evaluation.retrieval_baselines) on hand-made cases."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from configs import test as test_config
-from lsattn import config_checks, evaluation, experiment, geometry, retrieval
+from lsattn import config_checks, experiment, geometry
+from lsattn.evaluation import loop as evaluation, retrieval
 
 OFFSET = np.array([100.0, -50.0])  # shared by every descriptor: centring removes it
 REFERENCES = OFFSET + np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]])

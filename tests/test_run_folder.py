@@ -9,7 +9,8 @@ import shutil
 import pytest
 
 from configs import test as test_config
-from lsattn import LsattnError, defaults, experiment, run_folder
+from lsattn import LsattnError, config_schema as defaults, experiment
+from lsattn.runs import run_folder
 import trained_runs
 
 

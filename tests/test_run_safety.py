@@ -25,9 +25,11 @@ import pytest
 
 import test_builders  # tests/test_builders.py: the official formats' fixture writers
 import trained_runs
-from lsattn import (LsattnError, atomic, cli, evaluation, experiment, export, interrupts,
-                    run_folder, run_lock)
-from lsattn.data import builders, datasets, images, synthetic
+from lsattn import LsattnError, cli, experiment, exporting as export
+from lsattn.data import builders, datasets, images
+from lsattn.data.synthetic import room as synthetic
+from lsattn.evaluation import loop as evaluation
+from lsattn.runs import atomic, interrupts, run_folder, run_lock
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 TEST_CONFIG = ROOT / "configs" / "test.py"

@@ -10,7 +10,7 @@ from PIL import Image
 import pytest
 
 from lsattn import LsattnError
-from lsattn.data import synthetic
+from lsattn.data.synthetic import room as synthetic
 from written_files import assert_mit67_layout, assert_seeded, file_bytes, pixels  # tests/written_files.py
 
 SMALL_SCENE = dict(image_size=(60, 80), train_sequences=(1, 2), test_sequences=(3,),

@@ -1,4 +1,4 @@
-"""Reading PyTorch .pth checkpoints without PyTorch (lsattn.torch_checkpoint).
+"""Reading PyTorch .pth checkpoints without PyTorch (lsattn.weight_formats.torch_checkpoint).
 
 Files come from three writers: tests/torch_writer.py (both formats, opcode by
 opcode, independent of the reader; also the crafted files), torch.save itself
@@ -17,7 +17,9 @@ import pytest
 
 import caffe_writer  # tests/caffe_writer.py, beside this file
 import torch_writer  # tests/torch_writer.py, beside this file
-from lsattn import LsattnError, torch_checkpoint, weights
+from lsattn import LsattnError
+from lsattn.backbones import loading
+from lsattn.weight_formats import torch_checkpoint
 from torch_writer import Call, Global, Storage, Tensor
 
 WRITERS = {
@@ -179,7 +181,7 @@ def test_efficientnet_lite0_is_not_googlenet():
   """Another network's valid state dict: the caller's name check refuses it."""
   path = _efficientnet_path()
   with pytest.raises(LsattnError, match="not the torchvision GoogLeNet") as error:
-    weights.load_backbone_weights(path, "torchvision")
+    loading.load_backbone_weights(path, "torchvision")
   assert str(path) in str(error.value) and "\n" not in str(error.value)
 
 
@@ -227,7 +229,7 @@ def test_googlenet_state_dict_loads_into_the_torchvision_variant(tmp_path, write
   variables = caffe_writer.random_variables("torchvision", 10, seed=4)
   path = tmp_path / "googlenet.pth"
   WRITERS[writer](path, torch_writer.ordered_dict(_torchvision_tensors(variables)))
-  loaded = weights.load_backbone_weights(path, "torchvision")
+  loaded = loading.load_backbone_weights(path, "torchvision")
   jax.tree.map(np.testing.assert_array_equal, loaded, variables)
 
 

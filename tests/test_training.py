@@ -195,7 +195,7 @@ def test_unknown_keys_are_refused_without_the_repository(tmp_path):
   root = pathlib.Path(__file__).resolve().parent.parent
   shutil.copytree(root / "lsattn", tmp_path / "site" / "lsattn",
                   ignore=shutil.ignore_patterns("__pycache__"))
-  script = ("from lsattn import LsattnError, config_checks, defaults\n"
+  script = ("from lsattn import LsattnError, config_checks, config_schema as defaults\n"
             "config = defaults.get_config()\n"
             "config.batchsize = 4\n"
             "try:\n"

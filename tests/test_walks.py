@@ -1,4 +1,4 @@
-"""The walks scene (lsattn.data.walks): layout, poses, the documented distances, the build."""
+"""The walks scene (lsattn.data.synthetic.walks): layout, poses, the documented distances, the build."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from PIL import Image
 import pytest
 
 from lsattn import geometry
-from lsattn.data import datasets, formats, pipeline, synthetic, walks
+from lsattn.data import datasets, formats, pipeline
+from lsattn.data.synthetic import room as synthetic, walks
 from written_files import assert_seeded  # tests/written_files.py
 
 SMALL = dict(image_size=(24, 32), frames_per_sequence=5)
@@ -109,7 +110,7 @@ def test_nearest_training_distances_on_a_hand_made_case():
 
 
 def _documented_figures() -> dict[str, dict[str, tuple[float, float]]]:
-  """The table of lsattn/data/walks.py's docstring: scene -> name -> (median, p90)."""
+  """The table of lsattn/data/synthetic/walks.py's docstring: scene -> name -> (median, p90)."""
   names = ("translation_m", "rotation_deg", "joint_translation_m", "joint_rotation_deg")
   table = {}
   for line in walks.__doc__.splitlines():

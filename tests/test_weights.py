@@ -7,8 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lsattn import LsattnError, weights
-from lsattn.backbones.googlenet import GoogLeNet
+from lsattn import LsattnError
+from lsattn.backbones import loading
+from lsattn.backbones.googlenet import readers as weights
+from lsattn.backbones.googlenet.network import GoogLeNet
 
 
 def _init(variant, num_classes=10, size=64):
@@ -30,7 +32,7 @@ def test_npz_round_trip(tmp_path):
   variables = _random_variables("torchvision")
   path = tmp_path / "backbone.npz"
   weights.save_npz(path, variables)
-  loaded = weights.load_backbone_weights(path, "torchvision")
+  loaded = loading.load_backbone_weights(path, "torchvision")
   jax.tree.map(np.testing.assert_array_equal, loaded, variables)
 
 
@@ -58,9 +60,9 @@ def test_unreadable_and_missing_files(tmp_path):
   path = tmp_path / "truncated.npz"
   path.write_bytes(b"PK\x03\x04 not really a zip")
   with pytest.raises(LsattnError, match="truncated.npz"):
-    weights.load_backbone_weights(path, "caffe")
+    loading.load_backbone_weights(path, "caffe")
   with pytest.raises(LsattnError, match="no such file"):
-    weights.load_backbone_weights(tmp_path / "absent.npz", "caffe")
+    loading.load_backbone_weights(tmp_path / "absent.npz", "caffe")
 
 
 def test_caffe_naming_loads_oihw_blobs(tmp_path):
@@ -80,7 +82,7 @@ def test_caffe_naming_loads_oihw_blobs(tmp_path):
   npz_path = tmp_path / "places_googlenet.npz"
   np.savez(npz_path, **{f"{k}_{i}": v for k, pair in blobs.items() for i, v in enumerate(pair)})
   for path in (pickle_path, npz_path):
-    loaded = weights.load_backbone_weights(path, "caffe")
+    loaded = loading.load_backbone_weights(path, "caffe")
     jax.tree.map(np.testing.assert_array_equal, loaded, variables)
 
 
@@ -111,7 +113,7 @@ def test_torchvision_equivalence(tmp_path, transform_input):
   with torch.no_grad():
     logits = reference(normalised)
 
-  variables = weights.load_backbone_weights(path, "torchvision")
+  variables = loading.load_backbone_weights(path, "torchvision")
   # Our input convention: RGB 0-255 minus mean; the variant divides by 255 * std.
   std = np.array([0.229, 0.224, 0.225], np.float32)
   images = normalised.numpy().transpose(0, 2, 3, 1) * 255 * std

@@ -15,7 +15,8 @@ import orbax.checkpoint as ocp
 import pytest
 
 import caffe_writer  # tests/caffe_writer.py, beside this file
-from lsattn import experiment, weights
+from lsattn import experiment
+from lsattn.backbones.googlenet import readers as weights
 import trained_runs
 
 

@@ -1,6 +1,6 @@
 """PyTorch checkpoints written without PyTorch, in both formats of `torch.save`.
 
-A writer independent of the reader under test (`lsattn.torch_checkpoint`):
+A writer independent of the reader under test (`lsattn.weight_formats.torch_checkpoint`):
 the pickle is emitted opcode by opcode (protocol 2, as `torch.save` writes),
 so it names exactly the globals a test asks for: torch's tensor rebuild
 function and storage classes, ``collections.OrderedDict``, or any other

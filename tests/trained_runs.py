@@ -17,7 +17,7 @@ import numpy as np
 
 from configs import test as test_config
 from lsattn import experiment
-from lsattn.data import synthetic
+from lsattn.data.synthetic import room as synthetic
 from shared import built_once, shared_folder  # tests/shared.py
 
 

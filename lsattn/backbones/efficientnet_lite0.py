@@ -66,8 +66,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from lsattn import backbones, compilation, layers, torch_checkpoint
+from lsattn.backbones import contract
 from lsattn.errors import LsattnError
+from lsattn.nn import compute_options, primitives
+from lsattn.weight_formats import torch_checkpoint
 
 TAP_NAMES = ("s4", "s5", "s6", "head")
 TAP_STRIDES = {"s4": 8, "s5": 16, "s6": 16, "head": 32}
@@ -165,7 +167,7 @@ def depthwise_conv(x: jax.Array, kernel: jax.Array, stride: int, *, kernels: str
 
 
 class Pointwise(nn.Module):
-  """1x1 convolution without bias (`lsattn.layers.conv2d`: a matmul for kernels='cpu')."""
+  """1x1 convolution without bias (`lsattn.nn.primitives.conv2d`: a matmul for kernels='cpu')."""
   features: int
   kernels: str = "cpu"  # resolved: 'cpu' or 'generic'
 
@@ -174,7 +176,7 @@ class Pointwise(nn.Module):
     """x: [B, H, W, C] -> [B, H, W, features] in x's dtype."""
     kernel = self.param("kernel", nn.initializers.lecun_normal(),
                         (1, 1, x.shape[-1], self.features), jnp.float32)
-    return layers.conv2d({"kernel": kernel}, x, kernels=self.kernels)
+    return primitives.conv2d({"kernel": kernel}, x, kernels=self.kernels)
 
 
 class Depthwise(nn.Module):
@@ -233,9 +235,9 @@ class EfficientNetLite0(nn.Module):
     dtype: computation dtype (params stay float32; batch-norm statistics and
       normalisation are float32).
     kernels: 'auto' | 'cpu' | 'generic' depthwise and 1x1 convolutions
-      (`lsattn.compilation.resolve_kernels`; same results).
+      (`lsattn.nn.compute_options.resolve_kernels`; same results).
     remat_blocks: recompute each MBConv block's activations in the backward
-      pass (`nn.remat`, policy `lsattn.compilation.REMAT_POLICY`; same
+      pass (`nn.remat`, policy `lsattn.nn.compute_options.REMAT_POLICY`; same
       results, less memory).
   """
   num_classes: int = 1000
@@ -253,8 +255,8 @@ class EfficientNetLite0(nn.Module):
       raise LsattnError(f"unknown backbone taps {unknown}; choose from {TAP_NAMES}")
     if images.ndim != 4 or images.shape[-1] != 3:
       raise LsattnError(f"images must be [B, H, W, 3] RGB, got shape {tuple(images.shape)}")
-    kernels = compilation.resolve_kernels(self.kernels)
-    block = (nn.remat(MBConv, policy=compilation.REMAT_POLICY, static_argnums=(2,))
+    kernels = compute_options.resolve_kernels(self.kernels)
+    block = (nn.remat(MBConv, policy=compute_options.REMAT_POLICY, static_argnums=(2,))
              if self.remat_blocks else MBConv)
 
     x = images.astype(self.dtype) / INPUT_STD
@@ -389,7 +391,7 @@ def imagenet_weights_path() -> str:
 def load_imagenet_weights_file(path: str | os.PathLike) -> dict:
   """Reads an EfficientNet-Lite0 .pth (`imagenet_weights_path`) into {'params', 'batch_stats'}.
 
-  The file is read without PyTorch (`lsattn.torch_checkpoint`).
+  The file is read without PyTorch (`lsattn.weight_formats.torch_checkpoint`).
 
   Raises:
     LsattnError: the file is missing or unreadable, or holds other weights
@@ -399,7 +401,7 @@ def load_imagenet_weights_file(path: str | os.PathLike) -> dict:
   return variables_from_state_dict(torch_checkpoint.load_state_dict(path), path)
 
 
-BACKBONE = backbones.register(backbones.Backbone(
+BACKBONE = contract.register(contract.Backbone(
     name="efficientnet_lite0", module=EfficientNetLite0, taps=TAP_NAMES,
     strides=tuple(TAP_STRIDES[name] for name in TAP_NAMES),
     channels=tuple(tap_channels(name) for name in TAP_NAMES),

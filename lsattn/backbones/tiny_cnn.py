@@ -20,8 +20,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from lsattn import backbones, compilation
+from lsattn.backbones import contract
 from lsattn.errors import LsattnError
+from lsattn.nn import compute_options
 
 TAP_NAMES = ("t1", "t2", "t3", "t4")
 TAP_STRIDES = (8, 16, 16, 32)
@@ -79,8 +80,8 @@ class TinyCNN(nn.Module):
     unknown = [t for t in self.taps if t not in TAP_NAMES]
     if unknown:
       raise LsattnError(f"unknown backbone taps {unknown}; choose from {TAP_NAMES}")
-    backbones.check_images(images)
-    layer = (nn.remat(ConvRelu, policy=compilation.REMAT_POLICY) if self.remat_blocks
+    contract.check_images(images)
+    layer = (nn.remat(ConvRelu, policy=compute_options.REMAT_POLICY) if self.remat_blocks
              else ConvRelu)
     last = (len(LAYERS) - 1 if self.compute_logits
             else max(i for i, (_, _, tap) in enumerate(LAYERS) if tap in self.taps))
@@ -96,7 +97,7 @@ class TinyCNN(nn.Module):
     return outputs
 
 
-BACKBONE = backbones.register(backbones.Backbone(
+BACKBONE = contract.register(contract.Backbone(
     name="tiny_cnn", module=TinyCNN, taps=TAP_NAMES, strides=TAP_STRIDES,
     channels=TAP_CHANNELS, display_names=("Tiny-1", "Tiny-2", "Tiny-3", "Tiny-4"),
     tap_shape=tap_shape, input_convention="divided by 128 (random weights: any scale near 1).",

@@ -16,12 +16,12 @@ Builders and configs (``--config.dataset=<builder>/<config>``):
 * ``seven_scenes/{chess,fire,heads,office,pumpkin,redkitchen,stairs,synthetic_room,synthetic_walks}``:
   the last two are lsattn's rendered room; ``synthetic_room`` tests
   interpolation between training views, ``synthetic_walks`` generalisation
-  to a new walk (`lsattn.data.walks`)
+  to a new walk (`lsattn.data.synthetic.walks`)
 * ``cambridge_landmarks/{kings_college,old_hospital,shop_facade,st_marys_church,great_court,street}``
 * ``tum_lsi/default``
 * ``mit67/{full,synthetic,synthetic_texture,synthetic_layout}``: the last two
   are told apart only by a fine texture or only by a coarse layout
-  (`lsattn.data.cue_scale`)
+  (`lsattn.data.synthetic.cue_scale`)
 * ``own_scene/<name>``: a user's scene, any name; the manual folder is the
   scene folder (`OwnScene`)
 """
@@ -35,7 +35,8 @@ import pathlib
 import numpy as np
 import tensorflow_datasets as tfds
 
-from lsattn.data import cue_scale, formats, images, own_scene
+from lsattn.data import formats, images, own_scene
+from lsattn.data.synthetic import cue_scale
 from lsattn.errors import LsattnError
 
 
@@ -361,5 +362,5 @@ class Mit67(_LsattnBuilder):
 
 
 def _synthetic_classes() -> tuple[str, ...]:
-  from lsattn.data import synthetic  # numpy rendering; imported only when needed
+  from lsattn.data.synthetic import room as synthetic  # numpy rendering; imported only when needed
   return tuple(synthetic.MIT67_CLASS_NAMES[:synthetic.DEFAULT_NUM_CLASSES])

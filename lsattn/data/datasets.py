@@ -4,9 +4,9 @@
 once (later calls reuse it). ``own_scene/<name>`` is a user's scene under any
 name (letters, digits, '_', '-', '.'); its ``manual_dir`` is the scene folder
 (`builders.OwnScene`). For the synthetic configs the source files are
-first written by `lsattn.data.synthetic` (``seven_scenes/synthetic_walks``:
-`lsattn.data.walks`; ``mit67/synthetic_texture`` and
-``mit67/synthetic_layout``: `lsattn.data.cue_scale`) into ``manual_dir``
+first written by `lsattn.data.synthetic.room` (``seven_scenes/synthetic_walks``:
+`lsattn.data.synthetic.walks`; ``mit67/synthetic_texture`` and
+``mit67/synthetic_layout``: `lsattn.data.synthetic.cue_scale`) into ``manual_dir``
 (default ``<data_dir>/manual/<builder>_<config>``), so they run with no
 download.
 
@@ -32,12 +32,13 @@ import tempfile
 
 import tensorflow_datasets as tfds
 
-from lsattn.data import builders, cue_scale, sources
+from lsattn.data import builders, sources
+from lsattn.data.synthetic import cue_scale
 from lsattn.errors import LsattnError
 
 BUILDER_NAMES = ("seven_scenes", "cambridge_landmarks", "tum_lsi", "mit67", "own_scene")
 _OWN_SCENE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-# The mit67 configs written by lsattn.data.cue_scale, and the cue of each.
+# The mit67 configs written by lsattn.data.synthetic.cue_scale, and the cue of each.
 _CUE_SCALE_CUES = {"synthetic_texture": "texture", "synthetic_layout": "layout"}
 
 
@@ -79,7 +80,7 @@ def task_of(dataset: str) -> str:
 
 def _write_synthetic(dataset: str, manual_dir: pathlib.Path, seed: int) -> None:
   """Writes the synthetic source files atomically (a temporary folder renamed)."""
-  from lsattn.data import synthetic, walks  # rendering code, only needed here
+  from lsattn.data.synthetic import room, walks  # rendering code, only needed here
   name, config = split_name(dataset)
   staging = manual_dir.with_name(manual_dir.name + ".incomplete")
   shutil.rmtree(staging, ignore_errors=True)
@@ -87,11 +88,11 @@ def _write_synthetic(dataset: str, manual_dir: pathlib.Path, seed: int) -> None:
   if name == "seven_scenes" and config == "synthetic_walks":
     walks.write_synthetic_walks(staging, seed=seed)
   elif name == "seven_scenes":
-    synthetic.write_synthetic_seven_scenes(staging, seed=seed)
+    room.write_synthetic_seven_scenes(staging, seed=seed)
   elif config in _CUE_SCALE_CUES:
     cue_scale.write_cue_scale_mit67(staging, cue=_CUE_SCALE_CUES[config], seed=seed)
   else:
-    synthetic.write_synthetic_mit67(staging, seed=seed)
+    room.write_synthetic_mit67(staging, seed=seed)
   staging.rename(manual_dir)
 
 

@@ -21,8 +21,8 @@ import json
 import os
 import pathlib
 
-from lsattn import atomic
 from lsattn.errors import LsattnError
+from lsattn.runs import atomic
 
 SOURCE_FILE = "lsattn_source.json"
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
