@@ -5,7 +5,7 @@ r"""Cambridge Landmarks, one scene per run (paper Table 1): ``configs/cambridge.
 
 Scenes: kings_college, old_hospital, shop_facade, st_marys_church,
 great_court, street. 8,000 steps of batch 40: many hours of train steps on a
-2-core CPU (benchmarks/README.md, "Paper shapes", has the step time); a GPU
+2-core CPU (benchmarks/results/2026-11-25-cpu.md, "Paper shapes", has the step time); a GPU
 is the intended hardware. eval/metrics.json's ``protocol`` is
 'whole_train_split_last_checkpoint'.
 

@@ -25,7 +25,7 @@ unchanged; that demo is still one flag away:
   python train.py --config=configs/demo_pose.py --workdir=runs/demo_pose_googlenet \
       --config.backbone=caffe --config.backbone_weights=''
 
-Measured results: benchmarks/README.md, "Demo runs".
+Measured results: benchmarks/results/2026-11-30-demo-runs.md.
 """
 
 from configs import default

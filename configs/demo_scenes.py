@@ -6,8 +6,8 @@ Writes 6 synthetic classes (40 images each), builds the dataset, trains with
 a frozen EfficientNet-Lite0 with ImageNet weights (from pip, as in
 configs/demo_pose.py) on 96x96 crops, N = 2 steps, and evaluates the test
 images. The frozen random GoogLeNet it used first: ``--config.backbone=caffe
---config.backbone_weights=''``. Measured results: benchmarks/README.md,
-"Demo runs".
+--config.backbone_weights=''``. Measured results:
+benchmarks/results/2026-11-30-demo-runs.md.
 """
 
 from configs import default

@@ -4,7 +4,7 @@ r"""MIT-67 indoor scene classification (paper Table 2).
       --config.manual_dir=/data/mit67 --config.backbone_weights=/weights/googlenet_places.npz
 
 8,000 steps of batch 40: many hours of train steps on a 2-core CPU
-(benchmarks/README.md, "Paper shapes", has the step time, measured with
+(benchmarks/results/2026-11-25-cpu.md, "Paper shapes", has the step time, measured with
 N = 3; here N = 2); a GPU is the intended hardware. eval/metrics.json's ``protocol`` is
 'whole_train_split_last_checkpoint'.
 

@@ -4,7 +4,7 @@ r"""7-Scenes, one scene per run (paper Table 1): ``configs/seven_scenes.py:<scen
       --config.manual_dir=/data/7scenes --config.backbone_weights=/weights/googlenet_places.npz
 
 20,000 steps of batch 40: more than a day of train steps on a 2-core CPU
-(benchmarks/README.md, "Paper shapes", has the step time); a GPU is the
+(benchmarks/results/2026-11-25-cpu.md, "Paper shapes", has the step time); a GPU is the
 intended hardware. eval/metrics.json's median translation and rotation
 errors compare with the paper's "Ours, step 3" column; its ``protocol`` is
 'whole_train_split_last_checkpoint'.

@@ -4,7 +4,7 @@ r"""TUM-LSI (paper Table 1).
       --config.manual_dir=/data/tum_lsi --config.backbone_weights=/weights/googlenet_places.npz
 
 5,000 steps of batch 40: hours of train steps on a 2-core CPU
-(benchmarks/README.md, "Paper shapes", has the step time); a GPU is the
+(benchmarks/results/2026-11-25-cpu.md, "Paper shapes", has the step time); a GPU is the
 intended hardware.
 eval/metrics.json's ``protocol`` is 'whole_train_split_last_checkpoint'.
 

@@ -134,7 +134,7 @@ def depthwise_conv(x: jax.Array, kernel: jax.Array, stride: int, *, kernels: str
     kernels: 'generic', XLA's grouped convolution; or 'cpu', a sum of the
       k * k shifted, strided slices of the padded input, each times one tap
       of the kernel (the same function, measured faster on XLA's CPU
-      backend: benchmarks/README.md).
+      backend: benchmarks/results/2026-12-04-depthwise.md).
 
   Returns:
     [B, ceil(H / stride), ceil(W / stride), C] in x's dtype.

@@ -28,7 +28,7 @@ channels are mixed by a 1x1 convolution into one channel of mask logits:
 Without the inner :math:`\phi` the branches and the mix would collapse
 into one 5x5 convolution (C.1's "plain convolution" baseline); with it, C_A is a small two-layer
 network whose 1x1, 3x3 and 5x5 features compete. m is ours (the paper
-gives no width; 4 by default, benchmarks/README.md has its cost). E_h
+gives no width; 4 by default, benchmarks/results/2026-11-30-cpu.md has its cost). E_h
 stays the paper's one 1x1 convolution: its job is to convert the hidden
 state's channels to f's (fig. 6: "first converted to the appropriate
 channel size"), and a multi-kernel E_h on every candidate layer would cost

@@ -4,7 +4,7 @@ GoogLeNet max-pools 13 times (a 3x3 pool in every inception block and four
 strided pools). XLA's CPU backend runs the gradient of ``reduce_window`` max
 (select-and-scatter) far slower than the convolutions around it: at 224x224,
 batch 8, the pools took about half of the backbone's backward pass
-(benchmarks/README.md). A k x k max is the max over rows of the max over
+(benchmarks/results/2026-11-25-cpu.md). A k x k max is the max over rows of the max over
 columns, and each 1-D pass here is k strided slices forward and k masked,
 strided pads backward, which XLA fuses into a few elementwise loops.
 

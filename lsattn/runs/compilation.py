@@ -4,7 +4,7 @@ On CPU, XLA (jaxlib 0.10) hands dots, reductions and convolutions to the
 YNNPACK library by default. On GoogLeNet's and the Conv-LSTM's shapes,
 YNNPACK's convolutions run slower than XLA's own (Eigen) kernels, while its
 dots and reductions are the faster ones. So by default lsattn keeps YNNPACK
-for dots and reductions only (the measurements: benchmarks/README.md,
+for dots and reductions only (the measurements: benchmarks/results/2026-11-25-cpu.md,
 "Results: current code"). The config key ``xla_cpu_ynn_fusions`` chooses;
 other backends ignore it, and a jaxlib without the option falls back to
 XLA's defaults with a warning.

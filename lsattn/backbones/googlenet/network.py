@@ -124,7 +124,7 @@ def _channel_window_sum(x: jax.Array, size: int) -> jax.Array:
 
 # An explicit gradient: autodiff's version recomputes the power for every
 # element of every window, and XLA's CPU fusion of it took longer than the
-# convolution next to it (benchmarks/README.md).
+# convolution next to it (benchmarks/results/2026-11-25-cpu.md).
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4))
 def _lrn(x, size, alpha, beta, k):
   return _lrn_fwd(x, size, alpha, beta, k)[0]
