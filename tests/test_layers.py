@@ -10,8 +10,9 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 def _lint_imports(cwd: pathlib.Path, package_parent: pathlib.Path):
+  # --no-cache: a cache of an earlier graph could hide a changed import.
   command = [sys.executable, "-c", "import sys; from importlinter.cli import lint_imports_command; "
-             "sys.exit(lint_imports_command())"]
+             "sys.argv = ['lint-imports', '--no-cache']; sys.exit(lint_imports_command())"]
   env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(package_parent)}
   return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
