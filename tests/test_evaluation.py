@@ -118,7 +118,8 @@ def test_pose_metrics_per_step():
   # Same keys as the top-level pose metrics; the top level is the final step.
   summary_keys = {"median_translation_m", "median_rotation_deg", "mean_translation_m",
                   "mean_rotation_deg", "within_0.25m_2deg", "within_0.5m_5deg",
-                  "within_5m_10deg", "within_0.05m_5deg", "within_0.1m_10deg",
+                  "within_5m_10deg", "within_0.05m_5deg", "within_0.1m_5deg",
+                  "within_0.1m_10deg",
                   "num_examples"}
   for entry in result["per_step"]:
     assert set(entry) == summary_keys | {"step"} and entry["num_examples"] == 3
