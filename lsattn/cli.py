@@ -29,7 +29,7 @@ from ml_collections import config_flags
 
 from lsattn import config_schema
 from lsattn.errors import LsattnError
-from lsattn.runs import interrupts
+from lsattn.runs import interrupts, run_folder
 
 T = TypeVar("T")
 
@@ -128,32 +128,45 @@ def predict(argv: list[str] | None = None) -> None:
   overlays = flags.DEFINE_string("overlays", None, "Folder for attention overlay figures.")
   per_step = flags.DEFINE_bool("per_step", False, "Also output the prediction of every "
                                "recurrent step (step 1 first; the last is the final one).")
-  _shown_in_help(predict, config, workdir, output, overlays, per_step)
+  estimates = flags.DEFINE_string("estimates", None, "Pose runs: also write the poses as "
+                                  "per-frame estimates (.txt; 'rgb_file qw qx qy qz tx ty tz', "
+                                  "world to camera; rgb_file = the path as given).")
+  _shown_in_help(predict, config, workdir, output, overlays, per_step, estimates)
 
   def main(argv):
     logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
     run_cli(_stopping_on_signals(predict_images, "the prediction"), config.value,
-            workdir.value, argv[1:], output.value, overlays.value, per_step.value)
+            workdir.value, argv[1:], output.value, overlays.value, per_step.value,
+            estimates.value)
 
   app.run(main, argv=argv, flags_parser=parse_flags)
 
 
-def predict_images(config, workdir, paths, output, overlays, per_step) -> None:
+def predict_images(config, workdir, paths, output, overlays, per_step, estimates=None) -> None:
   """predict's work once its flags are read; a summary line on stderr."""
   from lsattn import prediction
   if not paths:
     raise LsattnError("no images given: pass image files or folders after the flags")
   if output is not None:
     prediction.check_output_path(output)
+  if estimates is not None:
+    prediction.check_estimates_path(estimates)
+    saved = run_folder.read(workdir)
+    if saved is not None and saved.task != "pose":
+      raise LsattnError(f"--estimates={estimates}: per-frame estimates are poses; the run "
+                        f"{workdir} is a {saved.task} run")
   results = prediction.predict(workdir, config, paths, overlays=overlays, per_step=per_step)
   import jax  # started by `predict`, multi-process or not
   if jax.process_index() != 0:  # a multi-process job: process 0 writes and reports
     return
   prediction.write_predictions(output, results)
+  if estimates is not None:
+    prediction.write_estimates(estimates, results)
   failed = [r["path"] for r in results if "error" in r]
   skipped = [prediction.describe_skipped(path) for path in prediction.skipped_entries(paths)]
   print(f"Predicted {len(results) - len(failed)} of {len(results)} images"
         + (f"; wrote {output}" if output else "")
+        + (f"; estimates in {estimates}" if estimates else "")
         + (f"; unreadable: {', '.join(failed)}" if failed else "")
         + (f"; skipped {len(skipped)} non-image "
            f"{'entry' if len(skipped) == 1 else 'entries'}: {', '.join(skipped)}"

@@ -429,7 +429,8 @@ def _final_evaluation(run: Setup, state, workdir: pathlib.Path, *, step: int,
         workdir / "eval", outputs, result, run.test_split, task=run.config.task,
         layer_names=run.model_config.layer_names, options=run.options,
         train_split=run.train_split, class_names=run.class_names,
-        num_figure_examples=run.config.num_figure_examples, draw_figures=run.config.eval_figures)
+        num_figure_examples=run.config.num_figure_examples, draw_figures=run.config.eval_figures,
+        scene=datasets.split_name(run.config.dataset)[1])
     print(eval_loop.summary_table(result, run.config.task))
     print(f"Protocol {protocol}: {selection}")
     print(f"Wrote {', '.join(sorted(paths.values()))}")

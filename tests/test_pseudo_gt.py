@@ -21,7 +21,7 @@ from lsattn.data.synthetic import room
 
 SCENE = "chess"
 FOCAL = 526.22
-FRAMES = 3  # per sequence: sequence 1 trains, sequence 2 tests
+FRAMES = 4  # per sequence: sequence 1 trains, sequence 2 tests
 # The SfM world differs from the D-SLAM one by a rotation about z and a shift.
 WORLD_ROTATION = geometry.quaternion_to_matrix(np.array([np.cos(0.3), 0.0, 0.0, np.sin(0.3)]))
 WORLD_SHIFT = np.array([0.5, -1.25, 2.0])
@@ -134,7 +134,8 @@ def _another_scene(manual):
   """fire's test split (sequences 3 and 4) copied over chess's."""
   path = pseudo_gt.pgt_path(manual, SCENE, "test")
   path.write_text(path.read_text().replace("seq-02/", "seq-04/"))
-  return path, [f"{path}:1:", "seq-04/frame-000002.color.png", "another scene", "seq-02"]
+  return path, [f"{path}:1:", f"seq-04/frame-{FRAMES - 1:06d}.color.png", "another scene",
+                "seq-02"]
 
 
 def _twice(manual):
@@ -238,3 +239,46 @@ def test_estimate_names_must_fit_the_format(tmp_path):
     pseudo_gt.write_estimates(tmp_path / "e.txt", ["seq 1/a.png", "b.png"], positions,
                               orientations)
   assert not (tmp_path / "e.txt").exists()
+
+
+def test_a_run_on_the_sfm_pgt_evaluates_against_it(tmp_path):
+  """Trained on the SfM build (2 steps of configs/test.py): metrics.json and the
+  checkpoint name the ground truth; eval's estimates, compared with the pGT test file as
+  evaluate_estimates.py compares them, give predictions.csv's errors; a config with the
+  other ground truth is another run."""
+  import csv
+  import json
+
+  from lsattn import experiment
+  from lsattn.runs import checkpoint
+  import trained_runs
+
+  manual = tmp_path / "manual"
+  _scene(manual)
+  data = {"data_dir": str(tmp_path / "data"), "manual_dir": str(manual)}
+  config = trained_runs.config(data, dataset=f"seven_scenes/{SCENE}", ground_truth="sfm")
+  experiment.train_and_evaluate(config, tmp_path / "run")
+  written = json.loads((tmp_path / "run" / "eval" / "metrics.json").read_text())
+  assert written["ground_truth"] == "sfm" and written["dataset"] == "seven_scenes/chess"
+  assert written["num_examples"] == FRAMES and "within_0.1m_5deg" in written
+  manager = checkpoint.create_manager(tmp_path / "run", save_every=1, keep=1)
+  assert checkpoint.read_meta(manager, manager.latest_step())["ground_truth"] == "sfm"
+
+  truth = pseudo_gt.read_pose_lines(pseudo_gt.pgt_path(manual, SCENE, "test"),
+                                    focal_length=True)
+  estimates = pseudo_gt.read_pose_lines(tmp_path / "run" / "eval" / "estimates_chess.txt",
+                                        focal_length=False)
+  with open(tmp_path / "run" / "eval" / "predictions.csv", newline="") as file:
+    rows = {row["image"]: row for row in csv.DictReader(file)}
+  assert set(estimates) == set(truth) == set(rows)
+  for name, row in rows.items():
+    assert row["scene"] == SCENE
+    translation = np.linalg.norm(estimates[name].position - truth[name].position)
+    rotation = geometry.quaternion_angle_deg(estimates[name].orientation,
+                                             truth[name].orientation)
+    assert translation == pytest.approx(float(row["translation_error_m"]), abs=1e-5)
+    assert rotation == pytest.approx(float(row["rotation_error_deg"]), abs=1e-3)
+
+  other = trained_runs.config(data, dataset=f"seven_scenes/{SCENE}")
+  with pytest.raises(LsattnError, match="ground_truth"):
+    experiment.evaluate(other, tmp_path / "run")
