@@ -109,10 +109,48 @@ def train(argv: list[str] | None = None) -> None:
 def evaluate(argv: list[str] | None = None) -> None:
   """Evaluates the latest checkpoint of a run on the test split (eval.py).
 
-  Writes <workdir>/eval/metrics.json, predictions.csv and figures (PNG).
+  Writes <workdir>/eval/metrics.json, predictions.csv, estimates_<scene>.txt (pose)
+  and figures (PNG). With --runs instead of --workdir: the dataset's table over
+  those runs' eval/metrics.json, one run per scene (per scene, and the mean over
+  scenes of the per-scene medians and fractions).
   """
-  _experiment_tool(evaluate, argv, "evaluate", _OPTIONAL_CONFIG_HELP,
-                   "Run folder written by train.py.", config_required=False)
+  config = config_flags.DEFINE_config_file("config", None, _OPTIONAL_CONFIG_HELP,
+                                           lock_config=True)
+  workdir = flags.DEFINE_string("workdir", None, "Run folder written by train.py.")
+  runs = flags.DEFINE_list("runs", None, "Instead of --workdir: run folders, one per scene "
+                           "of one dataset and ground truth, whose eval/metrics.json make "
+                           "the dataset's table (printed).")
+  table = flags.DEFINE_string("table", None, "With --runs: also write the table here "
+                              "(.md or .json).")
+  _shown_in_help(evaluate, config, workdir, runs, table)
+
+  def main(argv):
+    _no_arguments(argv)
+    if (workdir.value is None) == (runs.value is None):
+      _exit_with("give --workdir (evaluate a run) or --runs (a table over runs), one of them")
+    if runs.value is not None:
+      if config.value is not None:
+        _exit_with("--runs reads the runs' eval/metrics.json; it takes no --config")
+      run_cli(scene_table, runs.value, table.value)
+      return
+    if table.value is not None:
+      _exit_with("--table goes with --runs")
+    from lsattn import experiment  # jax and the model: after the flags are parsed
+    logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
+    run_cli(experiment.evaluate, config.value, workdir.value)
+
+  app.run(main, argv=argv, flags_parser=parse_flags)
+
+
+def scene_table(runs, output=None) -> None:
+  """eval.py --runs once its flags are read: the table on stdout, and in `output`."""
+  from lsattn.evaluation import tables
+  if output is not None:
+    tables.check_table_path(output)
+  table = tables.scene_table(runs)
+  print(tables.format_table(table))
+  if output is not None:
+    tables.write_table(output, table)
 
 
 def predict(argv: list[str] | None = None) -> None:
