@@ -157,7 +157,8 @@ def predict(argv: list[str] | None = None) -> None:
   """Predicts the pose (or scene class) of photos with a trained run (predict.py).
 
   Folders are expanded to their .jpg/.jpeg/.png files; without --output a
-  CSV goes to stdout (columns: `lsattn.prediction`).
+  CSV goes to stdout (columns: `lsattn.prediction`). --estimates also writes
+  the poses as per-frame estimates (`lsattn.prediction.write_estimates`).
   """
   config, workdir = _run_flags(_OPTIONAL_CONFIG_HELP, "Run folder written by train.py.",
                                config_required=False)

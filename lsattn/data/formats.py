@@ -16,6 +16,9 @@ image or imports tfds; the dataset builders wrap these readers.
 | TUM-LSI            | `read_tum_lsi`       | `{train,test}.txt`, `poses/<scan>_poses.xml`    |
 | MIT-67             | `read_mit67`         | `{Train,Test}Images.txt`, `Images/<class>/`     |
 
+7-Scenes' SfM pseudo ground truth (the same frames, other poses):
+`lsattn.data.pseudo_gt`.
+
 Every problem with the files raises `LsattnError` naming the file, the 1-based
 line (or the XML element) and the offending text, e.g.
 ``.../dataset_train.txt:7: expected 8 fields 'ImageFile X Y Z W P Q R': 'seq1/a.png 1 2'``.
