@@ -233,7 +233,9 @@ class SevenScenes(_PoseBuilder):
   BUILDER_CONFIGS = [
       *(SevenScenesConfig(name=seven_scenes_config_name(scene, ground_truth), folder=scene,
                           ground_truth=ground_truth,
-                          description=f"7-Scenes {scene}, {ground_truth} poses")
+                          description=f"7-Scenes {scene}" + (
+                              "" if ground_truth == "dslam" else
+                              f", {ground_truth} pseudo ground truth"))
         for scene in SEVEN_SCENES for ground_truth in pseudo_gt.GROUND_TRUTHS),
       SevenScenesConfig(name="synthetic_room", folder="synthetic_room",
                         description="lsattn's rendered room, in the 7-Scenes layout: test "

@@ -157,13 +157,15 @@ def _builder(dataset: str, data_dir: str | pathlib.Path,
              ground_truth: str = "dslam") -> tfds.core.DatasetBuilder:
   name, config = split_name(dataset)
   cls = builder_class(name)
+  check_ground_truth(dataset, ground_truth)
   data_dir = str(pathlib.Path(data_dir).expanduser())
   if cls is builders.SevenScenes:
-    scene, config = config, _seven_scenes_config(dataset, config, ground_truth)
-    if config is None:
+    tfds_config = _seven_scenes_config(dataset, config, ground_truth)
+    if tfds_config is None:
       configs = [c.name for c in cls.BUILDER_CONFIGS if c.ground_truth == "dslam"]
-      raise LsattnError(f"dataset {dataset!r}: config must be one of {configs}, got {scene!r}")
-    return cls(config=config, data_dir=data_dir, file_format="array_record")
+      raise LsattnError(f"dataset {dataset!r}: config must be one of {configs}, "
+                        f"got {config!r}")
+    return cls(config=tfds_config, data_dir=data_dir, file_format="array_record")
   if cls is builders.OwnScene:
     if not _OWN_SCENE_NAME.fullmatch(config):
       raise LsattnError(f"dataset {dataset!r}: an own scene's name must be letters, digits, "
@@ -186,7 +188,6 @@ def _seven_scenes_config(dataset: str, scene: str, ground_truth: str) -> str | N
     raise LsattnError(f"dataset {dataset!r}: name the scene "
                       f"('seven_scenes/{known[scene].folder}') and choose its poses with "
                       f"config.ground_truth = {known[scene].ground_truth!r}")
-  check_ground_truth(dataset, ground_truth)
   return builders.seven_scenes_config_name(scene, ground_truth)
 
 
@@ -207,7 +208,6 @@ def prepare(dataset: str, data_dir: str | pathlib.Path, manual_dir: str | pathli
     LsattnError: unknown name, missing download, or bad files (the error
       names the file and line); nothing partial is left in data_dir.
   """
-  check_ground_truth(dataset, ground_truth)
   builder = get_builder(dataset, data_dir, ground_truth)
   manual = _manual_folder(dataset, data_dir, manual_dir)
   if builder.is_prepared():
