@@ -29,7 +29,7 @@ from ml_collections import config_flags
 
 from lsattn import config_schema
 from lsattn.errors import LsattnError
-from lsattn.runs import interrupts
+from lsattn.runs import interrupts, run_folder
 
 T = TypeVar("T")
 
@@ -109,17 +109,56 @@ def train(argv: list[str] | None = None) -> None:
 def evaluate(argv: list[str] | None = None) -> None:
   """Evaluates the latest checkpoint of a run on the test split (eval.py).
 
-  Writes <workdir>/eval/metrics.json, predictions.csv and figures (PNG).
+  Writes <workdir>/eval/metrics.json, predictions.csv, estimates_<scene>.txt (pose)
+  and figures (PNG). With --runs instead of --workdir: the dataset's table over
+  those runs' eval/metrics.json, one run per scene (per scene, and the mean over
+  scenes of the per-scene medians and fractions).
   """
-  _experiment_tool(evaluate, argv, "evaluate", _OPTIONAL_CONFIG_HELP,
-                   "Run folder written by train.py.", config_required=False)
+  config = config_flags.DEFINE_config_file("config", None, _OPTIONAL_CONFIG_HELP,
+                                           lock_config=True)
+  workdir = flags.DEFINE_string("workdir", None, "Run folder written by train.py.")
+  runs = flags.DEFINE_list("runs", None, "Instead of --workdir: run folders, one per scene "
+                           "of one dataset and ground truth, whose eval/metrics.json make "
+                           "the dataset's table (printed).")
+  table = flags.DEFINE_string("table", None, "With --runs: also write the table here "
+                              "(.md or .json).")
+  _shown_in_help(evaluate, config, workdir, runs, table)
+
+  def main(argv):
+    _no_arguments(argv)
+    if (workdir.value is None) == (runs.value is None):
+      _exit_with("give --workdir (evaluate a run) or --runs (a table over runs), one of them")
+    if runs.value is not None:
+      if config.value is not None:
+        _exit_with("--runs reads the runs' eval/metrics.json; it takes no --config")
+      run_cli(scene_table, runs.value, table.value)
+      return
+    if table.value is not None:
+      _exit_with("--table goes with --runs")
+    from lsattn import experiment  # jax and the model: after the flags are parsed
+    logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
+    run_cli(experiment.evaluate, config.value, workdir.value)
+
+  app.run(main, argv=argv, flags_parser=parse_flags)
+
+
+def scene_table(runs, output=None) -> None:
+  """eval.py --runs once its flags are read: the table on stdout, and in `output`."""
+  from lsattn.evaluation import tables
+  if output is not None:
+    tables.check_table_path(output)
+  table = tables.scene_table(runs)
+  print(tables.format_table(table))
+  if output is not None:
+    tables.write_table(output, table)
 
 
 def predict(argv: list[str] | None = None) -> None:
   """Predicts the pose (or scene class) of photos with a trained run (predict.py).
 
   Folders are expanded to their .jpg/.jpeg/.png files; without --output a
-  CSV goes to stdout (columns: `lsattn.prediction`).
+  CSV goes to stdout (columns: `lsattn.prediction`). --estimates also writes
+  the poses as per-frame estimates (`lsattn.prediction.write_estimates`).
   """
   config, workdir = _run_flags(_OPTIONAL_CONFIG_HELP, "Run folder written by train.py.",
                                config_required=False)
@@ -128,32 +167,45 @@ def predict(argv: list[str] | None = None) -> None:
   overlays = flags.DEFINE_string("overlays", None, "Folder for attention overlay figures.")
   per_step = flags.DEFINE_bool("per_step", False, "Also output the prediction of every "
                                "recurrent step (step 1 first; the last is the final one).")
-  _shown_in_help(predict, config, workdir, output, overlays, per_step)
+  estimates = flags.DEFINE_string("estimates", None, "Pose runs: also write the poses as "
+                                  "per-frame estimates (.txt; 'rgb_file qw qx qy qz tx ty tz', "
+                                  "world to camera; rgb_file = the path as given).")
+  _shown_in_help(predict, config, workdir, output, overlays, per_step, estimates)
 
   def main(argv):
     logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
     run_cli(_stopping_on_signals(predict_images, "the prediction"), config.value,
-            workdir.value, argv[1:], output.value, overlays.value, per_step.value)
+            workdir.value, argv[1:], output.value, overlays.value, per_step.value,
+            estimates.value)
 
   app.run(main, argv=argv, flags_parser=parse_flags)
 
 
-def predict_images(config, workdir, paths, output, overlays, per_step) -> None:
+def predict_images(config, workdir, paths, output, overlays, per_step, estimates=None) -> None:
   """predict's work once its flags are read; a summary line on stderr."""
   from lsattn import prediction
   if not paths:
     raise LsattnError("no images given: pass image files or folders after the flags")
   if output is not None:
     prediction.check_output_path(output)
+  if estimates is not None:
+    prediction.check_estimates_path(estimates)
+    saved = run_folder.read(workdir)
+    if saved is not None and saved.task != "pose":
+      raise LsattnError(f"--estimates={estimates}: per-frame estimates are poses; the run "
+                        f"{workdir} is a {saved.task} run")
   results = prediction.predict(workdir, config, paths, overlays=overlays, per_step=per_step)
   import jax  # started by `predict`, multi-process or not
   if jax.process_index() != 0:  # a multi-process job: process 0 writes and reports
     return
   prediction.write_predictions(output, results)
+  if estimates is not None:
+    prediction.write_estimates(estimates, results)
   failed = [r["path"] for r in results if "error" in r]
   skipped = [prediction.describe_skipped(path) for path in prediction.skipped_entries(paths)]
   print(f"Predicted {len(results) - len(failed)} of {len(results)} images"
         + (f"; wrote {output}" if output else "")
+        + (f"; estimates in {estimates}" if estimates else "")
         + (f"; unreadable: {', '.join(failed)}" if failed else "")
         + (f"; skipped {len(skipped)} non-image "
            f"{'entry' if len(skipped) == 1 else 'entries'}: {', '.join(skipped)}"

@@ -189,6 +189,10 @@ KEYS: tuple[Key, ...] = (
         "data",
         Key("dataset", "seven_scenes/chess", Text(), "'<builder>/<config>', e.g. "
             "'seven_scenes/chess' (lsattn/data/datasets.py)", RUN),
+        Key("ground_truth", "dslam", Choice(("dslam", "sfm")), "a 7-Scenes scene's poses: "
+            "'dslam' the original (the paper's), 'sfm' the SfM pseudo ground truth of "
+            "Brachmann et al. 2021, a build of its own (docs/datasets.md); other datasets: "
+            "'dslam' (their own poses)", RUN),
         Key("data_dir", "~/tensorflow_datasets", Text(), "where tfds keeps built datasets"),
         Key("manual_dir", "", Text(), "the user's download; for synthetic datasets lsattn "
             "writes it"),

@@ -87,7 +87,7 @@ def _with_data(config, model_config: model.ModelConfig, mesh: jax.sharding.Mesh)
   """The dataset (built if needed), its splits and image options, of a started config."""
   _check_task(config)
   builder = datasets.prepare(config.dataset, config.data_dir, config.manual_dir,
-                             synthetic_seed=config.seed)
+                             synthetic_seed=config.seed, ground_truth=config.ground_truth)
   full_train = pipeline.Split(builder, "train")
   if config.validation_split == "auto" and "validation" in builder.info.splits:
     # The user's own validation rows (own scenes: split column 'val').
@@ -155,6 +155,7 @@ class _StopRequest:
 
 def _meta(run: Setup, signature) -> dict:
   return {"signature": signature, "dataset": run.config.dataset,
+          "ground_truth": run.config.ground_truth,
           "channel_mean": list(run.options.channel_mean),
           "class_names": list(run.class_names or []),
           "validation_split": run.config.validation_split}
@@ -418,6 +419,8 @@ def _final_evaluation(run: Setup, state, workdir: pathlib.Path, *, step: int,
   result["protocol"] = protocol
   result["checkpoint_selection"] = selection
   result["dataset"] = run.config.dataset
+  if datasets.has_two_ground_truths(run.config.dataset):
+    result["ground_truth"] = run.config.ground_truth
   result["split"] = "test"
   if overrides is not None:  # eval.py: what the given config changed of the run's
     result["config_overrides"] = overrides
@@ -426,7 +429,8 @@ def _final_evaluation(run: Setup, state, workdir: pathlib.Path, *, step: int,
         workdir / "eval", outputs, result, run.test_split, task=run.config.task,
         layer_names=run.model_config.layer_names, options=run.options,
         train_split=run.train_split, class_names=run.class_names,
-        num_figure_examples=run.config.num_figure_examples, draw_figures=run.config.eval_figures)
+        num_figure_examples=run.config.num_figure_examples, draw_figures=run.config.eval_figures,
+        scene=datasets.split_name(run.config.dataset)[1])
     print(eval_loop.summary_table(result, run.config.task))
     print(f"Protocol {protocol}: {selection}")
     print(f"Wrote {', '.join(sorted(paths.values()))}")

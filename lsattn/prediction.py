@@ -35,7 +35,7 @@ import ml_collections
 import numpy as np
 
 from lsattn import geometry, model, restoring
-from lsattn.data import datasets, images, pipeline, splits
+from lsattn.data import datasets, images, pipeline, pseudo_gt, splits
 from lsattn.errors import LsattnError
 from lsattn.evaluation import loop as eval_loop
 from lsattn.runs import atomic, compilation, parallel
@@ -353,6 +353,43 @@ def write_predictions(path: str | pathlib.Path | None, results: Sequence[dict]) 
   with atomic.writing(path, "w", newline="", encoding="utf-8",
                       errors="surrogateescape") as handle:
     csv.writer(handle).writerows([header, *rows])
+
+
+def write_estimates(path: str | pathlib.Path, results: Sequence[dict]) -> int:
+  """Writes a pose run's results as per-frame estimates in the community's format
+  (`pseudo_gt.write_estimates`: `rgb_file qw qx qy qz tx ty tz`, world to camera, as
+  the pseudo-ground-truth repository's evaluate_estimates.py reads them); returns
+  the number of lines.
+
+  `rgb_file` is each image's path as given (a folder's images: the folder as given,
+  then the file name), so photos named relative to the scene folder
+  (``seq-03/frame-000000.color.png``, from ``predict.py ... seq-03`` run in it)
+  match the pGT files' names. Unreadable images have no line.
+  """
+  path = pathlib.Path(path).expanduser()
+  predicted = [r for r in results if "error" not in r]
+  if any("position" not in r for r in predicted):
+    raise LsattnError(f"--estimates={path}: per-frame estimates are poses; this run "
+                      f"classifies scenes")
+  if not predicted:
+    raise LsattnError(f"--estimates={path}: no image was predicted")
+  pseudo_gt.write_estimates(path, [pathlib.PurePath(r["path"]).as_posix() for r in predicted],
+                            [r["position"] for r in predicted],
+                            [r["orientation"] for r in predicted])
+  return len(predicted)
+
+
+def check_estimates_path(path: str | pathlib.Path) -> None:
+  """Refuses an estimates file that is not .txt, is a folder, or lies in a folder that
+  does not exist (before any compute)."""
+  path = pathlib.Path(path).expanduser()
+  if path.suffix.lower() != ".txt":
+    raise LsattnError(f"--estimates={path}: expected a .txt file name")
+  if path.is_dir():
+    raise LsattnError(f"--estimates={path} is a folder: expected a .txt file name")
+  if not path.parent.is_dir():
+    raise LsattnError(f"--estimates={path}: folder {path.parent} does not exist; create it "
+                      f"first")
 
 
 def check_output_path(path: str | pathlib.Path) -> None:

@@ -14,7 +14,7 @@ from PIL import Image
 import pytest
 
 from lsattn import geometry
-from lsattn.data import datasets, pipeline
+from lsattn.data import datasets, pipeline, pseudo_gt
 from lsattn.data.synthetic import room as synthetic
 from lsattn.evaluation import loop as evaluation
 
@@ -118,7 +118,8 @@ def test_pose_metrics_per_step():
   # Same keys as the top-level pose metrics; the top level is the final step.
   summary_keys = {"median_translation_m", "median_rotation_deg", "mean_translation_m",
                   "mean_rotation_deg", "within_0.25m_2deg", "within_0.5m_5deg",
-                  "within_5m_10deg", "within_0.05m_5deg", "within_0.1m_10deg",
+                  "within_5m_10deg", "within_0.05m_5deg", "within_0.1m_5deg",
+                  "within_0.1m_10deg",
                   "num_examples"}
   for entry in result["per_step"]:
     assert set(entry) == summary_keys | {"step"} and entry["num_examples"] == 3
@@ -137,9 +138,10 @@ def test_pose_metrics_per_step():
 def test_pose_predictions_csv_has_each_steps_errors(tmp_path):
   outputs, split, _ = _pose_case()
   evaluation.write_predictions_csv(tmp_path / "predictions.csv", outputs, split, task="pose",
-                                   layer_names=LAYERS)
+                                   layer_names=LAYERS, scene="chess")
   with open(tmp_path / "predictions.csv", newline="") as file:
     rows = list(csv.DictReader(file))
+  assert list(rows[0])[:2] == ["image", "scene"] and {row["scene"] for row in rows} == {"chess"}
   assert list(rows[0])[-9:] == [
       "layer_step1", "layer_step2", "layer_step3",
       "translation_error_m_step1", "translation_error_m_step2", "translation_error_m_step3",
@@ -174,7 +176,41 @@ def test_no_recurrent_steps_give_empty_per_step_and_no_step_columns(tmp_path, ta
   assert result["per_step"] == [] and result["layer_selection_frequency"] == []
   assert "step" not in evaluation.summary_table(result, task)
   evaluation.write_predictions_csv(tmp_path / "predictions.csv", outputs, split, task=task,
-                                   layer_names=LAYERS, class_names=class_names)
+                                   layer_names=LAYERS, class_names=class_names, scene="chess")
   with open(tmp_path / "predictions.csv", newline="") as file:
     header = next(csv.reader(file))
   assert not [column for column in header if "step" in column]
+
+
+def test_pose_outputs_hold_the_scene_and_per_frame_estimates(tmp_path):
+  """estimates_<scene>.txt holds the final predictions, world to camera: read back, they
+  are predictions.csv's poses, and give its errors against the true poses."""
+  outputs, split, train_split = _pose_case()
+  result = evaluation.pose_metrics(outputs, split, train_split, LAYERS)
+  options = pipeline.ImageOptions(resize_size=(48, 48), image_size=40, channel_mean=(0, 0, 0))
+  paths = evaluation.write_outputs(tmp_path / "eval", outputs, result, split, task="pose",
+                                   layer_names=LAYERS, options=options, draw_figures=False,
+                                   scene="chess")
+  assert paths["estimates_chess"] == str(tmp_path / "eval" / "estimates_chess.txt")
+  with open(tmp_path / "eval" / "predictions.csv", newline="") as file:
+    rows = {row["image"]: row for row in csv.DictReader(file)}
+  estimates = pseudo_gt.read_pose_lines(paths["estimates_chess"], focal_length=False)
+  assert list(estimates) == ["a.png", "b.png", "c.png"] == sorted(rows)
+  for i, name in enumerate(split.labels["image_name"]):
+    estimate, row = estimates[name], rows[name]
+    assert row["scene"] == "chess"
+    np.testing.assert_allclose(estimate.position, outputs["position"][i], atol=1e-9)
+    assert geometry.quaternion_angle_deg(estimate.orientation, outputs["orientation"][i]) < 1e-5
+    np.testing.assert_allclose(
+        estimate.position, [float(row[f"pred_{axis}"]) for axis in "xyz"], atol=1e-6)
+    translation = np.linalg.norm(estimate.position - split.labels["position"][i])
+    assert translation == pytest.approx(float(row["translation_error_m"]), abs=1e-6)
+
+  # One file per scene when the examples come from several.
+  (tmp_path / "multi").mkdir()
+  paths = evaluation.write_estimates(tmp_path / "multi", outputs, split,
+                                     ["fire", "chess", "fire"])
+  assert sorted(paths) == ["chess", "fire"]
+  assert list(pseudo_gt.read_pose_lines(paths["fire"], focal_length=False)) == ["b.png",
+                                                                                "c.png"]
+  assert list(pseudo_gt.read_pose_lines(paths["chess"], focal_length=False)) == ["a.png"]

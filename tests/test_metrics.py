@@ -27,7 +27,8 @@ def test_rotation_errors(pred, expected):
 
 
 def test_pose_summary_relocaliser_thresholds():
-  """5 cm / 5 deg and 10 cm / 10 deg: both errors must be within, boundaries included."""
+  """5 cm / 5 deg, 10 cm / 5 deg, 10 cm / 10 deg and 50 cm / 5 deg: both errors must be
+  within, boundaries included."""
   degrees = np.array([4.0, 4.0, 8.0, 1.0, 5.0])
   true_pos = np.zeros((5, 3))
   pred_pos = [[0.04, 0, 0], [0, 0.08, 0], [0, 0, 0.04], [0.2, 0, 0], [0.05, 0, 0]]
@@ -35,7 +36,9 @@ def test_pose_summary_relocaliser_thresholds():
   pred_q = np.stack([np.cos(half), np.sin(half), 0 * half, 0 * half], axis=-1)
   summary = metrics.pose_summary(pred_pos, pred_q, true_pos, [IDENTITY] * 5)
   assert summary["within_0.05m_5deg"] == pytest.approx(2 / 5)  # 1st and last (on both edges)
+  assert summary["within_0.1m_5deg"] == pytest.approx(3 / 5)  # not the 8 deg nor the 0.2 m one
   assert summary["within_0.1m_10deg"] == pytest.approx(4 / 5)  # all but the 0.2 m one
+  assert summary["within_0.5m_5deg"] == pytest.approx(4 / 5)  # all but the 8 deg one
 
 
 def test_pose_summary_values_and_json():

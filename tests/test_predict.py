@@ -23,7 +23,7 @@ import pytest
 
 from configs import test as test_config
 from lsattn import LsattnError, cli, geometry, prediction
-from lsattn.data import builders, images
+from lsattn.data import builders, images, pseudo_gt
 import trained_runs
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -135,6 +135,25 @@ def test_cli_writes_csv(run, tmp_path, capsys):
   assert "Predicted 4 of 5 images" in err and str(photos / "broken.png") in err
   # What the folder held besides images is named, not silently dropped.
   assert err.strip().splitlines()[-1].endswith("; skipped 2 non-image entries: nested/, notes.txt")
+
+
+def test_estimates_file_holds_what_eval_wrote_for_the_frames(run, tmp_path, monkeypatch):
+  """predict.py --estimates, run in a scene folder on 'seq-02': the community's lines,
+  named as the pGT files name frames, with the poses eval wrote for them."""
+  _photos(run, tmp_path / "scene" / "seq-02")
+  monkeypatch.chdir(tmp_path / "scene")
+  estimates = tmp_path / "synthetic_room_lsattn.txt"
+  with pytest.raises(LsattnError, match="--estimates=.*expected a .txt file"):
+    cli.predict_images(None, run["workdir"], ["seq-02"], None, None, False, "e.csv")
+  cli.predict_images(None, run["workdir"], ["seq-02"], None, None, False, str(estimates))
+  mine = pseudo_gt.read_pose_lines(estimates, focal_length=False)
+  assert list(mine) == [f"seq-02/{name}" for name in FRAMES]  # not the unreadable one
+  evaluated = pseudo_gt.read_pose_lines(
+      run["workdir"] / "eval" / "estimates_synthetic_room.txt", focal_length=False)
+  assert len(evaluated) == 8 and set(mine) < set(evaluated)
+  for name, pose in mine.items():
+    np.testing.assert_allclose(pose.position, evaluated[name].position, atol=1e-4)
+    assert geometry.quaternion_angle_deg(pose.orientation, evaluated[name].orientation) < 0.01
 
 
 def test_other_shapes_are_refused(run):

@@ -16,7 +16,10 @@ Builders and configs (``--config.dataset=<builder>/<config>``):
 * ``seven_scenes/{chess,fire,heads,office,pumpkin,redkitchen,stairs,synthetic_room,synthetic_walks}``:
   the last two are lsattn's rendered room; ``synthetic_room`` tests
   interpolation between training views, ``synthetic_walks`` generalisation
-  to a new walk (`lsattn.data.synthetic.walks`)
+  to a new walk (`lsattn.data.synthetic.walks`). Each real scene also has a
+  ``<scene>_sfm`` config: the same frames with the SfM pseudo ground truth
+  (`lsattn.data.pseudo_gt`), a build of its own; `lsattn.data.datasets`
+  chooses it from ``config.ground_truth``
 * ``cambridge_landmarks/{kings_college,old_hospital,shop_facade,st_marys_church,great_court,street}``
 * ``tum_lsi/default``
 * ``mit67/{full,synthetic,synthetic_texture,synthetic_layout}``: the last two
@@ -35,7 +38,7 @@ import pathlib
 import numpy as np
 import tensorflow_datasets as tfds
 
-from lsattn.data import formats, images, own_scene
+from lsattn.data import formats, images, own_scene, pseudo_gt
 from lsattn.data.synthetic import cue_scale
 from lsattn.errors import LsattnError
 
@@ -174,14 +177,17 @@ def check_records(records: dict[str, list], source: pathlib.Path) -> None:
                       f"split only.")
 
 
-def _pose_features() -> tfds.features.FeaturesDict:
-  return tfds.features.FeaturesDict({
+def _pose_features(*, focal_length: bool = False) -> tfds.features.FeaturesDict:
+  features = {
       "image": tfds.features.Image(shape=(*POSE_STORED_SIZE, 3), encoding_format="jpeg"),
       "image_name": tfds.features.Text(),
       "sequence": tfds.features.Text(),
       "position": tfds.features.Tensor(shape=(3,), dtype=np.float32),
       "orientation": tfds.features.Tensor(shape=(4,), dtype=np.float32),
-  })
+  }
+  if focal_length:  # the source image's focal length in pixels, where the poses give it
+    features["focal_length"] = tfds.features.Scalar(dtype=np.float32)
+  return tfds.features.FeaturesDict(features)
 
 
 class _PoseBuilder(_LsattnBuilder):
@@ -195,6 +201,23 @@ class _PoseBuilder(_LsattnBuilder):
             "orientation": np.asarray(record.orientation, np.float32)}
 
 
+SEVEN_SCENES = ("chess", "fire", "heads", "office", "pumpkin", "redkitchen", "stairs")
+
+
+class SevenScenesConfig(SceneConfig):
+  """A 7-Scenes scene with one of its ground truths (`pseudo_gt.GROUND_TRUTHS`):
+  'dslam' the original poses (`.pose.txt`), 'sfm' the SfM pseudo ground truth."""
+
+  def __init__(self, *, ground_truth: str = "dslam", **kwargs):
+    super().__init__(**kwargs)
+    self.ground_truth = ground_truth
+
+
+def seven_scenes_config_name(scene: str, ground_truth: str) -> str:
+  """The tfds config of a scene under a ground truth: 'chess' (D-SLAM), 'chess_sfm'."""
+  return scene if ground_truth == "dslam" else f"{scene}_{ground_truth}"
+
+
 class SevenScenes(_PoseBuilder):
   """Microsoft 7-Scenes (Shotton et al. 2013), official train/test sequences."""
 
@@ -202,20 +225,58 @@ class SevenScenes(_PoseBuilder):
   Download the scenes from Microsoft's 7-Scenes page, unzip each scene and its
   sequence zips so that <manual_dir>/<scene>/TrainSplit.txt, TestSplit.txt and
   <manual_dir>/<scene>/seq-01/frame-000000.color.png + frame-000000.pose.txt
-  exist, and pass that folder as --config.manual_dir.
+  exist, and pass that folder as --config.manual_dir. For the SfM pseudo
+  ground truth (config.ground_truth = 'sfm'), also copy the pgt/ folder of
+  github tsattler/visloc_pseudo_gt_limitations into it, so that
+  <manual_dir>/pgt/sfm/7scenes/<scene>_train.txt and _test.txt exist.
   """
-  BUILDER_CONFIGS = [SceneConfig(name=scene, folder=scene, description=f"7-Scenes {scene}")
-                     for scene in ("chess", "fire", "heads", "office", "pumpkin", "redkitchen",
-                                   "stairs")] + [
-      SceneConfig(name="synthetic_room", folder="synthetic_room",
-                  description="lsattn's rendered room, in the 7-Scenes layout: test views "
-                              "between training views (interpolation)"),
-      SceneConfig(name="synthetic_walks", folder="synthetic_walks",
-                  description="lsattn's rendered room along independent walks: a held-out "
-                              "walk (generalisation to a new walk)")]
+  BUILDER_CONFIGS = [
+      *(SevenScenesConfig(name=seven_scenes_config_name(scene, ground_truth), folder=scene,
+                          ground_truth=ground_truth,
+                          description=f"7-Scenes {scene}" + (
+                              "" if ground_truth == "dslam" else
+                              f", {ground_truth} pseudo ground truth"))
+        for scene in SEVEN_SCENES for ground_truth in pseudo_gt.GROUND_TRUTHS),
+      SevenScenesConfig(name="synthetic_room", folder="synthetic_room",
+                        description="lsattn's rendered room, in the 7-Scenes layout: test "
+                                    "views between training views (interpolation)"),
+      SevenScenesConfig(name="synthetic_walks", folder="synthetic_walks",
+                        description="lsattn's rendered room along independent walks: a "
+                                    "held-out walk (generalisation to a new walk)")]
+
+  @property
+  def _sfm(self) -> bool:
+    return self.builder_config.ground_truth == "sfm"
+
+  def _features(self):
+    return _pose_features(focal_length=self._sfm)
+
+  def _split_generators(self, dl_manager):
+    if self._sfm:
+      self.info.metadata["ground_truth"] = "sfm"
+    return super()._split_generators(dl_manager)
 
   def _records(self, root, split):
+    if self._sfm:
+      return pseudo_gt.read_seven_scenes_pgt(root, split, pseudo_gt.pgt_path(
+          root.parent, self.builder_config.folder, split))
     return formats.read_seven_scenes(root, split)
+
+  def _example(self, record, image):
+    example = super()._example(record, image)
+    if self._sfm:
+      example["focal_length"] = np.float32(record.focal_length)
+    return example
+
+
+def extra_source_files(builder, manual: pathlib.Path) -> tuple[pathlib.Path, ...]:
+  """Files outside the scene's folder that a build reads (its source fingerprint
+  covers them): a 7-Scenes SfM build's two pGT files."""
+  config = builder.builder_config
+  if getattr(config, "ground_truth", "dslam") == "dslam":
+    return ()
+  return tuple(pseudo_gt.pgt_path(manual, config.folder, split, config.ground_truth)
+               for split in ("train", "test"))
 
 
 class CambridgeLandmarks(_PoseBuilder):

@@ -10,6 +10,12 @@ first written by `lsattn.data.synthetic.room` (``seven_scenes/synthetic_walks``:
 (default ``<data_dir>/manual/<builder>_<config>``), so they run with no
 download.
 
+``ground_truth`` chooses the poses of a 7-Scenes scene: 'dslam' (default, the
+original poses, the paper's) or 'sfm' (the SfM pseudo ground truth,
+`lsattn.data.pseudo_gt`), built as the tfds config ``<scene>_sfm``: a build of
+its own, in a folder of its own, so the two are never mixed up. The scene is
+always named as ``seven_scenes/<scene>``; other datasets have one ground truth.
+
 A build records what it was built from (`sources`: a fingerprint of its
 folder of source files); a later run whose source files changed is refused
 with one line saying how to rebuild, and a build into a data_dir that cannot
@@ -32,7 +38,7 @@ import tempfile
 
 import tensorflow_datasets as tfds
 
-from lsattn.data import builders, sources
+from lsattn.data import builders, pseudo_gt, sources
 from lsattn.data.synthetic import cue_scale
 from lsattn.errors import LsattnError
 
@@ -112,9 +118,29 @@ def _temporary_folders_removed():
       tempfile.tempdir = previous
 
 
-def get_builder(dataset: str, data_dir: str | pathlib.Path) -> tfds.core.DatasetBuilder:
+def has_two_ground_truths(dataset: str) -> bool:
+  """Whether `dataset` is one of the seven 7-Scenes scenes (D-SLAM and SfM poses)."""
+  name, config = split_name(dataset)
+  return name == "seven_scenes" and config in builders.SEVEN_SCENES
+
+
+def check_ground_truth(dataset: str, ground_truth: str) -> None:
+  """Refuses a ground truth the dataset does not have (one line naming key and value)."""
+  if ground_truth not in pseudo_gt.GROUND_TRUTHS:
+    raise LsattnError(f"config.ground_truth = {ground_truth!r}: expected one of "
+                      f"{pseudo_gt.GROUND_TRUTHS}")
+  if ground_truth != "dslam" and not has_two_ground_truths(dataset):
+    raise LsattnError(f"config.ground_truth = {ground_truth!r}: the SfM pseudo ground truth "
+                      f"exists for the 7-Scenes scenes (seven_scenes/"
+                      f"{{{','.join(builders.SEVEN_SCENES)}}}), not for dataset {dataset!r}; "
+                      f"use 'dslam' (the dataset's own poses)")
+
+
+def get_builder(dataset: str, data_dir: str | pathlib.Path,
+                ground_truth: str = "dslam") -> tfds.core.DatasetBuilder:
+  """The builder of `dataset` under `ground_truth` (built or not)."""
   with _temporary_folders_removed():
-    return _builder(dataset, data_dir)
+    return _builder(dataset, data_dir, ground_truth)
 
 
 def class_names(builder: tfds.core.DatasetBuilder, dataset: str,
@@ -127,10 +153,19 @@ def class_names(builder: tfds.core.DatasetBuilder, dataset: str,
   return names
 
 
-def _builder(dataset: str, data_dir: str | pathlib.Path) -> tfds.core.DatasetBuilder:
+def _builder(dataset: str, data_dir: str | pathlib.Path,
+             ground_truth: str = "dslam") -> tfds.core.DatasetBuilder:
   name, config = split_name(dataset)
   cls = builder_class(name)
+  check_ground_truth(dataset, ground_truth)
   data_dir = str(pathlib.Path(data_dir).expanduser())
+  if cls is builders.SevenScenes:
+    tfds_config = _seven_scenes_config(dataset, config, ground_truth)
+    if tfds_config is None:
+      configs = [c.name for c in cls.BUILDER_CONFIGS if c.ground_truth == "dslam"]
+      raise LsattnError(f"dataset {dataset!r}: config must be one of {configs}, "
+                        f"got {config!r}")
+    return cls(config=tfds_config, data_dir=data_dir, file_format="array_record")
   if cls is builders.OwnScene:
     if not _OWN_SCENE_NAME.fullmatch(config):
       raise LsattnError(f"dataset {dataset!r}: an own scene's name must be letters, digits, "
@@ -144,8 +179,21 @@ def _builder(dataset: str, data_dir: str | pathlib.Path) -> tfds.core.DatasetBui
   return cls(config=config, data_dir=data_dir, file_format="array_record")
 
 
+def _seven_scenes_config(dataset: str, scene: str, ground_truth: str) -> str | None:
+  """The tfds config of 7-Scenes `scene` under `ground_truth`; None for an unknown scene."""
+  known = {c.name: c for c in builders.SevenScenes.BUILDER_CONFIGS}
+  if scene not in known:
+    return None
+  if known[scene].ground_truth != "dslam":
+    raise LsattnError(f"dataset {dataset!r}: name the scene "
+                      f"('seven_scenes/{known[scene].folder}') and choose its poses with "
+                      f"config.ground_truth = {known[scene].ground_truth!r}")
+  return builders.seven_scenes_config_name(scene, ground_truth)
+
+
 def prepare(dataset: str, data_dir: str | pathlib.Path, manual_dir: str | pathlib.Path = "",
-            *, synthetic_seed: int = 0) -> tfds.core.DatasetBuilder:
+            *, synthetic_seed: int = 0, ground_truth: str = "dslam"
+            ) -> tfds.core.DatasetBuilder:
   """A built dataset (building it first if needed).
 
   Args:
@@ -154,16 +202,18 @@ def prepare(dataset: str, data_dir: str | pathlib.Path, manual_dir: str | pathli
     manual_dir: the user's download (not needed once built; synthetic
       datasets default to a folder under data_dir).
     synthetic_seed: seed of the synthetic generators.
+    ground_truth: a 7-Scenes scene's poses, 'dslam' or 'sfm' (`check_ground_truth`).
 
   Raises:
     LsattnError: unknown name, missing download, or bad files (the error
       names the file and line); nothing partial is left in data_dir.
   """
-  builder = get_builder(dataset, data_dir)
+  builder = get_builder(dataset, data_dir, ground_truth)
   manual = _manual_folder(dataset, data_dir, manual_dir)
   if builder.is_prepared():
     if manual is not None and manual.is_dir():
-      sources.check(pathlib.Path(builder.data_dir), _source_folder(builder, manual), dataset)
+      sources.check(pathlib.Path(builder.data_dir), _source_folder(builder, manual), dataset,
+                    builders.extra_source_files(builder, manual))
     return builder
   data_dir = pathlib.Path(data_dir).expanduser()
   _check_writable(data_dir)
@@ -179,10 +229,11 @@ def prepare(dataset: str, data_dir: str | pathlib.Path, manual_dir: str | pathli
     if is_synthetic(dataset) and not manual.is_dir():
       _write_synthetic(dataset, manual, synthetic_seed)
     source_folder = _source_folder(builder, manual)
-    source = sources.fingerprint(source_folder)  # before the build: what it is built from
+    extra = builders.extra_source_files(builder, manual)
+    source = sources.fingerprint(source_folder, extra)  # before the build: what it is built from
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
         manual_dir=str(manual)))
-    sources.record(pathlib.Path(builder.data_dir), source_folder, source)
+    sources.record(pathlib.Path(builder.data_dir), source_folder, source, extra)
   return builder
 
 

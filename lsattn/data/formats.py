@@ -16,6 +16,9 @@ image or imports tfds; the dataset builders wrap these readers.
 | TUM-LSI            | `read_tum_lsi`       | `{train,test}.txt`, `poses/<scan>_poses.xml`    |
 | MIT-67             | `read_mit67`         | `{Train,Test}Images.txt`, `Images/<class>/`     |
 
+7-Scenes' SfM pseudo ground truth (the same frames, other poses):
+`lsattn.data.pseudo_gt`.
+
 Every problem with the files raises `LsattnError` naming the file, the 1-based
 line (or the XML element) and the offending text, e.g.
 ``.../dataset_train.txt:7: expected 8 fields 'ImageFile X Y Z W P Q R': 'seq1/a.png 1 2'``.
@@ -55,12 +58,15 @@ class PoseRecord:
     position: [3] float64, camera centre in world coordinates.
     orientation: [4] float64, unit quaternion (w, x, y, z) of the
       camera-to-world rotation, canonical sign.
+    focal_length: the focal length in pixels where the pose file gives one
+      (7-Scenes' SfM pseudo ground truth), else None.
   """
   image_path: pathlib.Path
   image_name: str
   sequence: str
   position: np.ndarray
   orientation: np.ndarray
+  focal_length: float | None = None
 
   def __post_init__(self):
     for field, size in (("position", 3), ("orientation", 4)):
@@ -230,7 +236,18 @@ def _read_pose_matrix(path: pathlib.Path, image: str) -> np.ndarray:
   return matrix
 
 
-def _read_seven_scenes_sequence(scene_dir, sequence, split_path, lineno, text):
+@dataclasses.dataclass(frozen=True)
+class Frame:
+  """One 7-Scenes frame: its colour image, its name relative to the scene folder
+  ('seq-01/frame-000000.color.png'), its sequence ('seq-01') and where the split file
+  lists that sequence (`listed`: 'TrainSplit.txt:2', for messages)."""
+  image_path: pathlib.Path
+  image_name: str
+  sequence: str
+  listed: str
+
+
+def _seven_scenes_sequence(scene_dir, sequence, split_path, lineno, text) -> list[Frame]:
   folder = scene_dir / sequence
   if not folder.is_dir():
     zipped = folder.with_name(f"{sequence}.zip")
@@ -239,36 +256,19 @@ def _read_seven_scenes_sequence(scene_dir, sequence, split_path, lineno, text):
   images = sorted(folder.glob("frame-*.color.png"))
   if not images:
     raise _located(split_path, lineno, f"no frame-XXXXXX.color.png images in {folder}", text)
-  records = []
-  for image_path in images:
-    frame = image_path.name[:-len(".color.png")]
-    matrix = _read_pose_matrix(folder / f"{frame}.pose.txt", image_path.name)
-    records.append(PoseRecord(
-        image_path=image_path,
-        image_name=f"{sequence}/{image_path.name}",
-        sequence=sequence,
-        position=matrix[:3, 3],
-        orientation=geometry.matrix_to_quaternion(matrix[:3, :3])))
-  return records
+  return [Frame(image_path, f"{sequence}/{image_path.name}", sequence, f"{split_path}:{lineno}")
+          for image_path in images]
 
 
-def read_seven_scenes(scene_dir: PathLike, split: str) -> list[PoseRecord]:
-  """Reads a 7-Scenes scene: split file, then every frame of its sequences.
+def seven_scenes_frames(scene_dir: PathLike, split: str) -> list[Frame]:
+  """The frames of a 7-Scenes split: its split file's sequences, every colour image of each.
 
   `TrainSplit.txt` / `TestSplit.txt` list sequences as `sequence1` (or
   `sequence01`); blank and '#' lines are skipped. Sequence N is the folder
-  `seq-0N/` with `frame-XXXXXX.color.png` images, each with a
-  `frame-XXXXXX.pose.txt` 4x4 camera-to-world matrix (last row `0 0 0 1`).
-  position = its translation column, orientation = the quaternion of its
-  rotation block (orthonormal within 1e-3, refused otherwise, as are
-  non-finite entries).
-
-  Args:
-    scene_dir: the scene folder, e.g. `.../chess`.
-    split: 'train' or 'test'.
+  `seq-0N/` with `frame-XXXXXX.color.png` images.
 
   Returns:
-    Records sorted by sequence, then frame; sequence = 'seq-01' etc.
+    Frames sorted by sequence, then frame.
   """
   _check_split(split, _SEVEN_SCENES_SPLIT_FILES)
   scene_dir = pathlib.Path(scene_dir)
@@ -283,9 +283,40 @@ def read_seven_scenes(scene_dir: PathLike, split: str) -> list[PoseRecord]:
       raise _located(split_path, lineno, "expected a line like 'sequence1'", text)
     sequence = f"seq-{int(match.group(1)):02d}"
     if sequence not in by_sequence:
-      by_sequence[sequence] = _read_seven_scenes_sequence(
-          scene_dir, sequence, split_path, lineno, text)
-  return _nonempty([r for s in sorted(by_sequence) for r in by_sequence[s]], split_path)
+      by_sequence[sequence] = _seven_scenes_sequence(scene_dir, sequence, split_path, lineno,
+                                                     text)
+  return _nonempty([f for s in sorted(by_sequence) for f in by_sequence[s]], split_path)
+
+
+def read_seven_scenes(scene_dir: PathLike, split: str) -> list[PoseRecord]:
+  """Reads a 7-Scenes scene with its original (D-SLAM) poses.
+
+  The frames are `seven_scenes_frames`'; each `frame-XXXXXX.color.png` has a
+  `frame-XXXXXX.pose.txt` 4x4 camera-to-world matrix (last row `0 0 0 1`).
+  position = its translation column, orientation = the quaternion of its
+  rotation block (orthonormal within 1e-3, refused otherwise, as are
+  non-finite entries). The SfM pseudo ground truth instead:
+  `lsattn.data.pseudo_gt.read_seven_scenes_pgt`.
+
+  Args:
+    scene_dir: the scene folder, e.g. `.../chess`.
+    split: 'train' or 'test'.
+
+  Returns:
+    Records sorted by sequence, then frame; sequence = 'seq-01' etc.
+  """
+  records = []
+  for frame in seven_scenes_frames(scene_dir, split):
+    stem = frame.image_path.name[:-len(".color.png")]
+    matrix = _read_pose_matrix(frame.image_path.with_name(f"{stem}.pose.txt"),
+                               frame.image_path.name)
+    records.append(PoseRecord(
+        image_path=frame.image_path,
+        image_name=frame.image_name,
+        sequence=frame.sequence,
+        position=matrix[:3, 3],
+        orientation=geometry.matrix_to_quaternion(matrix[:3, :3])))
+  return records
 
 
 # ---------------------------------------------------------------- TUM-LSI

@@ -10,8 +10,10 @@ The fingerprint is every file's relative name and size, and the SHA-256 of
 the contents of every file that is not an image and at most 1 MB (pose,
 split and index files: small, and where an edit changes numbers without
 changing sizes; a sequence's zip left beside its folder is not read each run).
-Modification times are left out on purpose, so that a copied or re-extracted
-folder with the same contents still matches its build.
+A build that also reads files outside that folder (a 7-Scenes scene's SfM
+pseudo ground truth, `builders.extra_source_files`) adds each one's file name
+and contents. Modification times are left out on purpose, so that a copied or
+re-extracted folder with the same contents still matches its build.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import hashlib
 import json
 import os
 import pathlib
+from typing import Sequence
 
 from lsattn.errors import LsattnError
 from lsattn.runs import atomic
@@ -29,8 +32,10 @@ _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 _HASHED_BYTES = 1 << 20
 
 
-def fingerprint(manual: pathlib.Path) -> str:
-  """The SHA-256 over the folder's file names, sizes and non-image contents."""
+def fingerprint(manual: pathlib.Path, extra_files: Sequence[pathlib.Path] = ()) -> str:
+  """The SHA-256 over the folder's file names, sizes and non-image contents, then the
+  file names (without their folders) and contents of `extra_files` (a missing one: its
+  name alone)."""
   digest = hashlib.sha256()
   for parent, folders, files in os.walk(manual):
     folders.sort()
@@ -44,16 +49,25 @@ def fingerprint(manual: pathlib.Path) -> str:
       digest.update(relative + b"\0" + str(size).encode() + b"\0")
       if 0 <= size <= _HASHED_BYTES and path.suffix.lower() not in _IMAGE_SUFFIXES:
         digest.update(hashlib.sha256(path.read_bytes()).digest())
+  for path in extra_files:
+    digest.update(b"extra\0" + os.fsencode(path.name) + b"\0")
+    if path.is_file():
+      digest.update(hashlib.sha256(path.read_bytes()).digest())
   return digest.hexdigest()
 
 
-def record(build_dir: pathlib.Path, manual: pathlib.Path, value: str) -> None:
-  """Writes the fingerprint `value` of `manual` beside the build in `build_dir`."""
-  atomic.write_text(build_dir / SOURCE_FILE, json.dumps(
-      {"manual_dir": str(manual.absolute()), "fingerprint": value}, indent=2) + "\n")
+def record(build_dir: pathlib.Path, manual: pathlib.Path, value: str,
+           extra_files: Sequence[pathlib.Path] = ()) -> None:
+  """Writes the fingerprint `value` of `manual` (and `extra_files`) beside the build in
+  `build_dir`."""
+  saved = {"manual_dir": str(manual.absolute()), "fingerprint": value}
+  if extra_files:
+    saved["extra_files"] = [str(path.absolute()) for path in extra_files]
+  atomic.write_text(build_dir / SOURCE_FILE, json.dumps(saved, indent=2) + "\n")
 
 
-def check(build_dir: pathlib.Path, manual: pathlib.Path, dataset: str) -> None:
+def check(build_dir: pathlib.Path, manual: pathlib.Path, dataset: str,
+          extra_files: Sequence[pathlib.Path] = ()) -> None:
   """Refuses reusing the build in `build_dir` when `manual` no longer matches it.
 
   A build without a record (made before lsattn recorded one) is reused as it
@@ -67,8 +81,10 @@ def check(build_dir: pathlib.Path, manual: pathlib.Path, dataset: str) -> None:
   except (OSError, ValueError, KeyError, TypeError):
     raise LsattnError(f"{path}: unreadable record of the dataset's source; delete "
                       f"{build_dir} to rebuild {dataset!r}") from None
-  if fingerprint(manual) != saved:
+  if fingerprint(manual, extra_files) != saved:
+    extra = "".join(f", {path}" for path in extra_files)
     raise LsattnError(f"dataset {dataset!r} in {build_dir} was built from other files than "
-                      f"those now in {manual} (names, sizes or pose/split contents changed). "
+                      f"those now in {manual}{extra} (names, sizes or pose/split contents "
+                      f"changed). "
                       f"To rebuild it from them, delete {build_dir} and run again (or use "
                       f"another --config.data_dir).")

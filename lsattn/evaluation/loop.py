@@ -2,8 +2,9 @@
 
 ``evaluate_split`` runs the jitted eval step over every example once
 (padded last batch, masked) and returns per-example numpy arrays;
-``write_outputs`` writes ``metrics.json``, ``predictions.csv`` and the
-figures into ``<workdir>/eval/``.
+``write_outputs`` writes ``metrics.json``, ``predictions.csv``, for pose the
+per-frame estimates in the community's format (``estimates_<scene>.txt``,
+`lsattn.data.pseudo_gt`) and the figures into ``<workdir>/eval/``.
 
 Besides the final prediction, the recurrent models predict at every one of
 their N steps (Supplementary A; the Step-1 ... Step-N rows of Tables 1, 7
@@ -32,7 +33,7 @@ import numpy as np
 import tqdm
 
 from lsattn import backbones, model
-from lsattn.data import pipeline
+from lsattn.data import pipeline, pseudo_gt
 from lsattn.errors import LsattnError
 from lsattn.evaluation import metrics, retrieval
 from lsattn.runs import atomic, parallel
@@ -271,11 +272,23 @@ def _frequencies(outputs, layer_names):
   return metrics.layer_selection_frequency(np.moveaxis(choices, 1, 0), list(layer_names))
 
 
+def _scenes(scene, count: int) -> np.ndarray:
+  """The scene of each of `count` examples: one name for all, or one per example."""
+  scenes = np.asarray([scene] * count if isinstance(scene, str) else list(scene), dtype=object)
+  if scenes.shape != (count,) or not all(isinstance(s, str) and s for s in scenes):
+    raise ValueError(f"expected a scene name or {count} of them, got {scene!r}")
+  return scenes
+
+
 def write_predictions_csv(path: pathlib.Path, outputs: dict, split: pipeline.Split, *,
-                          task: str, layer_names, class_names=None) -> None:
+                          task: str, layer_names, class_names=None, scene=None) -> None:
   """One row per image: name, ground truth, prediction, errors, layer per step.
 
-  Columns (pose): image, x..qz, pred_x..pred_qz, translation_error_m,
+  Args:
+    scene: pose: the scene's name ('chess', the dataset's config), or one per
+      example; the 'scene' column.
+
+  Columns (pose): image, scene, x..qz, pred_x..pred_qz, translation_error_m,
   rotation_error_deg (final prediction), layer_step1..N, then the errors of
   each step's prediction, translation_error_m_step1..N and
   rotation_error_deg_step1..N. Classification: image, label, predicted,
@@ -289,6 +302,7 @@ def write_predictions_csv(path: pathlib.Path, outputs: dict, split: pipeline.Spl
   with atomic.writing(path, "w", newline="") as handle:
     writer = csv.writer(handle)
     if task == "pose":
+      scenes = _scenes(scene, len(names))
       true_p, true_q = split.labels["position"], split.labels["orientation"]
       pred_p, pred_q = outputs["position"], outputs["orientation"]
       t_err = metrics.translation_errors(pred_p, true_p)
@@ -299,13 +313,13 @@ def write_predictions_csv(path: pathlib.Path, outputs: dict, split: pipeline.Spl
       for t in prediction_steps:
         step_t_err[:, t] = metrics.translation_errors(outputs["step_position"][:, t], true_p)
         step_r_err[:, t] = metrics.rotation_errors_deg(outputs["step_orientation"][:, t], true_q)
-      writer.writerow(["image", "x", "y", "z", "qw", "qx", "qy", "qz", "pred_x", "pred_y",
+      writer.writerow(["image", "scene", "x", "y", "z", "qw", "qx", "qy", "qz", "pred_x", "pred_y",
                        "pred_z", "pred_qw", "pred_qx", "pred_qy", "pred_qz",
                        "translation_error_m", "rotation_error_deg", *layer_columns,
                        *(f"translation_error_m_step{t + 1}" for t in prediction_steps),
                        *(f"rotation_error_deg_step{t + 1}" for t in prediction_steps)])
       for i in np.argsort(names, kind="stable"):
-        writer.writerow([names[i], *_fmt(true_p[i]), *_fmt(true_q[i]), *_fmt(pred_p[i]),
+        writer.writerow([names[i], scenes[i], *_fmt(true_p[i]), *_fmt(true_q[i]), *_fmt(pred_p[i]),
                          *_fmt(pred_q[i]), f"{t_err[i]:.6f}", f"{r_err[i]:.6f}", *chosen[i],
                          *_fmt(step_t_err[i]), *_fmt(step_r_err[i])])
     else:
@@ -329,17 +343,39 @@ def _fmt(values):
   return [f"{float(v):.6f}" for v in values]
 
 
+def write_estimates(eval_dir: pathlib.Path, outputs: dict, split: pipeline.Split,
+                    scene) -> dict[str, pathlib.Path]:
+  """The final predictions as per-frame estimates, world to camera
+  (`pseudo_gt.write_estimates`: `rgb_file qw qx qy qz tx ty tz`, the lines the
+  pseudo-ground-truth repository's evaluate_estimates.py reads), one file per scene,
+  `estimates_<scene>.txt`, frames sorted by name; returns {scene: path}."""
+  names = split.labels["image_name"]
+  scenes = _scenes(scene, len(names))
+  paths = {}
+  for name in sorted(set(scenes)):
+    rows = [i for i in np.argsort(names, kind="stable") if scenes[i] == name]
+    paths[name] = pseudo_gt.write_estimates(
+        eval_dir / f"estimates_{name}.txt", [names[i] for i in rows],
+        outputs["position"][rows], outputs["orientation"][rows])
+  return paths
+
+
 def write_outputs(eval_dir: pathlib.Path, outputs: dict, result: dict, split: pipeline.Split, *,
                   task: str, layer_names, options: pipeline.ImageOptions,
                   train_split: pipeline.Split | None = None, class_names=None,
-                  num_figure_examples: int = 4, draw_figures: bool = True) -> dict[str, str]:
-  """Writes metrics.json, predictions.csv and (if `draw_figures`) the figures;
-  returns {name: path}."""
+                  num_figure_examples: int = 4, draw_figures: bool = True,
+                  scene=None) -> dict[str, str]:
+  """Writes metrics.json, predictions.csv, for pose the estimates of each scene
+  (`write_estimates`; `scene`: its name, or one per example) and (if
+  `draw_figures`) the figures; returns {name: path}."""
   eval_dir.mkdir(parents=True, exist_ok=True)
   paths = {"metrics": eval_dir / "metrics.json", "predictions": eval_dir / "predictions.csv"}
   atomic.write_text(paths["metrics"], json.dumps(result, indent=2, sort_keys=True) + "\n")
   write_predictions_csv(paths["predictions"], outputs, split, task=task,
-                        layer_names=layer_names, class_names=class_names)
+                        layer_names=layer_names, class_names=class_names, scene=scene)
+  if task == "pose":
+    paths.update({f"estimates_{name}": path
+                  for name, path in write_estimates(eval_dir, outputs, split, scene).items()})
   if not draw_figures:
     return {name: str(path) for name, path in paths.items()}
   from lsattn.evaluation import figures  # matplotlib: half a second at every start, paid only to draw
