@@ -427,7 +427,8 @@ def _final_evaluation(run: Setup, state, workdir: pathlib.Path, *, step: int,
         workdir / "eval", outputs, result, run.test_split, task=run.config.task,
         layer_names=run.model_config.layer_names, options=run.options,
         train_split=run.train_split, class_names=run.class_names,
-        num_figure_examples=run.config.num_figure_examples, draw_figures=run.config.eval_figures)
+        num_figure_examples=run.config.num_figure_examples, draw_figures=run.config.eval_figures,
+        layer_choice_dynamics=choice_dynamics.read(workdir / choice_dynamics.FILE_NAME))
     print(eval_loop.summary_table(result, run.config.task))
     print(f"Protocol {protocol}: {selection}")
     print(f"Wrote {', '.join(sorted(paths.values()))}")

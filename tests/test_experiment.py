@@ -71,7 +71,8 @@ def test_train_and_eval_cli_write_every_output(data, tmp_path):
   with open(workdir / "eval" / "predictions.csv") as handle:
     rows = list(csv.DictReader(handle))
   assert len(rows) == 8 and {"image", "translation_error_m", "layer_step2"} <= set(rows[0])
-  for figure in ("attention.png", "layer_frequency.png", "trajectory.png"):
+  for figure in ("attention.png", "layer_frequency.png", "layer_choice_dynamics.png",
+                 "trajectory.png"):
     assert (workdir / "eval" / figure).stat().st_size > 1000
   (workdir / "eval" / "metrics.json").unlink()
   _run("eval.py", *flags, "--config.num_train_steps=3", "--config.validation_split=auto")
