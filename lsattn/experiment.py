@@ -36,7 +36,8 @@ from lsattn.backbones import loading
 from lsattn.data import datasets, pipeline, splits
 from lsattn.errors import LsattnError
 from lsattn.evaluation import loop as eval_loop
-from lsattn.runs import checkpoint, compilation, interrupts, parallel, run_folder, run_lock
+from lsattn.runs import (checkpoint, choice_dynamics, compilation, interrupts, parallel,
+                         run_folder, run_lock)
 
 __all__ = ["LsattnError", "Setup", "evaluate", "setup", "start_training", "train_and_evaluate"]
 
@@ -217,7 +218,7 @@ def _train_and_evaluate(run: Setup, workdir: pathlib.Path, stage: interrupts.Sta
                        compiler_options=compilation.step_compiler_options(config.kernels, config.xla_cpu_ynn_fusions))
   train_rng = jax.random.fold_in(jax.random.key(config.seed), 1)
   batches = training_batches(run, start_step)
-  logger = _Logger(workdir, run)
+  logger = _Logger(workdir, run, start_step)
   best = None if run.validation_split is None else _BestCheckpoint(workdir, run, signature)
   history = []
   stage.set("training")
@@ -430,7 +431,8 @@ def _final_evaluation(run: Setup, state, workdir: pathlib.Path, *, step: int,
         layer_names=run.model_config.layer_names, options=run.options,
         train_split=run.train_split, class_names=run.class_names,
         num_figure_examples=run.config.num_figure_examples, draw_figures=run.config.eval_figures,
-        scene=datasets.split_name(run.config.dataset)[1])
+        scene=datasets.split_name(run.config.dataset)[1],
+        layer_choice_dynamics=choice_dynamics.read(workdir / choice_dynamics.FILE_NAME))
     print(eval_loop.summary_table(result, run.config.task))
     print(f"Protocol {protocol}: {selection}")
     print(f"Wrote {', '.join(sorted(paths.values()))}")
@@ -472,21 +474,26 @@ def _evaluate_run(run: Setup, restored: restoring.Restored, workdir: pathlib.Pat
 
 
 class _Logger:
-  """TensorBoard events (process 0) and the training history."""
+  """TensorBoard events (process 0), the training history and, with layer selection, the
+  layer-choice dynamics (`choice_dynamics`, from `start_step` on)."""
 
-  def __init__(self, workdir: pathlib.Path, run: Setup):
+  def __init__(self, workdir: pathlib.Path, run: Setup, start_step: int):
     self.enabled = jax.process_index() == 0
     self.layer_names = run.model_config.layer_names
     self.writer = None
     if self.enabled:
       from tensorboardX import SummaryWriter
       self.writer = SummaryWriter(str(workdir / "tensorboard"))
+    self.choice_path = None  # the baselines and spatial_only choose no layer: no file
+    if self.enabled and model.num_steps(run.model_config) and run.model_config.core.select_layer:
+      self.choice_path = workdir / choice_dynamics.FILE_NAME
+      choice_dynamics.keep_until(self.choice_path, start_step)  # rows to be logged again go
     self.start = time.time()
 
   def train_metrics(self, step: int, history: list) -> dict:
     host = jax.device_get(history)
     summary = {name: float(np.mean([m[name] for m in host])) for name in host[0]
-               if name not in ("layer_counts", "nonfinite")}
+               if name not in ("layer_counts", "layer_entropy", "nonfinite")}
     summary["skipped_steps"] = float(sum(m["nonfinite"] for m in host))
     counts = np.sum([m["layer_counts"] for m in host], axis=0)  # [N, k]
     if self.writer is not None:
@@ -496,6 +503,13 @@ class _Logger:
         total = max(row.sum(), 1)
         for name, count in zip(self.layer_names, row):
           self.writer.add_scalar(f"layers/step{t + 1}/{name}", count / total, step)
+    if self.choice_path is not None:
+      entropy = np.mean([m["layer_entropy"] for m in host], axis=0)  # [N]
+      choice_dynamics.append(self.choice_path, choice_dynamics.row(
+          step, len(host), self.layer_names, counts, entropy))
+      for t, value in enumerate(entropy):
+        self.writer.add_scalar(f"layers/step{t + 1}/entropy", value, step)
+    if self.writer is not None:
       self.writer.flush()
     return summary
 

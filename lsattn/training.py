@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import optax
 
 from lsattn import model
-from lsattn.nn import losses
+from lsattn.nn import gumbel, losses
 
 
 @flax.struct.dataclass
@@ -281,7 +281,10 @@ def make_train_step(config, model_config: model.ModelConfig) -> Callable:
         l2_grads=grad_norm, l2_params=optax.tree.norm(new_state.params),
         nonfinite=(~finite).astype(jnp.int32),
         # [N, k]: how often each layer was chosen at each step in this batch.
-        layer_counts=jnp.sum(outputs.layer_choices, axis=1))
+        layer_counts=jnp.sum(outputs.layer_choices, axis=1),
+        # [N]: the batch's mean entropy of the distribution each choice is drawn
+        # from (softmax of the logits, before the noise): how settled the choice is.
+        layer_entropy=jnp.mean(gumbel.choice_entropy(outputs.layer_logits), axis=1))
     if "loss" in state.params:
       metrics.update(s_x=state.params["loss"]["s_x"], s_q=state.params["loss"]["s_q"])
     return new_state, metrics

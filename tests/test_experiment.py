@@ -71,7 +71,8 @@ def test_train_and_eval_cli_write_every_output(data, tmp_path):
   with open(workdir / "eval" / "predictions.csv") as handle:
     rows = list(csv.DictReader(handle))
   assert len(rows) == 8 and {"image", "translation_error_m", "layer_step2"} <= set(rows[0])
-  for figure in ("attention.png", "layer_frequency.png", "trajectory.png"):
+  for figure in ("attention.png", "layer_frequency.png", "layer_choice_dynamics.png",
+                 "trajectory.png"):
     assert (workdir / "eval" / figure).stat().st_size > 1000
   (workdir / "eval" / "metrics.json").unlink()
   _run("eval.py", *flags, "--config.num_train_steps=3", "--config.validation_split=auto")
@@ -119,6 +120,8 @@ def test_resume_gives_the_same_params_as_an_uninterrupted_run(data, finished_run
   jax.tree.map(np.testing.assert_array_equal, _restored_params(whole_dir, 4),
                _restored_params(tmp_path / "split", 4))
   assert resumed["median_translation_m"] == whole["median_translation_m"]
+  dynamics = "layer_choice_dynamics.jsonl"  # the same rows, each step once
+  assert (whole_dir / dynamics).read_text() == (tmp_path / "split" / dynamics).read_text()
 
 
 def test_metrics_name_the_protocol_of_the_evaluated_checkpoint(data, finished_run, tmp_path):
@@ -154,6 +157,7 @@ def test_lstm_posenet_baseline_trains_and_evaluates(data, tmp_path):
   assert metrics["median_rotation_deg"] == result["median_rotation_deg"]
   # A baseline without Conv-LSTM steps gets the retrieval baselines too (its deepest tap).
   assert POSE_KEYS <= set(metrics) and metrics["knn_features_tap"] == "t4"
+  assert not (tmp_path / "run" / "layer_choice_dynamics.jsonl").exists()  # no layer choice
 
 
 def test_googlenet_classification_baseline_trains_and_evaluates(tmp_path):

@@ -87,6 +87,31 @@ def test_layer_frequency_plot(tmp_path):
     figures.layer_frequency_plot(tmp_path / "x.png", [])
 
 
+@pytest.mark.parametrize("num_rows, num_steps", [(12, 3), (1, 1)], ids=["rows", "one_row"])
+def test_layer_choice_dynamics_plot(tmp_path, num_rows, num_steps):
+  rng = np.random.default_rng(0)
+  share = rng.random((num_rows, num_steps, 4))
+  share /= share.sum(axis=2, keepdims=True)
+  entropy = rng.random((num_rows, num_steps)) * np.log(4)
+  entropy[0, 0] = np.nan  # a non-finite value logged as null
+  steps = np.arange(1, num_rows + 1) * 100
+  names = ["Conv-3B", "Conv-4C", "Conv-4E", "Conv-5B"]
+  path = tmp_path / "dynamics.png"
+  width, _ = _check_png(path, figures.layer_choice_dynamics_plot(path, steps, share, entropy,
+                                                                 names))
+  assert num_steps == 1 or width > 300 * num_steps  # a column per recurrent step
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"steps": []}, "steps"), ({"share": np.ones((2, 2, 3))}, "share"),
+    ({"share": np.ones((2, 0, 4))}, "share"), ({"entropy": np.ones((2, 3))}, "entropy")])
+def test_layer_choice_dynamics_plot_bad_shapes(tmp_path, kwargs, name):
+  arguments = {"steps": [1, 2], "share": np.full((2, 2, 4), 0.25), "entropy": np.ones((2, 2)),
+               "layer_names": ["a", "b", "c", "d"], **kwargs}
+  with pytest.raises(LsattnError, match=name):
+    figures.layer_choice_dynamics_plot(tmp_path / "x.png", **arguments)
+
+
 @pytest.mark.parametrize("num_points, with_train", [(40, True), (1, False)],
                          ids=["sequence", "one_point"])
 def test_trajectory_plot(tmp_path, num_points, with_train):

@@ -1,4 +1,5 @@
-"""Figures for evaluation reports: attention, layer frequencies, poses, confusion.
+"""Figures for evaluation reports: attention, layer choice (in evaluation and over
+training), poses, confusion.
 
 Each function takes numpy arrays, writes one PNG to `path` and returns the
 path as a :class:`pathlib.Path`. Figures are built on
@@ -149,6 +150,62 @@ def layer_frequency_plot(path, frequencies: Sequence[Mapping[str, float]]) -> pa
   ax.set_title("layer selection frequency")
   ax.legend(fontsize=8)
   ax.grid(axis="y", alpha=0.3)
+  return _save(figure, path)
+
+
+def layer_choice_dynamics_plot(path, steps, share, entropy,
+                               layer_names: Sequence[str]) -> pathlib.Path:
+  """Layer choice over training: share of each layer and selection entropy per step.
+
+  One column per recurrent step: above, the fraction of the training
+  choices that took each layer (Gumbel noise included) at each logged
+  train step; below, the mean entropy of the selection distribution (the
+  softmax before the noise), with its maximum log k dashed. A choice that
+  settles shows as one share going to 1 and the entropy to 0.
+
+  Args:
+    path: where to write the PNG.
+    steps: [R] train steps of the logged rows (R > 0).
+    share: [R, N, k] fraction of choices per layer (nan where not logged).
+    entropy: [R, N] mean selection entropy in nats.
+    layer_names: k display names.
+
+  Returns:
+    `path` as a `pathlib.Path`.
+  """
+  steps = np.asarray(steps, dtype=np.float64)
+  share = np.asarray(share, dtype=np.float64)
+  entropy = np.asarray(entropy, dtype=np.float64)
+  if steps.ndim != 1 or steps.size == 0:
+    raise _shape_error("steps", "[R] with R > 0", steps)
+  if share.ndim != 3 or share.shape[0] != steps.size or share.shape[1] == 0 or (
+      share.shape[2] != len(layer_names)):
+    raise _shape_error("share", f"[{steps.size}, N, {len(layer_names)}] with N > 0", share)
+  if entropy.shape != share.shape[:2]:
+    raise _shape_error("entropy", f"{list(share.shape[:2])}", entropy)
+  num_steps = share.shape[1]
+  figure = _figure(max(4.0, 3.4 * num_steps), 4.6)
+  axes = figure.subplots(2, num_steps, squeeze=False, sharex=True)
+  marker = "o" if steps.size < 30 else None  # a few rows: their points visible
+  for t in range(num_steps):
+    top, bottom = axes[0, t], axes[1, t]
+    for i, name in enumerate(layer_names):
+      top.plot(steps, share[:, t, i], marker=marker, markersize=3, label=name)
+    top.set_ylim(-0.02, 1.02)
+    top.set_title(f"recurrent step {t + 1}", fontsize=9)
+    bottom.plot(steps, entropy[:, t], marker=marker, markersize=3, color="black")
+    bottom.axhline(np.log(len(layer_names)), color="0.5", linestyle="--", linewidth=1,
+                   label=f"log {len(layer_names)}")
+    bottom.set_ylim(-0.02 * np.log(max(len(layer_names), 2)),
+                    1.05 * np.log(max(len(layer_names), 2)))
+    bottom.set_xlabel("train step")
+    for ax in (top, bottom):
+      ax.grid(alpha=0.3)
+  axes[0, 0].set_ylabel("share of choices")
+  axes[1, 0].set_ylabel("entropy (nats)")
+  axes[0, -1].legend(fontsize=8)
+  axes[1, -1].legend(fontsize=8)
+  figure.suptitle("layer choice during training", fontsize=10)
   return _save(figure, path)
 
 

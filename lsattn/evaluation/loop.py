@@ -4,7 +4,9 @@
 (padded last batch, masked) and returns per-example numpy arrays;
 ``write_outputs`` writes ``metrics.json``, ``predictions.csv``, for pose the
 per-frame estimates in the community's format (``estimates_<scene>.txt``,
-`lsattn.data.pseudo_gt`) and the figures into ``<workdir>/eval/``.
+`lsattn.data.pseudo_gt`) and the figures into ``<workdir>/eval/`` (among them
+the layer choice over training, from the rows training logged:
+`lsattn.runs.choice_dynamics`).
 
 Besides the final prediction, the recurrent models predict at every one of
 their N steps (Supplementary A; the Step-1 ... Step-N rows of Tables 1, 7
@@ -36,7 +38,7 @@ from lsattn import backbones, model
 from lsattn.data import pipeline, pseudo_gt
 from lsattn.errors import LsattnError
 from lsattn.evaluation import metrics, retrieval
-from lsattn.runs import atomic, parallel
+from lsattn.runs import atomic, choice_dynamics, parallel
 
 def make_eval_step(model_config: model.ModelConfig) -> Callable:
   """The pure eval step ``(params, model_state, images) -> outputs``.
@@ -364,10 +366,17 @@ def write_outputs(eval_dir: pathlib.Path, outputs: dict, result: dict, split: pi
                   task: str, layer_names, options: pipeline.ImageOptions,
                   train_split: pipeline.Split | None = None, class_names=None,
                   num_figure_examples: int = 4, draw_figures: bool = True,
-                  scene=None) -> dict[str, str]:
+                  scene=None,
+                  layer_choice_dynamics: choice_dynamics.Dynamics | None = None
+                  ) -> dict[str, str]:
   """Writes metrics.json, predictions.csv, for pose the estimates of each scene
   (`write_estimates`; `scene`: its name, or one per example) and (if
-  `draw_figures`) the figures; returns {name: path}."""
+  `draw_figures`) the figures; returns {name: path}.
+
+  `layer_choice_dynamics`: the run's layer choice during training
+  (`lsattn.runs.choice_dynamics.read`), drawn as layer_choice_dynamics.png; None (no
+  layer selection, or no row logged): not drawn.
+  """
   eval_dir.mkdir(parents=True, exist_ok=True)
   paths = {"metrics": eval_dir / "metrics.json", "predictions": eval_dir / "predictions.csv"}
   atomic.write_text(paths["metrics"], json.dumps(result, indent=2, sort_keys=True) + "\n")
@@ -392,6 +401,11 @@ def write_outputs(eval_dir: pathlib.Path, outputs: dict, result: dict, split: pi
   if result.get("layer_selection_frequency"):
     paths["layers"] = figures.layer_frequency_plot(eval_dir / "layer_frequency.png",
                                                    result["layer_selection_frequency"])
+  if layer_choice_dynamics is not None:
+    dynamics = layer_choice_dynamics
+    paths["layer_choice_dynamics"] = figures.layer_choice_dynamics_plot(
+        eval_dir / "layer_choice_dynamics.png", dynamics.steps, dynamics.share,
+        dynamics.entropy, dynamics.layers)
   if task == "pose":
     train_positions = None if train_split is None else train_split.labels["position"]
     paths["trajectory"] = figures.trajectory_plot(

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax.scipy.special import entr
 
 from lsattn.errors import LsattnError
 
@@ -88,3 +89,24 @@ def gumbel_softmax_st(logits: jax.Array, key: jax.Array | None,
   else:
     noise = sample_gumbel(key, logits.shape, dtype)
   return _straight_through(wide, noise, jnp.asarray(temperature, dtype)).astype(logits.dtype)
+
+
+def choice_entropy(logits: jax.Array) -> jax.Array:
+  r"""Entropy of the distribution the choice is drawn from, in nats.
+
+  The forward choice :math:`\arg\max_i(\ell_i + g_i)` is a sample of
+  :math:`\mathrm{softmax}(\ell)` exactly (the Gumbel-max trick), whatever the
+  temperature, which shapes only the backward pass: this entropy, in
+  :math:`[0, \log k]`, says how settled the choice is (0: one layer always).
+
+  Args:
+    logits: [..., k] layer logits, before the noise.
+
+  Returns:
+    [...] float32 entropies.
+  """
+  logits = jnp.asarray(logits)
+  probabilities = jax.nn.softmax(logits.astype(jnp.promote_types(logits.dtype, jnp.float32)),
+                                 axis=-1)
+  # entr(p) = -p log p, 0 at p = 0 (a layer the softmax rounds to never).
+  return jnp.sum(entr(probabilities), axis=-1)
