@@ -41,7 +41,9 @@ Sections, in this order, each printed as a short table:
 the one running ends, and every section says what ran and what did not.
 Each measurement appends one JSON object to ``--json`` (default
 benchmarks/results/<date>-device-check-<backend>.jsonl) and a last record
-(``section`` 'run') lists what ran and what the budget skipped. Bad input
+(``section`` 'run') lists what ran and what the budget skipped. A
+measurement the backend fails (out of memory, say) is a ``failed`` record
+and a line; the others still run, and the exit status is 1. Bad input
 (an unknown or missing backend, a bad worker count, a budget too small for
 any measurement, a missing package) is one line and exit status 2.
 """
@@ -80,7 +82,7 @@ try:
   import measure
   import input_pipeline
   import step_throughput
-  from lsattn import experiment
+  from lsattn import backbones, experiment
   from lsattn.data import datasets, pipeline
   from lsattn.data.synthetic import room
   from lsattn.errors import LsattnError
@@ -113,6 +115,7 @@ class Budget:
     self.seconds, self.start = seconds, time.perf_counter()
     self.ran: list[str] = []
     self.skipped: list[str] = []
+    self.failed: list[str] = []
 
   def elapsed(self) -> float:
     return time.perf_counter() - self.start
@@ -214,7 +217,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     raise UsageError("--scene-frames and --warmup: expected 0 or more")
   args.workers = (_positive_ints("--workers", args.workers) if args.workers is not None
                   else default_workers(usable_cores()))
-  args.backbones = [v.strip() for v in args.backbones.split(",") if v.strip()]
+  args.backbones = _choices("--backbones", args.backbones, backbones.names())
   args.dtypes = _choices("--dtypes", args.dtypes, DTYPES)
   args.modes = _choices("--modes", args.modes, MODES)
   args.sections = _choices("--sections", args.sections, SECTIONS)
@@ -438,7 +441,7 @@ def run(args, backend: str) -> list[dict]:
         f"{machine['jax']}; budget {args.budget_s:g} s; records -> {path}", flush=True)
   base = {"benchmark": "device_check", "date": date.isoformat(timespec="seconds"),
           "tag": args.tag, "backend": backend}
-  records: dict[str, list[dict]] = {name: [] for name in (*SECTIONS, "run")}
+  records: dict[str, list[dict]] = {name: [] for name in (*SECTIONS, "failed", "run")}
 
   def emit(section: str, **fields) -> dict:
     record = {**base, "section": section, "elapsed_s": budget.elapsed(), **fields,
@@ -449,6 +452,21 @@ def run(args, backend: str) -> list[dict]:
       file.write(json.dumps(record, default=str) + "\n")
     return record
 
+  def attempt(what: str, measurement):
+    """`measurement()`, or None and a 'failed' record when the backend fails it (out of
+    memory, say): the other measurements still run. Bad input (LsattnError) stops."""
+    try:
+      return measurement()
+    except LsattnError:
+      raise
+    except Exception as error:  # Whatever the device raises: reported, not fatal.
+      lines = str(error).strip().splitlines()
+      text = f"{type(error).__name__}: {lines[0][:300] if lines else ''}"
+      budget.failed.append(what)
+      emit("failed", what=what, error=text)
+      print(f"  failed: {what}: {text}", flush=True)
+      return None
+
   ceiling = {"matmul_size": None, "dtypes": {}}
   if "ceiling" in args.sections and budget.allows("ceiling"):
     size = args.matmul_size or (2048 if backend == "cpu" else 8192)
@@ -458,8 +476,11 @@ def run(args, backend: str) -> list[dict]:
                                                           args.modes[0]))
       if options:
         option_sets["steps"] = options
-    ceiling = measure_ceiling(size, args.dtypes, option_sets, repeats=max(args.repeats, 3))
-    emit("ceiling", ceiling=ceiling)
+    measured = attempt("ceiling", lambda: measure_ceiling(size, args.dtypes, option_sets,
+                                                          repeats=max(args.repeats, 3)))
+    if measured is not None:
+      ceiling = measured
+      emit("ceiling", ceiling=ceiling)
   print_section("ceiling", records["ceiling"], budget)
 
   if "steps" in args.sections:
@@ -469,7 +490,10 @@ def run(args, backend: str) -> list[dict]:
           what = f"steps {backbone} {dtype} {mode}"
           if not budget.allows(what):
             continue
-          record = measure_step(step_config(args, backbone, dtype, mode), args, ceiling)
+          config = step_config(args, backbone, dtype, mode)
+          record = attempt(what, lambda: measure_step(config, args, ceiling))
+          if record is None:
+            continue
           emit("steps", **record)
           print(f"  {what}: train {record['train']['ms']['median']:.1f} ms, eval "
                 f"{record['eval']['ms']['median']:.1f} ms ({record['wall_s']:.0f} s)",
@@ -483,20 +507,28 @@ def run(args, backend: str) -> list[dict]:
       if not budget.allows(f"pipeline {workers} workers"):
         continue
       scene = scene or prepare_scene(args)
-      measured = measure_pipeline(scene[0], args, workers)
+      measured = attempt(f"pipeline {workers} workers",
+                         lambda: measure_pipeline(scene[0], args, workers))
+      if measured is None:
+        continue
       emit("pipeline", pipeline=measured, fastest_step_images_per_s=fastest,
            pipeline_over_step=fastest and measured["images_per_s"] / fastest)
   print_section("pipeline", records["pipeline"], budget)
 
   if "demo" in args.sections and budget.allows("demo"):
     scene = scene or prepare_scene(args)
-    emit("demo", demo=run_demo(args, scene[1], scene[2]))
+    demo = attempt("demo", lambda: run_demo(args, scene[1], scene[2]))
+    if demo is not None:
+      emit("demo", demo=demo)
   print_section("demo", records["demo"], budget)
 
   emit("run", budget_s=args.budget_s, ran=budget.ran, skipped=budget.skipped,
-       wall_s=budget.elapsed(), args={k: v for k, v in vars(args).items()})
+       failed=budget.failed, wall_s=budget.elapsed(), args=vars(args))
   print(f"\nran {len(budget.ran)} measurement(s) in {budget.elapsed():.0f} s; "
-        f"{len(budget.skipped)} not started (budget); records appended to {path}")
+        f"{len(budget.skipped)} not started (budget); {len(budget.failed)} failed; records "
+        f"appended to {path}")
+  if budget.failed:
+    raise SystemExit(1)
   return [r for section in records.values() for r in section]
 
 

@@ -49,7 +49,7 @@ def test_every_section_is_measured_and_printed(tiny_run):
   for cell in ("img/s", "compile s", "util", "peak MiB", "tiny_cnn", "train", "eval"):
     assert cell in steps_table
   assert "2 steps in" in stdout and "median_translation_m" in stdout
-  assert "ran 5 measurement(s)" in stdout
+  assert "ran 5 measurement(s)" in stdout and "; 0 failed;" in stdout
 
 
 def test_records_hold_the_measurements(tiny_run):
@@ -87,15 +87,20 @@ def test_records_hold_the_measurements(tiny_run):
   assert demo["steps_per_s"] == pytest.approx(2 / demo["wall_s"])
   assert demo["medians"]["median_translation_m"] == demo["metrics"]["median_translation_m"]
   run = records[5]
-  assert run["skipped"] == [] and len(run["ran"]) == 5 and run["budget_s"] == 400
+  assert run["skipped"] == [] and run["failed"] == [] and len(run["ran"]) == 5 and run["budget_s"] == 400
 
 
-def test_the_budget_stops_new_measurements_and_says_so(capsys):
+def _module():
   sys.path.insert(0, str(ROOT / "benchmarks"))
   try:
     import device_check
   finally:
     sys.path.remove(str(ROOT / "benchmarks"))
+  return device_check
+
+
+def test_the_budget_stops_new_measurements_and_says_so(capsys):
+  device_check = _module()
   budget = device_check.Budget(30)
   assert budget.allows("steps a")
   budget.start -= 31  # 31 s later: the budget is spent
@@ -106,12 +111,48 @@ def test_the_budget_stops_new_measurements_and_says_so(capsys):
                                      "\n  not started: demo\n")
 
 
+def test_a_measurement_the_device_fails_is_reported_and_the_others_run(tmp_path, monkeypatch,
+                                                                       capsys):
+  """Out of memory in the first step configuration: a 'failed' record and line, the next
+  configuration still measured, exit status 1."""
+  device_check = _module()
+  calls = []
+
+  def measure_step(config, args, ceiling):
+    calls.append(config.freeze_backbone)
+    if len(calls) == 1:
+      raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 3 GiB.\n"
+                         "more lines")
+    return {"config": {"backbone": config.backbone, "dtype": config.dtype, "frozen": False},
+            "train": {"images_per_s": 1.0, "ms": {"median": 1.0}},
+            "eval": {"ms": {"median": 1.0}}, "wall_s": 1.0}
+
+  monkeypatch.setattr(device_check, "measure_step", measure_step)
+  monkeypatch.setattr(device_check, "print_section", lambda *args: None)
+  records = tmp_path / "records.jsonl"
+  args = device_check.parse_args(["--sections", "steps", "--backbones", "tiny_cnn",
+                                  "--dtypes", "float32", "--json", str(records)])
+  with pytest.raises(SystemExit) as stopped:
+    device_check.run(args, "cpu")
+  assert stopped.value.code == 1 and calls == [True, False]
+  written = [json.loads(line) for line in records.read_text().splitlines()]
+  assert [r["section"] for r in written] == ["failed", "steps", "run"]
+  assert written[0]["what"] == "steps tiny_cnn float32 frozen"
+  assert written[0]["error"] == ("RuntimeError: RESOURCE_EXHAUSTED: Out of memory while trying "
+                                 "to allocate 3 GiB.")
+  assert written[2]["failed"] == ["steps tiny_cnn float32 frozen"]
+  out = capsys.readouterr().out
+  assert "  failed: steps tiny_cnn float32 frozen: RuntimeError: RESOURCE_EXHAUSTED" in out
+  assert "; 1 failed;" in out
+
+
 @pytest.mark.parametrize("args, message", [
     (("--backend=xyz",), "--backend='xyz': unknown backend; expected one of cpu, gpu, cuda"),
     (("--backend=tpu",), "--backend=tpu: jax cannot start it on this host"),
     (("--workers", "0,2"), "--workers='0,2': expected positive whole numbers"),
     (("--workers", "two"), "--workers='two': expected positive whole numbers"),
     (("--budget-s", "3"), "--budget-s=3: too small for any measurement; give at least 10 s"),
+    (("--backbones", "caffe,resnet"), "--backbones='caffe,resnet': expected a comma list of"),
     (("--dtypes", "float16"), "--dtypes='float16': expected a comma list of float32, bfloat16"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message):
