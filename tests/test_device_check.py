@@ -148,18 +148,27 @@ def test_a_measurement_the_device_fails_is_reported_and_the_others_run(tmp_path,
 
 @pytest.mark.parametrize("args, message", [
     (("--backend=xyz",), "--backend='xyz': unknown backend; expected one of cpu, gpu, cuda"),
-    (("--backend=tpu",), "--backend=tpu: jax cannot start it on this host"),
     (("--workers", "0,2"), "--workers='0,2': expected positive whole numbers"),
     (("--workers", "two"), "--workers='two': expected positive whole numbers"),
     (("--budget-s", "3"), "--budget-s=3: too small for any measurement; give at least 10 s"),
     (("--backbones", "caffe,resnet"), "--backbones='caffe,resnet': expected a comma list of"),
     (("--dtypes", "float16"), "--dtypes='float16': expected a comma list of float32, bfloat16"),
 ])
-def test_bad_input_is_one_line_and_exit_2(args, message):
-  result = _run(*args)
+def test_bad_input_is_one_line_and_exit_2(args, message, capsys):
+  with pytest.raises(SystemExit) as stopped:
+    _module().main(list(args))
+  assert stopped.value.code == 2
+  lines = capsys.readouterr().err.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith(f"device_check: {message}"), lines
+
+
+def test_a_backend_jax_cannot_start_is_one_line_and_exit_2():
+  """A process of its own: the backend is chosen once per process."""
+  result = _run("--backend=tpu")
   assert result.returncode == 2
   lines = result.stderr.strip().splitlines()
-  assert len(lines) == 1 and lines[0].startswith(f"device_check: {message}"), result.stderr
+  assert len(lines) == 1, result.stderr
+  assert lines[0].startswith("device_check: --backend=tpu: jax cannot start it on this host")
 
 
 def test_a_missing_package_is_named_in_one_line():
