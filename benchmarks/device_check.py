@@ -307,8 +307,14 @@ def measure_step(config, args, ceiling: dict) -> dict:
   return record
 
 
-def prepare_scene(args):
-  """The embedded synthetic room, built once in --data-dir (a small one with --scene-frames)."""
+def prepare_scene(args) -> tuple:
+  """(builder, data_dir, manual_dir, seconds): the embedded synthetic room, built once in
+  --data-dir (a small one with --scene-frames); seconds to write and build it (or reuse)."""
+  start = time.perf_counter()
+  return (*_prepare_scene(args), time.perf_counter() - start)
+
+
+def _prepare_scene(args):
   dataset = "seven_scenes/synthetic_room"
   data_dir = pathlib.Path(args.data_dir)
   if not args.scene_frames:
@@ -511,7 +517,8 @@ def run(args, backend: str) -> list[dict]:
                          lambda: measure_pipeline(scene[0], args, workers))
       if measured is None:
         continue
-      emit("pipeline", pipeline=measured, fastest_step_images_per_s=fastest,
+      emit("pipeline", pipeline=measured, dataset_prepare_s=scene[3],
+           fastest_step_images_per_s=fastest,
            pipeline_over_step=fastest and measured["images_per_s"] / fastest)
   print_section("pipeline", records["pipeline"], budget)
 
@@ -519,7 +526,7 @@ def run(args, backend: str) -> list[dict]:
     scene = scene or prepare_scene(args)
     demo = attempt("demo", lambda: run_demo(args, scene[1], scene[2]))
     if demo is not None:
-      emit("demo", demo=demo)
+      emit("demo", demo=demo, dataset_prepare_s=scene[3])
   print_section("demo", records["demo"], budget)
 
   emit("run", budget_s=args.budget_s, ran=budget.ran, skipped=budget.skipped,

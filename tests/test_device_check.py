@@ -79,6 +79,7 @@ def test_records_hold_the_measurements(tiny_run):
     measured = record["pipeline"]
     assert measured["workers"] == workers and measured["image_size"] == 32
     assert measured["resize_size"] == [256, 455] and measured["images_per_s"] > 0
+    assert record["dataset_prepare_s"] > 0
     assert record["fastest_step_images_per_s"] == step["train"]["images_per_s"]
     assert record["pipeline_over_step"] == pytest.approx(
         measured["images_per_s"] / step["train"]["images_per_s"])
