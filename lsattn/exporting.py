@@ -41,7 +41,7 @@ import lsattn
 from lsattn import prediction
 from lsattn.errors import LsattnError
 from lsattn.evaluation import loop as eval_loop
-from lsattn.runs import atomic, run_folder, run_lock
+from lsattn.runs import atomic, compilation, run_folder, run_lock
 
 POSE_CONVENTION = {
     "position": "camera centre in world coordinates, metres",
@@ -177,8 +177,9 @@ def export_run(workdir: str | pathlib.Path, output: str | pathlib.Path, config=N
     config = predictor.config  # the run's, resolved once
     size = predictor.options.image_size
     batch = jax.export.symbolic_shape("b")[0]
-    exported = jax.export.export(jax.jit(serving_function(predictor)), platforms=platforms)(
-        jax.ShapeDtypeStruct((batch, size, size, 3), jnp.float32))
+    # Traced for `platforms` ('auto' kernels and unroll theirs, not this host's).
+    exported = compilation.export_for(serving_function(predictor), platforms,
+                                      jax.ShapeDtypeStruct((batch, size, size, 3), jnp.float32))
     artefact = exported.serialize()
     description = sidecar(predictor, exported)
     description["sha256"] = hashlib.sha256(artefact).hexdigest()

@@ -234,7 +234,8 @@ def apply_core(params: dict, state: dict, features: Sequence[jax.Array], *,
 def _unroll(config: CoreConfig) -> int:
   if config.scan_unroll:
     return config.scan_unroll
-  return config.num_steps if jax.default_backend() == "cpu" else 1
+  # Decided for the platforms traced for (`compute_options.lowering_for`), like the kernels.
+  return config.num_steps if compute_options.cpu_only() else 1
 
 
 def _prepare(params, state, features, key, temperature, *, train, config):

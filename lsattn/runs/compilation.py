@@ -12,6 +12,12 @@ XLA's defaults with a warning.
 Which kernels the model uses (``kernels``) and what remat recomputes are
 the model's choices (`lsattn.nn.compute_options`); 'generic' kernels also
 drop the options above. The persistent compilation cache is opened here.
+
+Everything CPU-only is chosen by the platform the program runs on: the
+options above only for a CPU backend, 'auto' kernels and the scan's unroll
+when traced (for the platforms of `export_for`, not the host's, when a
+program is lowered for another platform). lsattn sets no collective
+implementation: JAX picks Gloo on CPU and NCCL or ICI elsewhere at run time.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import jax
 import numpy as np
 
 from lsattn.errors import LsattnError
-from lsattn.nn.compute_options import resolve_kernels
+from lsattn.nn.compute_options import lowering_for, resolve_kernels
 
 # XLA's per-compile option and the names it accepts (xla/backends/cpu/*fusion*).
 YNN_OPTION = "xla_cpu_experimental_ynn_fusion_type"
@@ -122,3 +128,27 @@ def step_compiler_options(kernels: str, ynn_fusions: str,
   if not options or not _accepted(tuple(sorted(options.items()))):
     return None
   return options
+
+
+def export_for(function, platforms, *args, **jit_kwargs) -> jax.export.Exported:
+  """``jax.export`` of `function` for `platforms`, traced with their choices.
+
+  `function` is traced afresh inside `compute_options.lowering_for(platforms)`,
+  so 'auto' kernels and the scan's auto unroll are those of `platforms`, not
+  of the host that lowers (a CPU-only machine can lower for 'cuda' and
+  'tpu'). No compiler option travels with an export: the platform that runs
+  it compiles it with its own defaults.
+
+  Args:
+    function: a pure function (not jitted: it is jitted here, with `jit_kwargs`).
+    platforms: e.g. ('cuda',), ('tpu',), ('cpu', 'cuda').
+    *args: its arguments, arrays or `jax.ShapeDtypeStruct`s (symbolic shapes allowed).
+  """
+  platforms = tuple(platforms)
+
+  @functools.wraps(function)
+  def traced(*call_args, **call_kwargs):  # a new function: no trace cached for another platform
+    return function(*call_args, **call_kwargs)
+
+  with lowering_for(platforms):
+    return jax.export.export(jax.jit(traced, **jit_kwargs), platforms=platforms)(*args)
