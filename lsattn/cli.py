@@ -231,6 +231,11 @@ def parse_flags(argv: list[str]) -> list[str]:
                  f"eval.py and predict.py read the run's own config without it)")
     _exit_with(f"{error}")
   except (AttributeError, KeyError) as error:  # ml_collections: an unknown --config.<key>
+    if "<class 'NoneType'>" in str(error):
+      # get_config() returned None: ml_collections applies the overrides to None and
+      # names the type, before the flag's own None check.
+      _exit_with(_config_flag_error("--config must have a value other than None", argv)
+                 or f"{error}")
     # ml_collections nests the KeyError's repr: literal quotes and a literal \n.
     detail = str(error.args[0] if error.args else error).strip("'\"")
     detail = detail.replace("\\'", "'").replace("\\n", "; ")
