@@ -11,6 +11,7 @@ seconds: they stop before jax compiles anything).
 
 from __future__ import annotations
 
+import os
 import pathlib
 import subprocess
 import sys
@@ -18,9 +19,11 @@ import sys
 import numpy as np
 import pytest
 
-from lsattn import LsattnError, backbones, config_schema
+import trained_runs
+from lsattn import LsattnError, backbones, config_schema, experiment
 from lsattn.backbones import loading
 from lsattn.data import formats
+from lsattn.runs import run_folder
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 TEST_CONFIG = ROOT / "configs" / "test.py"
@@ -105,3 +108,29 @@ def test_a_backbone_without_weight_readers_says_so(tmp_path):
     backbones.weights_file("tiny_cnn", "imagenet")
   assert str(raised.value) == ("config.backbone_weights = 'imagenet': backbone 'tiny_cnn' reads "
                                "no weights (random init only); leave backbone_weights ''")
+
+
+# ------------------------------------------ 9. an empty or too long --workdir
+
+
+def test_an_empty_workdir_is_refused_instead_of_the_current_folder(tmp_path, monkeypatch):
+  """Before: `--workdir=` (an unset variable) trained into the current folder."""
+  monkeypatch.chdir(tmp_path)
+  config = trained_runs.config({"data_dir": str(tmp_path / "data"),
+                                "manual_dir": str(tmp_path / "manual")})
+  with pytest.raises(LsattnError, match=r"--workdir is empty \(an unset variable\?\)"):
+    experiment.train_and_evaluate(config, "")
+  assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("limit", ["NAME_MAX", "PATH_MAX"])
+def test_a_workdir_too_long_for_the_system_is_named_before_any_file(tmp_path, limit):
+  """Before: tensorboardX's traceback, after config.json and checkpoints were written."""
+  if limit == "NAME_MAX":
+    workdir = tmp_path / ("r" * (os.pathconf(tmp_path, "PC_NAME_MAX") + 1))
+  else:
+    depth = os.pathconf(tmp_path, "PC_PATH_MAX") - len(str(tmp_path)) - 100
+    workdir = tmp_path.joinpath(*["d" * 99] * (depth // 100))
+  with pytest.raises(LsattnError, match=rf"--workdir=.*\({limit}\). Use a shorter --workdir"):
+    run_folder.check_workdir(workdir)
+  assert not list(tmp_path.iterdir())

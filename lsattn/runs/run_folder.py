@@ -46,12 +46,56 @@ def config_path(workdir: str | pathlib.Path) -> pathlib.Path:
   return pathlib.Path(workdir).expanduser() / CONFIG_FILE
 
 
+# Bytes the longest path a run writes inside its folder may add to it (an orbax step's
+# temporary folder and its array files; TensorBoard's event file with the host name).
+RUN_FOLDER_DEPTH = 256
+
+
 def check_workdir(workdir: str | pathlib.Path) -> pathlib.Path:
-  """`workdir` as a Path; raises LsattnError if it names an existing non-folder."""
+  """`workdir` as a Path.
+
+  Raises:
+    LsattnError: `workdir` is empty (an unset variable: the run would go into
+      the current folder among the user's files), names an existing
+      non-folder, or is too long for its file system (a part longer than
+      NAME_MAX, or the path with `RUN_FOLDER_DEPTH` more bytes longer than
+      PATH_MAX), each before anything is written.
+  """
+  if not str(workdir).strip():
+    raise LsattnError("--workdir is empty (an unset variable?): expected a run folder; "
+                      "refusing to use the current folder")
   path = pathlib.Path(workdir).expanduser()
+  _check_length(path, workdir)
   if path.exists() and not path.is_dir():
     raise LsattnError(f"--workdir={workdir} is a file: expected a run folder (existing or new)")
   return path
+
+
+def _is_folder(path: pathlib.Path) -> bool:
+  try:
+    return path.is_dir()
+  except OSError:  # ENAMETOOLONG
+    return False
+
+
+def _check_length(path: pathlib.Path, given) -> None:
+  absolute = path.absolute()
+  existing = next(folder for folder in (absolute, *absolute.parents) if _is_folder(folder))
+  name_max = os.pathconf(existing, "PC_NAME_MAX")
+  path_max = os.pathconf(existing, "PC_PATH_MAX")
+  shown = str(given)
+  if len(shown) > 80:
+    shown = f"{shown[:60]}... ({len(shown)} characters)"
+  for part in absolute.parts:
+    if len(os.fsencode(part)) > name_max:
+      raise LsattnError(f"--workdir={shown}: its part {part[:40]!r}... has "
+                        f"{len(os.fsencode(part))} bytes; the file system allows {name_max} "
+                        f"(NAME_MAX). Use a shorter --workdir.")
+  length = len(os.fsencode(str(absolute)))
+  if length + RUN_FOLDER_DEPTH > path_max:
+    raise LsattnError(f"--workdir={shown}: the path has {length} bytes; with the files a run "
+                      f"writes inside it (up to {RUN_FOLDER_DEPTH} more) it passes the "
+                      f"system's limit of {path_max} (PATH_MAX). Use a shorter --workdir.")
 
 
 # The run folder's entries that must be folders (ARCHITECTURE.md, "A run folder").
