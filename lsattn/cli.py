@@ -144,7 +144,9 @@ def predict_images(config, workdir, paths, output, overlays, per_step) -> None:
   if not paths:
     raise LsattnError("no images given: pass image files or folders after the flags")
   if output is not None:
-    prediction.check_output_path(output)
+    prediction.check_output_path(output, workdir)
+  if overlays is not None:
+    prediction.check_overlays_folder(overlays, workdir)
   results = prediction.predict(workdir, config, paths, overlays=overlays, per_step=per_step)
   import jax  # started by `predict`, multi-process or not
   if jax.process_index() != 0:  # a multi-process job: process 0 writes and reports

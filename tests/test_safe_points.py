@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import trained_runs
-from lsattn import LsattnError, backbones, config_schema, experiment
+from lsattn import LsattnError, backbones, cli, config_schema, experiment
 from lsattn.backbones import loading
 from lsattn.data import formats
 from lsattn.runs import run_folder
@@ -134,3 +134,30 @@ def test_a_workdir_too_long_for_the_system_is_named_before_any_file(tmp_path, li
   with pytest.raises(LsattnError, match=rf"--workdir=.*\({limit}\). Use a shorter --workdir"):
     run_folder.check_workdir(workdir)
   assert not list(tmp_path.iterdir())
+
+
+# ------------------------------------------- 2. predict over the run's own files
+
+
+@pytest.mark.parametrize("output", ["config.json", "eval/predictions.csv",
+                                    "checkpoints/4/x.json"])
+def test_predict_refuses_an_output_over_the_runs_own_files_before_any_work(tmp_path, output):
+  """Before: `predict.py --output=<run>/config.json` replaced the run's config."""
+  run = tmp_path / "run"
+  (run / "eval").mkdir(parents=True)
+  (run / "checkpoints" / "4").mkdir(parents=True)
+  (run / "config.json").write_text("{}\n")
+  image = tmp_path / "a.png"
+  image.write_bytes(b"never read")
+  with pytest.raises(LsattnError, match=rf"--output={run / output} would replace the run's "
+                                        rf"own {pathlib.PurePath(output).parts[0]}"):
+    cli.predict_images(None, run, [image], str(run / output), None, False)
+  assert (run / "config.json").read_text() == "{}\n"
+  assert sorted(p.name for p in run.rglob("*")) == ["4", "checkpoints", "config.json", "eval"]
+
+
+def test_predict_refuses_overlays_in_the_runs_own_folders(tmp_path):
+  run = tmp_path / "run"
+  (run / "eval").mkdir(parents=True)
+  with pytest.raises(LsattnError, match=r"--overlays=.*/run/eval/over lies in the run's own eval"):
+    cli.predict_images(None, run, [tmp_path / "a.png"], None, str(run / "eval" / "over"), False)

@@ -30,7 +30,7 @@ import ml_collections
 
 from lsattn import backbones, config_schema
 from lsattn.errors import LsattnError
-from lsattn.runs import atomic
+from lsattn.runs import atomic, run_lock
 
 CONFIG_FILE = "config.json"
 
@@ -114,6 +114,17 @@ def check_entries(workdir: str | pathlib.Path) -> None:
     if path.is_dir() and not os.access(path, os.W_OK | os.X_OK):
       raise LsattnError(f"{path}: cannot write in this folder of the run (permission "
                         f"denied). Make it writable, or use another --workdir.")
+
+
+def own_entry(path: str | pathlib.Path, workdir: str | pathlib.Path) -> str | None:
+  """The run's own entry that `path` is or lies in (config.json, the lock, or one of
+  `FOLDERS`), or None: what no output of predict or export may replace."""
+  path, workdir = pathlib.Path(path).expanduser(), pathlib.Path(workdir).expanduser()
+  resolved, folder = path.resolve(), workdir.resolve()
+  if not resolved.is_relative_to(folder) or resolved == folder:
+    return None
+  first = resolved.relative_to(folder).parts[0]
+  return first if first in {CONFIG_FILE, run_lock.LOCK_FILE, *FOLDERS} else None
 
 
 def to_json_data(config) -> dict:
