@@ -19,6 +19,7 @@ faults by wrapping `training_batches` and `checkpoint.create_manager`).
 from __future__ import annotations
 
 import dataclasses
+import os
 import pathlib
 import signal
 import sys
@@ -207,7 +208,12 @@ def _train_and_evaluate(run: Setup, workdir: pathlib.Path, stage: interrupts.Sta
     print(f"Resuming from {manager.directory / str(restored[2])} (step {restored[2]}).",
           file=sys.stderr)
   if jax.process_index() == 0:
-    run_folder.write(workdir, config)  # the run's config, for eval.py, predict.py, export.py
+    path = run_folder.write(workdir, config)  # the run's config, for eval/predict/export
+    _, given = run_folder.absolute_paths(config)
+    if given:
+      print(f"{path} holds the relative paths as absolute: " + ", ".join(
+          f"{key}={value!r} -> {os.path.abspath(value)}" for key, value in given.items()),
+          file=sys.stderr)
   state = parallel.replicate(state, run.mesh)
   start_step = int(jax.device_get(state.step))
 

@@ -161,3 +161,32 @@ def test_predict_refuses_overlays_in_the_runs_own_folders(tmp_path):
   (run / "eval").mkdir(parents=True)
   with pytest.raises(LsattnError, match=r"--overlays=.*/run/eval/over lies in the run's own eval"):
     cli.predict_images(None, run, [tmp_path / "a.png"], None, str(run / "eval" / "over"), False)
+
+
+# ------------------------------------------------ 8. absolute paths in config.json
+
+
+def test_config_json_holds_relative_paths_as_absolute(tmp_path, monkeypatch):
+  """Before: `--config.data_dir=data --config.manual_dir=man` were stored as typed, so
+  eval.py from another folder looked for another data_dir."""
+  (tmp_path / "here").mkdir()
+  (tmp_path / "elsewhere").mkdir()
+  (tmp_path / "run").mkdir()
+  monkeypatch.chdir(tmp_path / "here")
+  config = config_schema.get_config()
+  config.data_dir, config.manual_dir = "data", "./man"
+  config.backbone_weights, config.compilation_cache_dir = "w/googlenet.npz", "~/cache"
+  run_folder.write(tmp_path / "run", config)
+  assert config.data_dir == "data"  # the caller's config is left as given
+  monkeypatch.chdir(tmp_path / "elsewhere")
+  saved, overrides = run_folder.resolve(tmp_path / "run")
+  here = tmp_path / "here"
+  assert (saved.data_dir, saved.manual_dir, saved.backbone_weights) == (
+      str(here / "data"), str(here / "man"), str(here / "w" / "googlenet.npz"))
+  assert saved.compilation_cache_dir == "~/cache" and overrides == {}
+  # A config given from another folder: its relative paths mean that folder.
+  _, overrides = run_folder.resolve(tmp_path / "run", config)
+  assert overrides["data_dir"] == {"run": str(here / "data"),
+                                   "used": str(tmp_path / "elsewhere" / "data")}
+  config.backbone_weights = "imagenet"  # a name, not a path
+  assert run_folder.absolute_paths(config)[1] == {"data_dir": "data", "manual_dir": "./man"}

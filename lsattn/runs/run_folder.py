@@ -146,10 +146,40 @@ def resolve_layers(config):
   return resolved
 
 
+# Keys that hold a file or folder: config.json stores them absolute.
+PATH_KEYS = ("data_dir", "manual_dir", "backbone_weights", "compilation_cache_dir")
+
+
+def absolute_paths(config) -> tuple[ml_collections.ConfigDict, dict[str, str]]:
+  """`config` with its relative `PATH_KEYS` made absolute (against the current folder),
+  and {key: the value as given} of those it changed.
+
+  A relative path means the folder the command ran in; stored as given, eval.py
+  or predict.py run from another folder would look elsewhere. '' (none), '~/...'
+  and a weights name ('imagenet') are kept.
+  """
+  given = {}
+  for key in PATH_KEYS:
+    value = config.get(key)
+    if (not isinstance(value, str) or not value or os.path.isabs(value)
+        or value.startswith("~")
+        or (key == "backbone_weights" and backbones.is_weights_name(value))):
+      continue
+    given[key] = value
+  if not given:
+    return config, {}
+  result = ml_collections.ConfigDict(config.to_dict())
+  for key, value in given.items():
+    result[key] = os.path.abspath(value)
+  return result, given
+
+
 def write(workdir: str | pathlib.Path, config) -> pathlib.Path:
   """Writes `config` to <workdir>/config.json (atomically, with the mode of the run's
-  other files: `lsattn.runs.atomic`)."""
+  other files: `lsattn.runs.atomic`), its relative paths made absolute
+  (`absolute_paths`)."""
   path = config_path(workdir)
+  config, _ = absolute_paths(config)
   text = json.dumps(to_json_data(config), indent=2, sort_keys=True) + "\n"
   return atomic.write_text(path, text)
 
@@ -216,6 +246,7 @@ def resolve(workdir: str | pathlib.Path, config=None
     return config, None
   if config is None:
     return saved, {}
+  config, _ = absolute_paths(config)  # as config.json holds them
   runtime = config_schema.runtime_keys()
   refused = _differences(saved, config, [key for key in saved.keys() if key not in runtime])
   if refused:
