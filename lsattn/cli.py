@@ -147,6 +147,7 @@ def predict_images(config, workdir, paths, output, overlays, per_step) -> None:
     prediction.check_output_path(output, workdir)
   if overlays is not None:
     prediction.check_overlays_folder(overlays, workdir)
+  interrupts.at_safe_points("no predictions were written")
   results = prediction.predict(workdir, config, paths, overlays=overlays, per_step=per_step)
   import jax  # started by `predict`, multi-process or not
   if jax.process_index() != 0:  # a multi-process job: process 0 writes and reports

@@ -261,6 +261,7 @@ def _train_and_evaluate(run: Setup, workdir: pathlib.Path, stage: interrupts.Sta
     state, step, selection = best.restore()
   stage.set("the final evaluation", f"Training is finished (checkpoint of step {step}); "
             f"evaluate it with eval.py --workdir={workdir}.")
+  interrupts.at_safe_points(f"the evaluation wrote nothing ({workdir / 'eval'} is as it was)")
   result = _final_evaluation(run, state, workdir, step=step, selection=selection)
   logger.close()
   return result
@@ -462,6 +463,8 @@ def evaluate(config, workdir: str | pathlib.Path) -> dict:
 
 
 def _evaluate_run(run: Setup, restored: restoring.Restored, workdir: pathlib.Path) -> dict:
+  interrupts.at_safe_points(f"nothing was written ({workdir / 'eval'} keeps its previous "
+                            f"outputs)")
   _check_validation_split(run, restored.meta, restored.folder)
   if run.validation_split is not None and (workdir / "best_checkpoint").is_dir():
     best = _BestCheckpoint(workdir, run, restored.signature)

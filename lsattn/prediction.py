@@ -38,7 +38,7 @@ from lsattn import geometry, model, restoring
 from lsattn.data import datasets, images, pipeline, splits
 from lsattn.errors import LsattnError
 from lsattn.evaluation import loop as eval_loop
-from lsattn.runs import atomic, compilation, parallel, run_folder
+from lsattn.runs import atomic, compilation, interrupts, parallel, run_folder
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 OUTPUT_SUFFIXES = (".csv", ".json")
@@ -277,6 +277,8 @@ def predict(workdir: str | pathlib.Path, config, paths: Sequence[str | pathlib.P
   results = []
   with concurrent.futures.ThreadPoolExecutor(2) as pool:
     for start in range(0, len(files), predictor.batch_size):
+      # Ctrl-C stops here, between batches (`interrupts.at_safe_points`).
+      interrupts.safe_point(f"after {start} of {len(files)} images")
       chunk = files[start:start + predictor.batch_size]
       loaded = list(pool.map(lambda path: _load(path, predictor), chunk))
       good = [image for image in loaded if not isinstance(image, str)]

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 import pathlib
+import shutil
+import signal
 import subprocess
 import sys
 
@@ -20,10 +22,11 @@ import numpy as np
 import pytest
 
 import trained_runs
-from lsattn import LsattnError, backbones, cli, config_schema, experiment
+from lsattn import LsattnError, backbones, cli, config_schema, experiment, prediction
 from lsattn.backbones import loading
 from lsattn.data import formats
-from lsattn.runs import run_folder
+from lsattn.evaluation import loop as evaluation
+from lsattn.runs import interrupts, run_folder, run_lock
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 TEST_CONFIG = ROOT / "configs" / "test.py"
@@ -190,3 +193,77 @@ def test_config_json_holds_relative_paths_as_absolute(tmp_path, monkeypatch):
                                    "used": str(tmp_path / "elsewhere" / "data")}
   config.backbone_weights = "imagenet"  # a name, not a path
   assert run_folder.absolute_paths(config)[1] == {"data_dir": "data", "manual_dir": "./man"}
+
+
+# ------------------------------------------ 1. Ctrl-C stops at the next safe point
+
+
+@pytest.fixture(scope="module")
+def pose(tmp_path_factory):
+  return trained_runs.shared_pose_run(tmp_path_factory)
+
+
+def _signalled_once_and_swallowed(function, calls: list):
+  """`function`, which on its first call gets SIGINT while a library swallows whatever the
+  handler raises (as Python does in `_xla_gc_callback`); `calls` counts the calls."""
+
+  def wrapped(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == 1:
+      try:
+        signal.raise_signal(signal.SIGINT)
+      except BaseException:  # pylint: disable=broad-except
+        pass  # "Exception ignored in ...": what once let eval.py run to its end
+    return function(*args, **kwargs)
+
+  return wrapped
+
+
+def test_ctrl_c_during_eval_stops_after_the_batch_and_writes_nothing(pose, tmp_path,
+                                                                     monkeypatch):
+  """Before: the evaluation ran to its end and wrote metrics.json and predictions.csv, then
+  said 'nothing was half-written'."""
+  run = pathlib.Path(shutil.copytree(pose["workdir"], tmp_path / "run", symlinks=True))
+  before = {path.name: path.read_bytes() for path in (run / "eval").iterdir()}
+  calls = []
+  compiled = evaluation.compiled_eval_step
+  monkeypatch.setattr(evaluation, "compiled_eval_step", lambda *args: (
+      _signalled_once_and_swallowed(compiled(*args), calls)))
+  with pytest.raises(LsattnError) as raised:
+    experiment.evaluate(None, run)
+  assert str(raised.value) == (
+      f"stopped by SIGINT during the evaluation at a safe point (after 1 of 2 test batches); "
+      f"nothing was written ({run / 'eval'} keeps its previous outputs). Run the same command "
+      f"again.")
+  assert len(calls) == 1  # the second batch never ran
+  assert {path.name: path.read_bytes() for path in (run / "eval").iterdir()} == before
+  assert not (run / run_lock.LOCK_FILE).exists()
+
+
+def test_ctrl_c_during_predict_stops_after_the_batch_and_writes_nothing(pose, tmp_path,
+                                                                        monkeypatch):
+  calls = []
+  monkeypatch.setattr(prediction, "_run", _signalled_once_and_swallowed(prediction._run, calls))
+  output = tmp_path / "predictions.csv"
+  frames = sorted(pose["test_frames"].glob("*.color.png"))
+  assert len(frames) == 8
+  with pytest.raises(LsattnError, match=r"^stopped by SIGINT during the prediction at a safe point "
+                                        r"\(after 4 of 8 images\); no predictions were written. "
+                                        r"Run the same command again.$"):
+    cli._stopping_on_signals(cli.predict_images, "the prediction")(
+        None, pose["workdir"], frames, str(output), None, False)
+  assert len(calls) == 1 and not output.exists()
+
+
+def test_a_signal_after_the_last_safe_point_lets_the_writes_finish():
+  """The outputs being written when the signal came are written whole, and the line says so."""
+  written = []
+  with pytest.raises(LsattnError, match=r"^SIGTERM arrived during the evaluation after its last "
+                                        r"safe point: it ran to its end and its outputs were "
+                                        r"written whole$"):
+    with interrupts.stopping_on_signals("the evaluation", "Run it again."):
+      interrupts.at_safe_points("nothing was written")
+      interrupts.safe_point("before writing")
+      signal.raise_signal(signal.SIGTERM)
+      written.append("metrics.json")
+  assert written == ["metrics.json"]

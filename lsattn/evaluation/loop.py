@@ -35,7 +35,7 @@ from lsattn import backbones, model
 from lsattn.data import pipeline
 from lsattn.errors import LsattnError
 from lsattn.evaluation import metrics, retrieval
-from lsattn.runs import atomic, parallel
+from lsattn.runs import atomic, interrupts, parallel
 
 def make_eval_step(model_config: model.ModelConfig) -> Callable:
   """The pure eval step ``(params, model_state, images) -> outputs``.
@@ -90,12 +90,17 @@ def evaluate_split(eval_step, params, model_state, split: pipeline.Split, *, tas
   batches = pipeline.eval_batches(split, task=task, options=options, batch_size=batch_size,
                                   rows=rows)
   total = -(-len(split) // batch_size)
+  done = 0
   for batch in tqdm.tqdm(batches, total=total, desc=description, unit="batch", leave=False):
+    # Ctrl-C stops here, between batches (`interrupts.at_safe_points`).
+    interrupts.safe_point(f"after {done} of {total} {description} batches")
+    done += 1
     images = parallel.shard_batch({"image": batch["image"]}, mesh)["image"]
     outputs = parallel.to_host(eval_step(params, model_state, images))
     mask = parallel.to_host(parallel.shard_batch({"m": batch["mask"]}, mesh))["m"]
     for name, value in outputs.items():
       collected.setdefault(name, []).append(np.asarray(value)[mask])
+  interrupts.safe_point(f"after all {total} {description} batches")
   outputs = {name: np.concatenate(values) for name, values in collected.items()}
   _check_finite_predictions(outputs, description)
   return outputs
@@ -335,6 +340,7 @@ def write_outputs(eval_dir: pathlib.Path, outputs: dict, result: dict, split: pi
                   num_figure_examples: int = 4, draw_figures: bool = True) -> dict[str, str]:
   """Writes metrics.json, predictions.csv and (if `draw_figures`) the figures;
   returns {name: path}."""
+  interrupts.safe_point(f"before writing {eval_dir}")  # then all of them, each whole
   eval_dir.mkdir(parents=True, exist_ok=True)
   paths = {"metrics": eval_dir / "metrics.json", "predictions": eval_dir / "predictions.csv"}
   atomic.write_text(paths["metrics"], json.dumps(result, indent=2, sort_keys=True) + "\n")
