@@ -18,11 +18,13 @@ import signal
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
 import trained_runs
-from lsattn import LsattnError, backbones, cli, config_schema, experiment, prediction
+from lsattn import (LsattnError, backbones, cli, config_checks, config_schema, experiment,
+                    prediction, training)
 from lsattn.backbones import loading
 from lsattn.data import formats
 from lsattn.evaluation import loop as evaluation
@@ -267,3 +269,32 @@ def test_a_signal_after_the_last_safe_point_lets_the_writes_finish():
       signal.raise_signal(signal.SIGTERM)
       written.append("metrics.json")
   assert written == ["metrics.json"]
+
+
+# ----------------------------------------- 4. a model too large for the memory
+
+
+@pytest.mark.parametrize("key, value", [("hidden_size", 1_000_000), ("batch_size", 10**9)])
+def test_a_step_too_large_for_the_memory_is_refused_naming_the_key(tmp_path, key, value):
+  """Before: hidden_size=1000000 hung at 0% CPU after writing config.json and the lock."""
+  config = trained_runs.config({"data_dir": str(tmp_path / "data"),
+                                "manual_dir": str(tmp_path / "manual")}, **{key: value})
+  expected = (rf"^the train step needs at least [\d.]+ TiB \(state .*, gradients .*, batch .*; "
+              rf"activations come on top\), more than this host's memory \([\d.]+ GiB\): "
+              rf"{key}={value} \(at its default .*\) makes it large. Nothing was written.$")
+  with pytest.raises(LsattnError, match=expected):
+    experiment.start_training(config)
+  with pytest.raises(LsattnError, match=expected):
+    experiment.train_and_evaluate(config, tmp_path / "run")
+  assert not list(tmp_path.iterdir())  # no run folder, lock or dataset
+
+
+def test_memory_needed_counts_params_statistics_and_adam_moments():
+  config = trained_runs.config({"data_dir": "", "manual_dir": ""}, freeze_backbone=False)
+  model_config = config_checks.check_config(config)
+  parts = training.memory_needed(config, model_config, (32, 32, 3))
+  state = training.create_train_state(jax.random.key(0), config, model_config, (32, 32, 3))
+  size = lambda tree: sum(np.asarray(leaf).nbytes for leaf in jax.tree.leaves(tree))
+  assert parts["gradients"] == size(state.params)
+  assert parts["state"] == size(state.params) + size(state.model_state) + size(state.opt_state)
+  assert parts["batch"] == 4 * 32 * 32 * 3 * 4
