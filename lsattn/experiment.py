@@ -119,7 +119,7 @@ def _check_memory(config, model_config: model.ModelConfig) -> None:
   raise LsattnError(
       f"the train step needs at least {memory.describe(needed)} ({shown}; activations come "
       f"on top), more than {where} ({memory.describe(limit)}): "
-      + (f"{'; '.join(large)} makes it large" if large else
+      + (f"{'; '.join(large)} make{'s' if len(large) == 1 else ''} it large" if large else
          "reduce batch_size, image_size or the model's sizes")
       + ". Nothing was written.")
 
