@@ -298,3 +298,16 @@ def test_memory_needed_counts_params_statistics_and_adam_moments():
   assert parts["gradients"] == size(state.params)
   assert parts["state"] == size(state.params) + size(state.model_state) + size(state.opt_state)
   assert parts["batch"] == 4 * 32 * 32 * 3 * 4
+
+
+def test_a_second_signal_stops_at_once():
+  ran = []
+  with pytest.raises(LsattnError, match=r"^stopped by SIGINT during the evaluation; nothing was "
+                                        r"half-written. Run it again.$"):
+    with interrupts.stopping_on_signals("the evaluation", "Run it again."):
+      interrupts.at_safe_points("nothing was written")
+      signal.raise_signal(signal.SIGINT)
+      ran.append("after the first")
+      signal.raise_signal(signal.SIGINT)
+      ran.append("after the second")
+  assert ran == ["after the first"]

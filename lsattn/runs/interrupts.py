@@ -68,17 +68,16 @@ class Stage:
 
   def message(self, finished: bool) -> str:
     """The one line for a stop; `finished`: the block ran to its end after the signal."""
-    if self.unwritten is None:
-      return (f"stopped by {self.signal} during {self.doing}; nothing was half-written. "
-              f"{self.advice}")
-    if self.progress is not None:
+    if self.unwritten is not None and self.progress is not None:
       return (f"stopped by {self.signal} during {self.doing} at a safe point ({self.progress}); "
               f"{self.unwritten}. {self.advice}")
-    if finished:  # the signal came after the last safe point, while the outputs were written
+    if self.unwritten is not None and finished:
+      # The signal came after the last safe point, while the outputs were written.
       return (f"{self.signal} arrived during {self.doing} after its last safe point: it ran to "
               f"its end and its outputs were written whole")
-    return (f"stopped by {self.signal} during {self.doing} (a second signal); nothing was "
-            f"half-written. {self.advice}")
+    # Raised at once, a second signal, or an error before the next safe point.
+    return (f"stopped by {self.signal} during {self.doing}; nothing was half-written. "
+            f"{self.advice}")
 
 
 _active: list[Stage] = []  # the stages of the blocks the main thread is in, innermost last
