@@ -187,13 +187,16 @@ def predict_images(config, workdir, paths, output, overlays, per_step, estimates
   if not paths:
     raise LsattnError("no images given: pass image files or folders after the flags")
   if output is not None:
-    prediction.check_output_path(output)
+    prediction.check_output_path(output, workdir)
   if estimates is not None:
     prediction.check_estimates_path(estimates)
     saved = run_folder.read(workdir)
     if saved is not None and saved.task != "pose":
       raise LsattnError(f"--estimates={estimates}: per-frame estimates are poses; the run "
                         f"{workdir} is a {saved.task} run")
+  if overlays is not None:
+    prediction.check_overlays_folder(overlays, workdir)
+  interrupts.at_safe_points("no predictions were written")
   results = prediction.predict(workdir, config, paths, overlays=overlays, per_step=per_step)
   import jax  # started by `predict`, multi-process or not
   if jax.process_index() != 0:  # a multi-process job: process 0 writes and reports
@@ -283,6 +286,11 @@ def parse_flags(argv: list[str]) -> list[str]:
                  f"eval.py and predict.py read the run's own config without it)")
     _exit_with(f"{error}")
   except (AttributeError, KeyError) as error:  # ml_collections: an unknown --config.<key>
+    if "<class 'NoneType'>" in str(error):
+      # get_config() returned None: ml_collections applies the overrides to None and
+      # names the type, before the flag's own None check.
+      _exit_with(_config_flag_error("--config must have a value other than None", argv)
+                 or f"{error}")
     # ml_collections nests the KeyError's repr: literal quotes and a literal \n.
     detail = str(error.args[0] if error.args else error).strip("'\"")
     detail = detail.replace("\\'", "'").replace("\\n", "; ")

@@ -131,10 +131,13 @@ class Names:
 class ChannelMean:
   def accepts(self, value) -> bool:
     return isinstance(value, (tuple, list)) and (
-        len(value) == 0 or (len(value) == 3 and all(_is_number(v) for v in value)))
+        len(value) == 0 or (len(value) == 3 and all(_is_number(v) and 0 <= v <= 255
+                                                    for v in value)))
 
   def describe(self) -> str:
-    return "() (the dataset's mean) or three finite numbers (R, G, B)"
+    # A mean of 0-255 pixels lies in [0, 255]; one outside (1e30) made every image the same
+    # input, so every prediction the same, without an error.
+    return "() (the dataset's mean) or three numbers in [0, 255] (R, G, B)"
 
 
 Domain = Choice | Integer | Number | Boolean | Text | Integers | Names | ChannelMean

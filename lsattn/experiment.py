@@ -19,6 +19,7 @@ faults by wrapping `training_batches` and `checkpoint.create_manager`).
 from __future__ import annotations
 
 import dataclasses
+import os
 import pathlib
 import signal
 import sys
@@ -31,12 +32,12 @@ import numpy as np
 import tensorflow_datasets as tfds
 import tqdm
 
-from lsattn import model, restoring, training
+from lsattn import config_checks, config_schema, model, restoring, training
 from lsattn.backbones import loading
 from lsattn.data import datasets, pipeline, splits
 from lsattn.errors import LsattnError
 from lsattn.evaluation import loop as eval_loop
-from lsattn.runs import (checkpoint, choice_dynamics, compilation, interrupts, parallel,
+from lsattn.runs import (checkpoint, choice_dynamics, compilation, interrupts, memory, parallel,
                          run_folder, run_lock)
 
 __all__ = ["LsattnError", "Setup", "evaluate", "setup", "start_training", "train_and_evaluate"]
@@ -67,7 +68,60 @@ def start_training(config) -> model.ModelConfig:
   model_config = restoring.start(config)
   parallel.check_batch_size(config.batch_size, "batch_size")
   _check_task(config)
+  _check_memory(config, model_config)
   return model_config
+
+
+# The keys that size a train step (`training.memory_needed`), named when it cannot fit.
+SIZE_KEYS = ("hidden_size", "projection_size", "gate_embedding_size",
+             "attention_branch_channels", "num_recurrent_steps", "convlstm_kernel_sizes",
+             "attention_kernel_sizes", "num_classes", "image_size", "batch_size")
+
+
+def _step_bytes(config, model_config: model.ModelConfig) -> tuple[int, dict[str, int]]:
+  """(bytes the memory that holds a step needs at least, the parts): on CPU the host
+  holds every local device's copy of the state and the whole batch; an accelerator its
+  copy and its rows of the batch."""
+  image_size = config.image_size
+  parts = training.memory_needed(config, model_config, (image_size, image_size, 3))
+  if memory.device_bytes() is None:
+    copies, rows = jax.local_device_count(), 1
+  else:
+    copies, rows = 1, jax.device_count()
+  return (parts["state"] + parts["gradients"]) * copies + parts["batch"] // rows, parts
+
+
+def _check_memory(config, model_config: model.ModelConfig) -> None:
+  """Refuses, before anything is written or compiled, a run whose train step cannot fit
+  the host's or an accelerator's memory (a typo like hidden_size=1000000 otherwise
+  hangs while its parameters are allocated), naming the keys that make it large."""
+  needed, parts = _step_bytes(config, model_config)
+  device = memory.device_bytes()
+  limit, where = ((memory.host_bytes(), "this host's memory") if device is None
+                  else (device, "an accelerator's memory"))
+  if needed <= limit:
+    return
+  large = []
+  defaults = config_schema.get_config()
+  for key in SIZE_KEYS:
+    if config_schema.jsonable(config[key]) == config_schema.jsonable(defaults[key]):
+      continue
+    smaller = ml_collections.ConfigDict(config.to_dict())
+    smaller[key] = defaults[key]
+    try:
+      at_default, _ = _step_bytes(smaller, config_checks.check_config(smaller))
+    except LsattnError:  # the default does not go with the other keys (image_size)
+      continue
+    if at_default <= needed // 2:
+      large.append(f"{key}={config[key]!r} (at its default {defaults[key]!r}: "
+                   f"{memory.describe(at_default)})")
+  shown = ", ".join(f"{name} {memory.describe(count)}" for name, count in parts.items())
+  raise LsattnError(
+      f"the train step needs at least {memory.describe(needed)} ({shown}; activations come "
+      f"on top), more than {where} ({memory.describe(limit)}): "
+      + (f"{'; '.join(large)} make{'s' if len(large) == 1 else ''} it large" if large else
+         "reduce batch_size, image_size or the model's sizes")
+      + ". Nothing was written.")
 
 
 def _check_task(config) -> None:
@@ -209,7 +263,12 @@ def _train_and_evaluate(run: Setup, workdir: pathlib.Path, stage: interrupts.Sta
     print(f"Resuming from {manager.directory / str(restored[2])} (step {restored[2]}).",
           file=sys.stderr)
   if jax.process_index() == 0:
-    run_folder.write(workdir, config)  # the run's config, for eval.py, predict.py, export.py
+    path = run_folder.write(workdir, config)  # the run's config, for eval/predict/export
+    _, given = run_folder.absolute_paths(config)
+    if given:
+      print(f"{path} holds the relative paths as absolute: " + ", ".join(
+          f"{key}={value!r} -> {os.path.abspath(value)}" for key, value in given.items()),
+          file=sys.stderr)
   state = parallel.replicate(state, run.mesh)
   start_step = int(jax.device_get(state.step))
 
@@ -257,6 +316,7 @@ def _train_and_evaluate(run: Setup, workdir: pathlib.Path, stage: interrupts.Sta
     state, step, selection = best.restore()
   stage.set("the final evaluation", f"Training is finished (checkpoint of step {step}); "
             f"evaluate it with eval.py --workdir={workdir}.")
+  interrupts.at_safe_points(f"the evaluation wrote nothing ({workdir / 'eval'} is as it was)")
   result = _final_evaluation(run, state, workdir, step=step, selection=selection)
   logger.close()
   return result
@@ -462,6 +522,8 @@ def evaluate(config, workdir: str | pathlib.Path) -> dict:
 
 
 def _evaluate_run(run: Setup, restored: restoring.Restored, workdir: pathlib.Path) -> dict:
+  interrupts.at_safe_points(f"nothing was written ({workdir / 'eval'} keeps its previous "
+                            f"outputs)")
   _check_validation_split(run, restored.meta, restored.folder)
   if run.validation_split is not None and (workdir / "best_checkpoint").is_dir():
     best = _BestCheckpoint(workdir, run, restored.signature)

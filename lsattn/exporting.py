@@ -198,13 +198,11 @@ def _is_inside(path: pathlib.Path, folder: pathlib.Path) -> bool:
 def check_output(output: pathlib.Path, workdir: pathlib.Path) -> None:
   """Refuses an output (or its sidecar) that would replace one of the run's own files:
   config.json, the lock, or anything in its checkpoints, TensorBoard or eval folders."""
-  own = {run_folder.CONFIG_FILE, run_lock.LOCK_FILE, *run_folder.FOLDERS}
   for path in (output, pathlib.Path(f"{output}.json")):
-    if _is_inside(path, workdir):
-      first = path.resolve().relative_to(workdir.resolve()).parts[0]
-      if first in own:
-        raise LsattnError(f"--output={output}: {path} would replace the run's own {first}; "
-                          f"export to another file name")
+    first = run_folder.own_entry(path, workdir)
+    if first is not None:
+      raise LsattnError(f"--output={output}: {path} would replace the run's own {first}; "
+                        f"export to another file name")
 
 
 # The platforms `jax.export.export` lowers for (its documented `platforms`).

@@ -38,7 +38,7 @@ from lsattn import geometry, model, restoring
 from lsattn.data import datasets, images, pipeline, pseudo_gt, splits
 from lsattn.errors import LsattnError
 from lsattn.evaluation import loop as eval_loop
-from lsattn.runs import atomic, compilation, parallel
+from lsattn.runs import atomic, compilation, interrupts, parallel, run_folder
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 OUTPUT_SUFFIXES = (".csv", ".json")
@@ -277,6 +277,8 @@ def predict(workdir: str | pathlib.Path, config, paths: Sequence[str | pathlib.P
   results = []
   with concurrent.futures.ThreadPoolExecutor(2) as pool:
     for start in range(0, len(files), predictor.batch_size):
+      # Ctrl-C stops here, between batches (`interrupts.at_safe_points`).
+      interrupts.safe_point(f"after {start} of {len(files)} images")
       chunk = files[start:start + predictor.batch_size]
       loaded = list(pool.map(lambda path: _load(path, predictor), chunk))
       good = [image for image in loaded if not isinstance(image, str)]
@@ -392,9 +394,12 @@ def check_estimates_path(path: str | pathlib.Path) -> None:
                       f"first")
 
 
-def check_output_path(path: str | pathlib.Path) -> None:
-  """Refuses an output file that is neither .csv nor .json, is a folder, or lies in a
-  folder that does not exist (before any compute)."""
+def check_output_path(path: str | pathlib.Path,
+                      workdir: str | pathlib.Path | None = None) -> None:
+  """Refuses an output file that is neither .csv nor .json, is a folder, lies in a
+  folder that does not exist, or would replace one of run `workdir`'s own files
+  (`run_folder.own_entry`: config.json, anything in checkpoints/, eval/, ...), before
+  any compute."""
   path = pathlib.Path(path).expanduser()
   if path.suffix.lower() not in OUTPUT_SUFFIXES:
     raise LsattnError(f"--output={path}: expected a .csv or .json file name")
@@ -402,3 +407,16 @@ def check_output_path(path: str | pathlib.Path) -> None:
     raise LsattnError(f"--output={path} is a folder: expected a .csv or .json file name")
   if not path.parent.is_dir():
     raise LsattnError(f"--output={path}: folder {path.parent} does not exist; create it first")
+  own = None if workdir is None else run_folder.own_entry(path, workdir)
+  if own is not None:
+    raise LsattnError(f"--output={path} would replace the run's own {own}; write the "
+                      f"predictions to another file")
+
+
+def check_overlays_folder(folder: str | pathlib.Path, workdir: str | pathlib.Path) -> None:
+  """Refuses an overlays folder inside one of run `workdir`'s own entries (its eval/,
+  checkpoints/, ...), before any compute."""
+  own = run_folder.own_entry(folder, workdir)
+  if own is not None:
+    raise LsattnError(f"--overlays={folder} lies in the run's own {own}; write the overlays "
+                      f"to another folder")

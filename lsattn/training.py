@@ -16,6 +16,7 @@ from typing import Any, Callable
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from lsattn import model
@@ -143,6 +144,27 @@ def create_train_state(rng: jax.Array, config, model_config: model.ModelConfig,
   # Distinct buffers for every leaf: the train step donates the state, and a
   # buffer shared by two leaves cannot be donated twice.
   return _copy_leaves(state)
+
+
+def memory_needed(config, model_config: model.ModelConfig, image_shape) -> dict[str, int]:
+  """Bytes a train step needs at least, from the shapes alone (nothing is allocated or
+  compiled): a lower bound, so a run above the memory surely cannot fit.
+
+  Returns:
+    {'state': params, batch-norm statistics and optimiser state (Adam's two
+    moments); 'gradients': one per trained parameter; 'batch': the images
+    float32 [batch_size, H, W, 3]}. Activations come on top.
+  """
+  image_shape = tuple(image_shape)
+  params, model_state = jax.eval_shape(
+      lambda: model.init_model(jax.random.key(0), model_config, image_shape))
+  frozen = bool(config.freeze_backbone)
+  opt_state = jax.eval_shape(_optimizer(optax.constant_schedule(0.0), frozen).init, params)
+  trained = {name: tree for name, tree in params.items() if not (frozen and name == "backbone")}
+  size = lambda tree: sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(tree))
+  return {"state": size(params) + size(model_state) + size(opt_state),
+          "gradients": size(trained),
+          "batch": int(config.batch_size) * int(np.prod(image_shape)) * 4}
 
 
 @jax.jit

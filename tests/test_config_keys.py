@@ -112,8 +112,8 @@ NUMBERS = [
     ("hidden_size", 0, "an integer >= 1"),
     ("num_recurrent_steps", 0, "an integer >= 1"),
     ("heartbeat_timeout_seconds", 0, "an integer >= 1"),
-    ("channel_mean", (math.inf, 0.0, 0.0), "() (the dataset's mean) or three finite numbers "
-                                           "(R, G, B)"),
+    ("channel_mean", (math.inf, 0.0, 0.0), "() (the dataset's mean) or three numbers in "
+                                           "[0, 255] (R, G, B)"),
     ("convlstm_kernel_sizes", (1, 2), "one or more odd integers >= 1"),
 ]
 

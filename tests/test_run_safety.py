@@ -364,8 +364,10 @@ def test_ctrl_c_during_eval_is_one_error_and_keeps_the_previous_outputs(pose, tm
   run = _copy_run(pose, tmp_path)
   before = (run / "eval" / "predictions.csv").read_bytes()
   _signal_during(monkeypatch, evaluation, "evaluate_split")
-  with pytest.raises(LsattnError, match="stopped by SIGINT during the evaluation; nothing was "
-                                        "half-written. Run the same command again."):
+  with pytest.raises(LsattnError, match=r"stopped by SIGINT during the evaluation at a safe "
+                                        r"point \(after 0 of 2 test batches\); nothing was "
+                                        r"written \(.*eval keeps its previous outputs\). Run "
+                                        r"the same command again."):
     experiment.evaluate(None, run)
   assert (run / "eval" / "predictions.csv").read_bytes() == before
   assert not (run / run_lock.LOCK_FILE).exists()
@@ -386,8 +388,9 @@ def test_ctrl_c_during_the_final_evaluation_says_training_finished(data, tmp_pat
                                                                    monkeypatch):
   _signal_during(monkeypatch, evaluation, "write_outputs")
   workdir = tmp_path / "run"
-  with pytest.raises(LsattnError, match=r"stopped by SIGINT during the final evaluation; "
-                                        r"nothing was half-written. Training is finished "
+  with pytest.raises(LsattnError, match=r"stopped by SIGINT during the final evaluation at a "
+                                        r"safe point \(before writing .*eval\); the evaluation "
+                                        r"wrote nothing \(.*\). Training is finished "
                                         r"\(checkpoint of step 2\); evaluate it with eval.py"):
     experiment.train_and_evaluate(trained_runs.config(data), workdir)
   assert not (workdir / "eval" / "metrics.json").exists()

@@ -41,8 +41,9 @@ def load_backbone_weights(path: str | os.PathLike, backbone: str) -> dict:
     needs = (f"a {suffix or 'suffix-less'} file needs backbone="
              f"{' or '.join(repr(name) for name in readers)}" if readers
              else f"no backbone reads {suffix or 'suffix-less'} files")
-    raise LsattnError(f"{path}: backbone {backbone!r} reads {', '.join(member.readers)} "
-                      f"weights; {needs}")
+    reads = (f"reads {', '.join(member.readers)} weights" if member.readers
+             else "reads no weight files (random init only: backbone_weights='')")
+    raise LsattnError(f"{path}: backbone {backbone!r} {reads}; {needs}")
   return member.readers[suffix](path)
 
 

@@ -184,7 +184,8 @@ def _read_wpqr(path: pathlib.Path, root: pathlib.Path, lines: list[str], first: 
 def read_cambridge(scene_dir: PathLike, split: str) -> list[PoseRecord]:
   """Reads a Cambridge Landmarks scene's `dataset_{train,test}.txt`.
 
-  The file has three header lines (the third blank), then one line per image:
+  The file has three header lines (the third blank; the second starts with
+  'ImageFile'), then one line per image:
   ``seq13/frame00158.png X Y Z W P Q R``. XYZ is the camera centre in world
   coordinates; WPQR is the (w, x, y, z) quaternion of the SfM rotation R_wc,
   which takes world to camera coordinates (the VisualSFM / NVM convention).
@@ -197,11 +198,22 @@ def read_cambridge(scene_dir: PathLike, split: str) -> list[PoseRecord]:
 
   Returns:
     Records in file order; sequence = the first path component ('seq13').
+
+  Raises:
+    LsattnError: a file without the header (no 'ImageFile' line among its
+      first three), naming the file: skipping three lines unseen dropped the
+      first images of a headerless file.
   """
   _check_split(split, ("train", "test"))
   scene_dir = pathlib.Path(scene_dir)
   path = scene_dir / f"dataset_{split}.txt"
-  return _read_wpqr(path, scene_dir, _read_lines(path, "Cambridge index file"), 3, _first_folder)
+  lines = _read_lines(path, "Cambridge index file")
+  header = [i for i, line in enumerate(lines[:3]) if line.lstrip().startswith("ImageFile")]
+  if not header:
+    raise _located(path, 1, "expected the Cambridge header (a line 'ImageFile, Camera Position "
+                   "[X Y Z W P Q R]' among the first three; the images follow it)",
+                   lines[0] if lines else "")
+  return _read_wpqr(path, scene_dir, lines, header[0] + 1, _first_folder)
 
 
 # ---------------------------------------------------------------- 7-Scenes

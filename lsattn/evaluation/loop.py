@@ -38,7 +38,7 @@ from lsattn import backbones, model
 from lsattn.data import pipeline, pseudo_gt
 from lsattn.errors import LsattnError
 from lsattn.evaluation import metrics, retrieval
-from lsattn.runs import atomic, choice_dynamics, parallel
+from lsattn.runs import atomic, choice_dynamics, interrupts, parallel
 
 def make_eval_step(model_config: model.ModelConfig) -> Callable:
   """The pure eval step ``(params, model_state, images) -> outputs``.
@@ -93,12 +93,17 @@ def evaluate_split(eval_step, params, model_state, split: pipeline.Split, *, tas
   batches = pipeline.eval_batches(split, task=task, options=options, batch_size=batch_size,
                                   rows=rows)
   total = -(-len(split) // batch_size)
+  done = 0
   for batch in tqdm.tqdm(batches, total=total, desc=description, unit="batch", leave=False):
+    # Ctrl-C stops here, between batches (`interrupts.at_safe_points`).
+    interrupts.safe_point(f"after {done} of {total} {description} batches")
+    done += 1
     images = parallel.shard_batch({"image": batch["image"]}, mesh)["image"]
     outputs = parallel.to_host(eval_step(params, model_state, images))
     mask = parallel.to_host(parallel.shard_batch({"m": batch["mask"]}, mesh))["m"]
     for name, value in outputs.items():
       collected.setdefault(name, []).append(np.asarray(value)[mask])
+  interrupts.safe_point(f"after all {total} {description} batches")
   outputs = {name: np.concatenate(values) for name, values in collected.items()}
   _check_finite_predictions(outputs, description)
   return outputs
@@ -377,6 +382,7 @@ def write_outputs(eval_dir: pathlib.Path, outputs: dict, result: dict, split: pi
   (`lsattn.runs.choice_dynamics.read`), drawn as layer_choice_dynamics.png; None (no
   layer selection, or no row logged): not drawn.
   """
+  interrupts.safe_point(f"before writing {eval_dir}")  # then all of them, each whole
   eval_dir.mkdir(parents=True, exist_ok=True)
   paths = {"metrics": eval_dir / "metrics.json", "predictions": eval_dir / "predictions.csv"}
   atomic.write_text(paths["metrics"], json.dumps(result, indent=2, sort_keys=True) + "\n")

@@ -4,5 +4,6 @@ Files written whole (`atomic`), one writer per run folder (`run_lock`),
 signals (`interrupts`), the run folder's config (`run_folder`), checkpoints
 (`checkpoint`), the layer choice logged in training (`choice_dynamics`),
 devices and processes (`parallel`), and how the steps compile
-(`compilation`). Nothing here knows the recurrent core or trains anything.
+(`compilation`), and whether a run fits the memory it has (`memory`). Nothing
+here knows the recurrent core or trains anything.
 """

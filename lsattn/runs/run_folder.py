@@ -30,7 +30,7 @@ import ml_collections
 
 from lsattn import backbones, config_schema
 from lsattn.errors import LsattnError
-from lsattn.runs import atomic
+from lsattn.runs import atomic, run_lock
 
 CONFIG_FILE = "config.json"
 
@@ -46,12 +46,56 @@ def config_path(workdir: str | pathlib.Path) -> pathlib.Path:
   return pathlib.Path(workdir).expanduser() / CONFIG_FILE
 
 
+# Bytes the longest path a run writes inside its folder may add to it (an orbax step's
+# temporary folder and its array files; TensorBoard's event file with the host name).
+RUN_FOLDER_DEPTH = 256
+
+
 def check_workdir(workdir: str | pathlib.Path) -> pathlib.Path:
-  """`workdir` as a Path; raises LsattnError if it names an existing non-folder."""
+  """`workdir` as a Path.
+
+  Raises:
+    LsattnError: `workdir` is empty (an unset variable: the run would go into
+      the current folder among the user's files), names an existing
+      non-folder, or is too long for its file system (a part longer than
+      NAME_MAX, or the path with `RUN_FOLDER_DEPTH` more bytes longer than
+      PATH_MAX), each before anything is written.
+  """
+  if not str(workdir).strip():
+    raise LsattnError("--workdir is empty (an unset variable?): expected a run folder; "
+                      "refusing to use the current folder")
   path = pathlib.Path(workdir).expanduser()
+  _check_length(path, workdir)
   if path.exists() and not path.is_dir():
     raise LsattnError(f"--workdir={workdir} is a file: expected a run folder (existing or new)")
   return path
+
+
+def _is_folder(path: pathlib.Path) -> bool:
+  try:
+    return path.is_dir()
+  except OSError:  # ENAMETOOLONG
+    return False
+
+
+def _check_length(path: pathlib.Path, given) -> None:
+  absolute = path.absolute()
+  existing = next(folder for folder in (absolute, *absolute.parents) if _is_folder(folder))
+  name_max = os.pathconf(existing, "PC_NAME_MAX")
+  path_max = os.pathconf(existing, "PC_PATH_MAX")
+  shown = str(given)
+  if len(shown) > 80:
+    shown = f"{shown[:60]}... ({len(shown)} characters)"
+  for part in absolute.parts:
+    if len(os.fsencode(part)) > name_max:
+      raise LsattnError(f"--workdir={shown}: its part {part[:40]!r}... has "
+                        f"{len(os.fsencode(part))} bytes; the file system allows {name_max} "
+                        f"(NAME_MAX). Use a shorter --workdir.")
+  length = len(os.fsencode(str(absolute)))
+  if length + RUN_FOLDER_DEPTH > path_max:
+    raise LsattnError(f"--workdir={shown}: the path has {length} bytes; with the files a run "
+                      f"writes inside it (up to {RUN_FOLDER_DEPTH} more) it passes the "
+                      f"system's limit of {path_max} (PATH_MAX). Use a shorter --workdir.")
 
 
 # The run folder's entries that must be folders (ARCHITECTURE.md, "A run folder").
@@ -70,6 +114,17 @@ def check_entries(workdir: str | pathlib.Path) -> None:
     if path.is_dir() and not os.access(path, os.W_OK | os.X_OK):
       raise LsattnError(f"{path}: cannot write in this folder of the run (permission "
                         f"denied). Make it writable, or use another --workdir.")
+
+
+def own_entry(path: str | pathlib.Path, workdir: str | pathlib.Path) -> str | None:
+  """The run's own entry that `path` is or lies in (config.json, the lock, or one of
+  `FOLDERS`), or None: what no output of predict or export may replace."""
+  path, workdir = pathlib.Path(path).expanduser(), pathlib.Path(workdir).expanduser()
+  resolved, folder = path.resolve(), workdir.resolve()
+  if not resolved.is_relative_to(folder) or resolved == folder:
+    return None
+  first = resolved.relative_to(folder).parts[0]
+  return first if first in {CONFIG_FILE, run_lock.LOCK_FILE, *FOLDERS} else None
 
 
 def to_json_data(config) -> dict:
@@ -91,10 +146,40 @@ def resolve_layers(config):
   return resolved
 
 
+# Keys that hold a file or folder: config.json stores them absolute.
+PATH_KEYS = ("data_dir", "manual_dir", "backbone_weights", "compilation_cache_dir")
+
+
+def absolute_paths(config) -> tuple[ml_collections.ConfigDict, dict[str, str]]:
+  """`config` with its relative `PATH_KEYS` made absolute (against the current folder),
+  and {key: the value as given} of those it changed.
+
+  A relative path means the folder the command ran in; stored as given, eval.py
+  or predict.py run from another folder would look elsewhere. '' (none), '~/...'
+  and a weights name ('imagenet') are kept.
+  """
+  given = {}
+  for key in PATH_KEYS:
+    value = config.get(key)
+    if (not isinstance(value, str) or not value or os.path.isabs(value)
+        or value.startswith("~")
+        or (key == "backbone_weights" and backbones.is_weights_name(value))):
+      continue
+    given[key] = value
+  if not given:
+    return config, {}
+  result = ml_collections.ConfigDict(config.to_dict())
+  for key, value in given.items():
+    result[key] = os.path.abspath(value)
+  return result, given
+
+
 def write(workdir: str | pathlib.Path, config) -> pathlib.Path:
   """Writes `config` to <workdir>/config.json (atomically, with the mode of the run's
-  other files: `lsattn.runs.atomic`)."""
+  other files: `lsattn.runs.atomic`), its relative paths made absolute
+  (`absolute_paths`)."""
   path = config_path(workdir)
+  config, _ = absolute_paths(config)
   text = json.dumps(to_json_data(config), indent=2, sort_keys=True) + "\n"
   return atomic.write_text(path, text)
 
@@ -161,6 +246,7 @@ def resolve(workdir: str | pathlib.Path, config=None
     return config, None
   if config is None:
     return saved, {}
+  config, _ = absolute_paths(config)  # as config.json holds them
   runtime = config_schema.runtime_keys()
   refused = _differences(saved, config, [key for key in saved.keys() if key not in runtime])
   if refused:
