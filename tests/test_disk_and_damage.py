@@ -1,0 +1,250 @@
+"""Full disks, damaged files and a killed run's leftovers (RELIABILITY.md, guarantees
+12-15): each is one line naming the folder or file, and what an earlier killed run of
+ours left is cleared by the next.
+
+Full disks are real: a small tmpfs mounted in a private mount namespace
+(``unshare -Urm``; the tests skip, saying why, where that is not allowed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import tensorstore
+
+from lsattn.errors import LsattnError
+from lsattn.runs import atomic, checkpoint
+import trained_runs  # tests/trained_runs.py, beside this file
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+TIMEOUT = 600
+
+
+@pytest.fixture(scope="module")
+def pose(tmp_path_factory):
+  """The shared tiny pose run (read-only: copy it to write into it)."""
+  return trained_runs.shared_pose_run(tmp_path_factory)
+
+
+def _unshare() -> str:
+  unshare = shutil.which("unshare")
+  if unshare is None or subprocess.run([unshare, "-Urm", "true"],
+                                       capture_output=True).returncode != 0:
+    pytest.skip("needs `unshare -Urm` (user and mount namespaces) to mount a private tmpfs")
+  return unshare
+
+
+def _on_a_full_disk(disk: pathlib.Path, command: list[str], *, size: str = "1m",
+                    copy: pathlib.Path | None = None, free_kib: int = 0
+                    ) -> subprocess.CompletedProcess:
+  """Runs `command` with a fresh tmpfs of `size` at `disk` (`copy` copied into it first),
+  filled up to `free_kib` KiB free; nothing outside the namespace sees it."""
+  unshare = _unshare()
+  disk.mkdir(exist_ok=True)
+  fill = ('cp -a "$COPY" "$DISK/" && ' if copy is not None else "") + (
+      'dd if=/dev/zero of="$DISK/.filler" bs=1k count=$(( $(df -k --output=avail "$DISK" '
+      '| tail -1) - $FREE )) status=none 2>/dev/null; ')
+  env = dict(os.environ, DISK=str(disk), COPY=str(copy or ""), FREE=str(free_kib))
+  return subprocess.run(
+      [unshare, "-Urm", "sh", "-c", f'mount -t tmpfs -o size={size} tmpfs "$DISK" && {fill}'
+       'exec "$@"', "sh", *command], cwd=ROOT, env=env, capture_output=True, text=True,
+      timeout=TIMEOUT)
+
+
+def _one_line(stderr: str, start: str) -> str:
+  """The `error: ...` line of a CLI that failed cleanly, checked to start with `start`."""
+  assert "Traceback" not in stderr, stderr[-3000:]
+  errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+  assert len(errors) == 1, stderr[-3000:]
+  assert errors[0].startswith(f"error: {start}"), errors[0]
+  return errors[0]
+
+
+# ------------------------------------------------------------------ full disks
+
+
+def test_a_full_disk_is_one_line_naming_the_folder_and_the_space(tmp_path):
+  """An output written through `atomic.writing` (metrics.json, predictions.csv,
+  figures, predict's CSV, an export) on a full disk: one line, no temporary file."""
+  disk = tmp_path / "disk"
+  script = tmp_path / "write.py"
+  script.write_text(
+      "import os, sys\n"
+      f"sys.path.insert(0, {str(ROOT)!r})\n"
+      "from lsattn.errors import LsattnError\n"
+      "from lsattn.runs import atomic\n"
+      "disk = sys.argv[1]\n"
+      "for name in ('metrics.json', 'predictions.csv'):\n"
+      "  try:\n"
+      "    if name == 'metrics.json':\n"
+      "      atomic.write_text(os.path.join(disk, name), 'x' * 200_000)\n"
+      "    else:\n"
+      "      with atomic.writing(os.path.join(disk, name)) as out:\n"
+      "        for _ in range(100):\n"
+      "          out.write('y' * 10_000)\n"
+      "    print('written', name)\n"
+      "  except LsattnError as error:\n"
+      "    print(error)\n"
+      "print(sorted(os.listdir(disk)))\n")
+  result = _on_a_full_disk(disk, [sys.executable, str(script), str(disk)], free_kib=64)
+  assert result.returncode == 0, result.stderr[-3000:]
+  metrics, predictions, listing = result.stdout.strip().splitlines()
+  assert metrics.startswith(f"could not write {disk}/metrics.json: no space left on device in "
+                            f"{disk} ("), metrics
+  assert "free; the file needed 195.3 KiB)" in metrics
+  assert predictions.startswith(f"could not write {disk}/predictions.csv: no space left on "
+                                f"device in {disk} ("), predictions
+  assert "the file needed more than" in predictions
+  assert listing == "['.filler']"  # no temporary file left
+
+
+def test_predict_and_export_on_a_full_disk_are_one_line(pose, tmp_path):
+  disk = tmp_path / "disk"
+  frame = sorted(pose["test_frames"].glob("*.color.png"))[0]
+  result = _on_a_full_disk(disk, ["sh", "-c",
+      f'{sys.executable} predict.py --workdir={pose["workdir"]} --output={disk}/out.csv '
+      f'{frame}; echo "predict $?" >&2; '
+      f'{sys.executable} export.py --workdir={pose["workdir"]} --output={disk}/model.bin; '
+      f'echo "export $?" >&2'])
+  lines = result.stderr.splitlines()
+  assert "predict 2" in lines and "export 2" in lines, result.stderr[-3000:]
+  errors = [line for line in lines if line.startswith("error: ")]
+  assert "Traceback" not in result.stderr, result.stderr[-3000:]
+  assert len(errors) == 2, result.stderr[-3000:]
+  assert errors[0].startswith(f"error: could not write {disk}/out.csv: no space left on device "
+                              f"in {disk} ("), errors[0]
+  assert errors[1].startswith(f"error: could not write {disk}/model.bin: no space left on "
+                              f"device in {disk} ("), errors[1]
+
+
+# ---------------------------------------------------------- damaged checkpoints
+
+
+def _state(offset: float = 0.0) -> dict:
+  return {"params": {"w": jnp.arange(4096, dtype=jnp.float32) + offset,
+                     "b": jnp.full((8,), 3.0 + offset)},
+          "step": jnp.asarray(int(offset), jnp.int32)}
+
+
+def _damage_silently(state_folder: pathlib.Path, name: str) -> None:
+  """Changes one value of the array `name` ('params.w') inside a saved checkpoint, in
+  its own format (zarr in OCDBT, zstd): a damage that orbax reads without complaint, as
+  flipped bits that still decompress are."""
+  array = tensorstore.open({"driver": "zarr", "path": name, "kvstore": {
+      "driver": "ocdbt", "base": f"file://{state_folder}/"}}).result()
+  array[5].write(array[5].read().result() + 1).result()
+
+
+def test_a_silently_damaged_checkpoint_is_refused_by_name_and_resume_falls_back(
+    tmp_path, capsys):
+  manager = checkpoint.create_manager(tmp_path, save_every=1, keep=3)
+  meta = {"signature": {"kind": "test"}}
+  for step in (1, 2):
+    assert checkpoint.save(manager, step, _state(step), meta)
+  folder = tmp_path.resolve() / "checkpoints"
+  assert set(checkpoint.read_meta(manager, 2)["checksums"]["arrays"]) == {
+      "params/w", "params/b", "step"}
+  _damage_silently(folder / "2" / "state", "params.w")
+  abstract = checkpoint.abstract_like(_state())
+
+  # eval.py, predict.py and export.py read the latest step: refused, by name.
+  with pytest.raises(LsattnError) as error:
+    checkpoint.restore_run(tmp_path, {"params": abstract["params"]}, meta["signature"],
+                           partial=True)
+  assert str(error.value) == (
+      f"checkpoint {folder / '2'} is damaged: 1 of its arrays are not what was saved "
+      f"(checksums differ): params/w; delete that folder to resume from an earlier step")
+  restarted = checkpoint.create_manager(tmp_path, save_every=1, keep=3)
+  with pytest.raises(LsattnError, match="params/w; delete that folder"):
+    checkpoint.restore_latest(restarted, abstract, meta["signature"])
+
+  # A resume falls back to step 1, saying so, and keeps the damaged folder aside.
+  state, _, step = checkpoint.restore_latest(restarted, abstract, meta["signature"],
+                                             fall_back=True)
+  assert step == 1
+  np.testing.assert_array_equal(jax.device_get(state["params"]["w"]), _state(1)["params"]["w"])
+  assert (f"Warning: checkpoint {folder / '2'} is damaged: 1 of its arrays are not what was "
+          f"saved (checksums differ): params/w. Kept it as {folder / '2.damaged'}; resuming "
+          f"from the step before it.") in capsys.readouterr().err
+  assert sorted(p.name for p in folder.iterdir()) == ["1", "2.damaged"]
+  assert checkpoint.save(restarted, 2, _state(2), meta)  # training goes on from there
+  assert checkpoint.restore_latest(restarted, abstract, meta["signature"])[2] == 2
+
+
+def test_a_checkpoint_saved_without_checksums_still_restores(tmp_path):
+  """Checkpoints of lsattn before checksums (tests/test_restoring.py restores a whole
+  0.1.0 run folder)."""
+  manager = checkpoint.create_manager(tmp_path, save_every=1, keep=2)
+  meta = {"signature": {"kind": "test"}}
+  # What `checkpoint.save` did before: the meta as given.
+  import orbax.checkpoint as ocp
+  manager.save(1, args=ocp.args.Composite(state=ocp.args.StandardSave(_state(1)),
+                                          meta=ocp.args.JsonSave(meta)))
+  assert "checksums" not in checkpoint.read_meta(manager, 1)
+  state, _, step = checkpoint.restore_latest(manager, checkpoint.abstract_like(_state()),
+                                             meta["signature"])
+  assert step == 1
+  np.testing.assert_array_equal(jax.device_get(state["params"]["w"]), _state(1)["params"]["w"])
+
+
+# ------------------------------------------------------------ a killed run's leftovers
+
+
+def test_a_killed_exports_temporary_file_is_cleared_by_the_next_export(pose, tmp_path):
+  """SIGKILL in the middle of writing the artefact leaves `.model.bin.<8>.tmp`; the next
+  export of the same path removes it, and nothing of the user's or of a live writer."""
+  out = tmp_path / "out"
+  out.mkdir()
+  writer = subprocess.Popen(
+      [sys.executable, "-c", "import sys, time\n"
+       f"sys.path.insert(0, {str(ROOT)!r})\n"
+       "from lsattn.runs import atomic\n"
+       "with atomic.writing(sys.argv[1], 'wb') as out:\n"
+       "  out.write(b'half an artefact'); out.flush(); print('writing', flush=True)\n"
+       "  time.sleep(600)\n", str(out / "model.bin")], stdout=subprocess.PIPE, text=True)
+  assert writer.stdout.readline() == "writing\n"
+  writer.kill()
+  writer.wait()
+  [left] = [p.name for p in out.iterdir()]
+  assert atomic._temporary_pattern(out / "model.bin").fullmatch(left), left
+  users = [out / ".model.bin.tmp", out / "model.bin.tmp", out / ".model.bin.Users-1.tmp"]
+  for path in users:
+    path.write_text("the user's")
+  with atomic.writing(out / "model.bin.json") as live:  # a live writer of another path
+    live.write("{}")
+    result = subprocess.run([sys.executable, "export.py", f"--workdir={pose['workdir']}",
+                             f"--output={out / 'model.bin'}"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=TIMEOUT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    names = sorted(p.name for p in out.iterdir())
+  assert left not in names
+  assert set(names) - {"model.bin", "model.bin.json"} - {p.name for p in users} == {
+      n for n in names if n.startswith(".model.bin.json.")}  # the live writer's, kept
+  assert all(path.read_text() == "the user's" for path in users)
+
+
+def test_a_temporary_file_still_being_written_is_kept(tmp_path):
+  """A writer holds its temporary file's flock: another writer of the same path (another
+  process) never removes it."""
+  target = tmp_path / "predictions.csv"
+  with atomic.writing(target) as first:
+    first.write("first")
+    [temporary] = [p for p in tmp_path.iterdir()]
+    other = subprocess.run(
+        [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
+         "from lsattn.runs import atomic\n"
+         f"print(atomic.clear_leftovers({str(target)!r}))"],
+        capture_output=True, text=True, timeout=TIMEOUT)
+    assert other.stdout.strip() == "[]", other.stderr
+    assert temporary.exists()
+  assert target.read_text() == "first"
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["predictions.csv"]
