@@ -199,8 +199,9 @@ def _train_and_evaluate(run: Setup, workdir: pathlib.Path, stage: interrupts.Sta
                                       keep=config.keep_checkpoints)
   replicated = parallel.replicated(run.mesh)
   state = initial_state(run)
+  # A damaged latest step is kept aside, and the run resumes from the intact one before it.
   restored = checkpoint.restore_latest(manager, checkpoint.abstract_like(state, replicated),
-                                       signature)
+                                       signature, fall_back=True)
   if restored is not None:
     _check_validation_split(run, restored[1], manager.directory / str(restored[2]))
     state = restored[0]
