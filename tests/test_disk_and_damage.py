@@ -248,3 +248,32 @@ def test_a_temporary_file_still_being_written_is_kept(tmp_path):
     assert temporary.exists()
   assert target.read_text() == "first"
   assert sorted(p.name for p in tmp_path.iterdir()) == ["predictions.csv"]
+
+
+# ------------------------------------------------------------ evaluation beside training
+
+
+def test_eval_beside_training_writes_its_own_folder_under_its_own_lock(pose, tmp_path):
+  """While train.py holds the run (its lock, with its purpose), eval.py evaluates the
+  latest complete step into eval/step_<N>/; a second evaluation of that step, or an
+  evaluation while another kind of writer holds the run, is refused."""
+  from lsattn import experiment
+  from lsattn.runs import run_lock
+  workdir = shutil.copytree(pose["workdir"], tmp_path / "run")
+  before = {p.name: p.read_bytes() for p in (workdir / "eval").iterdir() if p.is_file()}
+  with run_lock.holding(workdir, "train.py"):
+    result = experiment.evaluate(None, workdir)
+    beside = workdir / "eval" / "step_2"
+    assert result["checkpoint_step"] == 2
+    # The same checkpoint as train.py's final evaluation: the same predictions.
+    assert (beside / "predictions.csv").read_bytes() == before["predictions.csv"]
+    assert json.loads((beside / "metrics.json").read_text()) == dict(
+        json.loads(before["metrics.json"]), config_overrides={})  # eval.py's, none given
+    assert {p.name: p.read_bytes() for p in (workdir / "eval").iterdir() if p.is_file()} == before
+    assert not (beside / run_lock.LOCK_FILE).exists()
+    with run_lock.holding(beside, "eval.py"):
+      with pytest.raises(LsattnError, match=f"^{beside} is in use by another writer: pid "):
+        experiment.evaluate(None, workdir)
+  with run_lock.holding(workdir, "export.py"):
+    with pytest.raises(LsattnError, match=f"^{workdir} is in use by another writer: pid "):
+      experiment.evaluate(None, workdir)
