@@ -277,3 +277,112 @@ def test_eval_beside_training_writes_its_own_folder_under_its_own_lock(pose, tmp
   with run_lock.holding(workdir, "export.py"):
     with pytest.raises(LsattnError, match=f"^{workdir} is in use by another writer: pid "):
       experiment.evaluate(None, workdir)
+
+
+# ------------------------------------------------------------------ datasets
+
+
+def _scene(root: pathlib.Path) -> pathlib.Path:
+  from lsattn.data.synthetic import room as synthetic
+  return synthetic.write_synthetic_seven_scenes(root, frames_per_sequence=4, image_size=(24, 32),
+                                                train_sequences=(1,), test_sequences=(2,))
+
+
+def test_a_damaged_shard_of_a_built_dataset_is_refused_naming_how_to_rebuild(tmp_path):
+  from lsattn.data import datasets
+  manual = tmp_path / "manual"
+  _scene(manual)
+  builder = datasets.prepare("seven_scenes/synthetic_room", tmp_path / "built", manual)
+  build = pathlib.Path(builder.data_dir)
+  [shard] = build.glob("seven_scenes-train.array_record-*")
+  data = shard.read_bytes()
+  datasets.prepare("seven_scenes/synthetic_room", tmp_path / "built", manual)  # intact: reused
+  advice = (f"Rebuild it: delete {build} and run the same command again (it needs the source "
+            f"files, config.manual_dir), or use another --config.data_dir.")
+  shard.write_bytes(data[:len(data) // 2])
+  for manual_dir in (manual, ""):  # with or without the source at hand
+    with pytest.raises(LsattnError) as error:
+      datasets.prepare("seven_scenes/synthetic_room", tmp_path / "built", manual_dir)
+    assert str(error.value) == (
+        f"dataset 'seven_scenes/synthetic_room' in {build} is damaged: {shard.name} has "
+        f"{len(data) // 2} bytes, the build wrote {len(data)} (truncated or overwritten). "
+        f"{advice}")
+  flipped = bytearray(data)
+  flipped[len(data) // 2] ^= 0x01
+  shard.write_bytes(bytes(flipped))
+  with pytest.raises(LsattnError, match=f"{shard.name} has other contents than the build "
+                                        f"wrote \\(corrupted\\)"):
+    datasets.prepare("seven_scenes/synthetic_room", tmp_path / "built", manual)
+  shutil.rmtree(build)  # as the message says
+  datasets.prepare("seven_scenes/synthetic_room", tmp_path / "built", manual)
+  assert shard.read_bytes() == data
+
+
+KILLED_BUILD_SCRIPT = """
+import sys, time
+sys.path.insert(0, {root!r})
+from lsattn.data import builders, datasets
+generators = builders.SevenScenes._split_generators
+def paused(self, dl_manager):
+  print("building", flush=True)
+  time.sleep(600)
+builders.SevenScenes._split_generators = paused
+datasets.prepare("seven_scenes/synthetic_room", sys.argv[1], sys.argv[2])
+"""
+
+
+def test_a_killed_builds_incomplete_folder_is_cleared_by_the_next_build(tmp_path, capsys):
+  from lsattn.data import datasets
+  manual = tmp_path / "manual"
+  _scene(manual)
+  config_folder = tmp_path / "built" / "seven_scenes" / "synthetic_room"
+  config_folder.mkdir(parents=True)
+  users = config_folder / "incomplete.notes"  # not tfds' naming: the user's
+  users.mkdir()
+  script = tmp_path / "build.py"
+  script.write_text(KILLED_BUILD_SCRIPT.format(root=str(ROOT)))
+  building = subprocess.Popen([sys.executable, str(script), str(tmp_path / "built"),
+                               str(manual)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+  try:
+    assert "building\n" in iter(building.stdout.readline, "")
+    [left] = [p for p in config_folder.iterdir() if p.name.startswith("incomplete.")
+              and p != users]
+  finally:
+    building.kill()
+    building.wait()
+  assert left.is_dir()
+  datasets.prepare("seven_scenes/synthetic_room", tmp_path / "built", manual)
+  assert not left.exists() and users.is_dir()
+  assert sorted(p.name for p in config_folder.iterdir()) == ["1.0.0", "incomplete.notes"]
+  err = capsys.readouterr().err
+  assert f"Removed {left}, an incomplete build that an earlier, killed build left." in err
+
+
+def test_a_full_disk_during_a_build_is_one_line_and_leaves_nothing(tmp_path):
+  disk = tmp_path / "disk"
+  manual = tmp_path / "manual"
+  from lsattn.data.synthetic import room as synthetic
+  synthetic.write_synthetic_seven_scenes(manual, frames_per_sequence=8, image_size=(96, 128),
+                                         train_sequences=(1,), test_sequences=(2,))
+  script = tmp_path / "build.py"
+  script.write_text(
+      "import os, sys\n"
+      f"sys.path.insert(0, {str(ROOT)!r})\n"
+      "from lsattn.errors import LsattnError\n"
+      "from lsattn.data import datasets\n"
+      "try:\n"
+      "  datasets.prepare('seven_scenes/synthetic_room', sys.argv[1] + '/built', sys.argv[2])\n"
+      "  print('built')\n"
+      "except LsattnError as error:\n"
+      "  print(error)\n"
+      "print(sorted(os.listdir(sys.argv[1])))\n")
+  result = _on_a_full_disk(disk, [sys.executable, str(script), str(disk), str(manual)],
+                           free_kib=48)
+  assert result.returncode == 0, result.stderr[-3000:]
+  message, listing = result.stdout.strip().splitlines()[-2:]
+  assert message.startswith(f"could not build dataset 'seven_scenes/synthetic_room' in "
+                            f"{disk}/built: no space left on device (the build needed more "
+                            f"than the "), message
+  assert message.endswith("MiB free). Free disk space or use another --config.data_dir, then "
+                          "run again; nothing of the build was left there."), message
+  assert listing == "['.filler']"
