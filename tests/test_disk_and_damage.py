@@ -107,23 +107,40 @@ def test_a_full_disk_is_one_line_naming_the_folder_and_the_space(tmp_path):
   assert listing == "['.filler']"  # no temporary file left
 
 
-def test_predict_and_export_on_a_full_disk_are_one_line(pose, tmp_path):
+def test_eval_predict_and_export_on_a_full_disk_are_one_line(pose, tmp_path):
+  """eval.py (a copy of the run on the full disk), predict.py's CSV and export.py's
+  artefact: exit 2, one line naming the folder, no traceback, the previous outputs
+  intact."""
   disk = tmp_path / "disk"
   frame = sorted(pose["test_frames"].glob("*.color.png"))[0]
+  run = disk / pose["workdir"].name
   result = _on_a_full_disk(disk, ["sh", "-c",
+      f'{sys.executable} eval.py --workdir={run}; echo "eval $?" >&2; '
+      f'dd if=/dev/zero of={disk}/.filler2 bs=1k count=100000 status=none 2>/dev/null; '
       f'{sys.executable} predict.py --workdir={pose["workdir"]} --output={disk}/out.csv '
       f'{frame}; echo "predict $?" >&2; '
       f'{sys.executable} export.py --workdir={pose["workdir"]} --output={disk}/model.bin; '
-      f'echo "export $?" >&2'])
+      f'echo "export $?" >&2; {sys.executable} eval.py --workdir={run}; echo "full $?" >&2; '
+      f'cat {run}/eval/predictions.csv; ls -a {run}/eval {disk}'],
+      size="4m", copy=pose["workdir"], free_kib=4)  # a page: the lock file's
   lines = result.stderr.splitlines()
-  assert "predict 2" in lines and "export 2" in lines, result.stderr[-3000:]
-  errors = [line for line in lines if line.startswith("error: ")]
+  assert {"eval 2", "predict 2", "export 2", "full 2"} <= set(lines), result.stderr[-3000:]
   assert "Traceback" not in result.stderr, result.stderr[-3000:]
-  assert len(errors) == 2, result.stderr[-3000:]
-  assert errors[0].startswith(f"error: could not write {disk}/out.csv: no space left on device "
-                              f"in {disk} ("), errors[0]
-  assert errors[1].startswith(f"error: could not write {disk}/model.bin: no space left on "
-                              f"device in {disk} ("), errors[1]
+  errors = [line for line in lines if line.startswith("error: ")]
+  assert len(errors) == 4, result.stderr[-3000:]
+  assert errors[0].startswith(f"error: could not write {run}/eval/"), errors[0]
+  assert f": no space left on device in {run}/eval (" in errors[0], errors[0]
+  assert errors[1].startswith(f"error: could not write {disk}/out.csv: no space left on device "
+                              f"in {disk} ("), errors[1]
+  assert errors[2].startswith(f"error: could not write {disk}/model.bin: no space left on "
+                              f"device in {disk} ("), errors[2]
+  # eval.py with not a byte free: its lock file is the first thing it writes.
+  assert errors[3] == (f"error: could not write {run}/.lsattn-lock: no space left on device in "
+                       f"{run} (eval.py writes there). Free disk space, then run the same "
+                       f"command again."), errors[3]
+  previous = (pose["workdir"] / "eval" / "predictions.csv").read_text()
+  assert result.stdout.startswith(previous)  # the copy's predictions.csv, intact
+  assert ".tmp" not in result.stdout  # no temporary file left, in eval/ or on the disk
 
 
 # ---------------------------------------------------------- damaged checkpoints

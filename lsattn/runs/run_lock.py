@@ -131,9 +131,16 @@ def holding(workdir: str | pathlib.Path, purpose: str, *, enabled: bool = True
     if left.strip():  # its holder ended without removing it (killed): the kernel freed it
       print(f"Taking over the lock {lock} left by {describe_holder(left)}, which has ended.",
             file=sys.stderr)
-    os.ftruncate(handle, 0)
-    os.pwrite(handle, _holder_text(purpose).encode(), 0)
-    os.fsync(handle)
+    try:
+      os.ftruncate(handle, 0)
+      os.pwrite(handle, _holder_text(purpose).encode(), 0)
+      os.fsync(handle)
+    except OSError as error:
+      if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+        raise
+      raise LsattnError(f"could not write {lock}: no space left on device in {workdir} "
+                        f"({purpose} writes there). Free disk space, then run the same "
+                        f"command again.") from None
     yield
   finally:
     # Unlinked before it is unlocked: a waiting opener then finds a new file (`_acquire`).
