@@ -306,12 +306,13 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_state, signature: di
       those are read, and returned as a dict.
     fall_back: a damaged latest step (unreadable, or an array whose checksum
       is not the one saved) is renamed ``<step>.damaged``, saying so, and the
-      step before it is restored instead (a resume); False refuses it.
+      step before it is restored instead (a resume of a single process);
+      False, or a job of several processes, refuses it.
 
   Raises:
     LsattnError: the checkpoint was written by a run with different shapes
-      (names the keys), or its files are damaged (names the folder; with
-      `fall_back`, only when no intact step is left).
+      (names the keys), or its files are damaged (names the folder; not with
+      `fall_back` in a single process: when every step is damaged, None).
   """
   while True:
     step = manager.latest_step()
@@ -320,7 +321,8 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_state, signature: di
     try:
       return _restore_step(manager, step, abstract_state, signature, partial)
     except _Damaged as damaged:
-      if not fall_back:
+      # A job of several processes refuses: they would each rename the folder.
+      if not fall_back or jax.process_count() > 1:
         raise LsattnError(str(damaged)) from None
       path = manager.directory / str(step)
       aside = path.with_name(path.name + DAMAGED_SUFFIX)
