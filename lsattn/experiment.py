@@ -471,13 +471,15 @@ def evaluate(config, workdir: str | pathlib.Path) -> dict:
 def _locked_eval_folder(locks: contextlib.ExitStack, workdir: pathlib.Path, step: int
                         ) -> pathlib.Path:
   """<workdir>/eval under the run's lock; <workdir>/eval/step_<step> under its own while
-  train.py holds the run's (a second evaluation of that step is refused by it)."""
+  train.py holds the run's (a second evaluation of that step is refused by it; a
+  multi-process eval.py is refused, as by any other writer)."""
   enabled = jax.process_index() == 0
   try:
     locks.enter_context(run_lock.holding(workdir, "eval.py", enabled=enabled))
     return workdir / "eval"
   except run_lock.Busy as busy:
-    if busy.holder.get("purpose") != "train.py":
+    # A job of several processes would need them all to agree on the folder: refused.
+    if busy.holder.get("purpose") != "train.py" or jax.process_count() > 1:
       raise
     holder = busy.holder
   eval_dir = workdir / "eval" / f"step_{step}"
