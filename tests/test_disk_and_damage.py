@@ -397,9 +397,11 @@ def test_a_full_disk_during_a_build_is_one_line_and_leaves_nothing(tmp_path):
                            free_kib=48)
   assert result.returncode == 0, result.stderr[-3000:]
   message, listing = result.stdout.strip().splitlines()[-2:]
+  source = sum(p.stat().st_size for p in manual.rglob("*") if p.is_file()) / 2**20
   assert message.startswith(f"could not build dataset 'seven_scenes/synthetic_room' in "
-                            f"{disk}/built: no space left on device (the build needed more "
-                            f"than the "), message
-  assert message.endswith("MiB free). Free disk space or use another --config.data_dir, then "
-                          "run again; nothing of the build was left there."), message
+                            f"{disk}/built: no space left on device ("), message
+  assert message.endswith(f" MiB free; the build stores the images of its source again, "
+                          f"re-encoded, and the source holds {source:.1f} MiB). Free disk "
+                          f"space or use another --config.data_dir, then run again; nothing of "
+                          f"the build was left there."), message
   assert listing == "['.filler']"

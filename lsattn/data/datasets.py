@@ -187,7 +187,7 @@ def prepare(dataset: str, data_dir: str | pathlib.Path, manual_dir: str | pathli
   config_folder = pathlib.Path(builder.data_dir).parent
   with _restored_on_failure(data_dir), _building(config_folder, dataset):
     if builder.is_prepared():  # built by another process while we waited for its lock
-      return _reused(builder, dataset, manual)
+      return _reused(get_builder(dataset, data_dir), dataset, manual)
     _clear_killed_builds(config_folder, str(builder.version))
     try:
       if is_synthetic(dataset) and not manual.is_dir():
@@ -199,7 +199,7 @@ def prepare(dataset: str, data_dir: str | pathlib.Path, manual_dir: str | pathli
       sources.record(pathlib.Path(builder.data_dir), source_folder, source)
     except Exception as error:
       if _no_space(error):
-        raise _full_disk(dataset, data_dir, config_folder) from None
+        raise _full_disk(dataset, data_dir, manual) from None
       raise
   return builder
 
@@ -256,14 +256,15 @@ def _no_space(error: BaseException) -> bool:
   return False
 
 
-def _full_disk(dataset: str, data_dir: pathlib.Path, config_folder: pathlib.Path
-               ) -> LsattnError:
-  written = sum(path.stat().st_size for path in config_folder.rglob("*")
-                if path.is_file() and not path.is_symlink())
+def _full_disk(dataset: str, data_dir: pathlib.Path, manual: pathlib.Path) -> LsattnError:
+  """The one line for a build that filled the disk (tfds has removed its partial build)."""
+  source = sum(path.stat().st_size for path in manual.rglob("*")
+               if path.is_file() and not path.is_symlink()) if manual.is_dir() else 0
   free = shutil.disk_usage(data_dir).free
   return LsattnError(f"could not build dataset {dataset!r} in {data_dir}: no space left on "
-                     f"device (the build needed more than the {written / 2**20:.1f} MiB it had "
-                     f"written; {free / 2**20:.1f} MiB free). Free disk space or use another "
+                     f"device ({free / 2**20:.1f} MiB free; the build stores the images of "
+                     f"its source again, re-encoded, and the source holds "
+                     f"{source / 2**20:.1f} MiB). Free disk space or use another "
                      f"--config.data_dir, then run again; nothing of the build was left there.")
 
 
