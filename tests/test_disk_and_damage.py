@@ -405,3 +405,29 @@ def test_a_full_disk_during_a_build_is_one_line_and_leaves_nothing(tmp_path):
                           f"space or use another --config.data_dir, then run again; nothing of "
                           f"the build was left there."), message
   assert listing == "['.filler']"
+
+
+def test_a_build_waits_for_another_process_building_the_same_dataset(tmp_path, capsys):
+  """The build lock that makes clearing a killed build's folder safe: a second build of
+  the same dataset waits for the first (here a process holding the lock for 2 s)."""
+  from lsattn.data import datasets
+  manual = tmp_path / "manual"
+  _scene(manual)
+  config_folder = tmp_path / "built" / "seven_scenes" / "synthetic_room"
+  holder = subprocess.Popen(
+      [sys.executable, "-c", f"import sys, time; sys.path.insert(0, {str(ROOT)!r})\n"
+       "from lsattn.runs import run_lock\n"
+       "with run_lock.holding(sys.argv[1], 'a build'):\n"
+       "  print('holding', flush=True); time.sleep(2)\n", str(config_folder)],
+      stdout=subprocess.PIPE, text=True)
+  try:
+    assert holder.stdout.readline() == "holding\n"
+    builder = datasets.prepare("seven_scenes/synthetic_room", tmp_path / "built", manual)
+    assert holder.wait(timeout=TIMEOUT) == 0
+  finally:
+    holder.kill()
+    holder.wait()
+  assert builder.info.splits["train"].num_examples == 4
+  assert (f"Waiting for another process's build of 'seven_scenes/synthetic_room' in "
+          f"{config_folder} (pid {holder.pid} on host ") in capsys.readouterr().err
+  assert sorted(p.name for p in config_folder.iterdir()) == ["1.0.0"]
