@@ -8,6 +8,8 @@ as they are (eval_batch_size, data_dir, num_figure_examples, ...): those are
 applied and listed in metrics.json's "config_overrides"; any other key that
 differs is refused. Runs written before train.py saved its config need
 --config. Writes <workdir>/eval/metrics.json, predictions.csv and figures (PNG).
+While train.py is still training the run, evaluates its latest complete
+checkpoint step N instead and writes <workdir>/eval/step_<N>/.
 """
 
 from lsattn import cli
