@@ -96,6 +96,27 @@ def _size(count: float) -> str:
   raise AssertionError("unreachable")
 
 
+def _locked_temporary(path: pathlib.Path, size: int | None) -> tuple[int, str]:
+  """A new temporary file for `path`, flocked: ours while we live (`clear_leftovers`)."""
+  while True:
+    try:
+      handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                           suffix=".tmp")
+    except OSError as error:
+      if error.errno in _FULL:
+        raise _no_space(path, 0, size) from None
+      raise
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    # Another writer's `clear_leftovers` may have taken it for a leftover between
+    # mkstemp and flock: then it is unlinked, and we start again.
+    try:
+      if os.stat(temporary).st_ino == os.fstat(handle).st_ino:
+        return handle, temporary
+    except FileNotFoundError:
+      pass
+    os.close(handle)
+
+
 @contextlib.contextmanager
 def writing(path: str | os.PathLike, mode: str = "w", *, size: int | None = None,
             **open_kwargs) -> Iterator[IO]:
@@ -112,15 +133,8 @@ def writing(path: str | os.PathLike, mode: str = "w", *, size: int | None = None
   """
   path = pathlib.Path(path)
   clear_leftovers(path)
+  handle, temporary = _locked_temporary(path, size)
   try:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
-                                         suffix=".tmp")
-  except OSError as error:
-    if error.errno in _FULL:
-      raise _no_space(path, 0, size) from None
-    raise
-  try:
-    fcntl.flock(handle, fcntl.LOCK_EX)  # ours while we live (`clear_leftovers`)
     os.fchmod(handle, 0o666 & ~_umask())
     with os.fdopen(handle, mode, **open_kwargs) as stream:
       yield stream
