@@ -18,11 +18,15 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 import tensorstore
 
+from lsattn import experiment
+from lsattn.data import datasets
+from lsattn.data.synthetic import room as synthetic
 from lsattn.errors import LsattnError
-from lsattn.runs import atomic, checkpoint
+from lsattn.runs import atomic, checkpoint, run_lock
 import trained_runs  # tests/trained_runs.py, beside this file
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -58,15 +62,6 @@ def _on_a_full_disk(disk: pathlib.Path, command: list[str], *, size: str = "1m",
       [unshare, "-Urm", "sh", "-c", f'mount -t tmpfs -o size={size} tmpfs "$DISK" && {fill}'
        'exec "$@"', "sh", *command], cwd=ROOT, env=env, capture_output=True, text=True,
       timeout=TIMEOUT)
-
-
-def _one_line(stderr: str, start: str) -> str:
-  """The `error: ...` line of a CLI that failed cleanly, checked to start with `start`."""
-  assert "Traceback" not in stderr, stderr[-3000:]
-  errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
-  assert len(errors) == 1, stderr[-3000:]
-  assert errors[0].startswith(f"error: {start}"), errors[0]
-  return errors[0]
 
 
 # ------------------------------------------------------------------ full disks
@@ -203,7 +198,6 @@ def test_a_checkpoint_saved_without_checksums_still_restores(tmp_path):
   manager = checkpoint.create_manager(tmp_path, save_every=1, keep=2)
   meta = {"signature": {"kind": "test"}}
   # What `checkpoint.save` did before: the meta as given.
-  import orbax.checkpoint as ocp
   manager.save(1, args=ocp.args.Composite(state=ocp.args.StandardSave(_state(1)),
                                           meta=ocp.args.JsonSave(meta)))
   assert "checksums" not in checkpoint.read_meta(manager, 1)
@@ -274,8 +268,6 @@ def test_eval_beside_training_writes_its_own_folder_under_its_own_lock(pose, tmp
   """While train.py holds the run (its lock, with its purpose), eval.py evaluates the
   latest complete step into eval/step_<N>/; a second evaluation of that step, or an
   evaluation while another kind of writer holds the run, is refused."""
-  from lsattn import experiment
-  from lsattn.runs import run_lock
   workdir = shutil.copytree(pose["workdir"], tmp_path / "run")
   before = {p.name: p.read_bytes() for p in (workdir / "eval").iterdir() if p.is_file()}
   with run_lock.holding(workdir, "train.py"):
@@ -300,13 +292,11 @@ def test_eval_beside_training_writes_its_own_folder_under_its_own_lock(pose, tmp
 
 
 def _scene(root: pathlib.Path) -> pathlib.Path:
-  from lsattn.data.synthetic import room as synthetic
   return synthetic.write_synthetic_seven_scenes(root, frames_per_sequence=4, image_size=(24, 32),
                                                 train_sequences=(1,), test_sequences=(2,))
 
 
 def test_a_damaged_shard_of_a_built_dataset_is_refused_naming_how_to_rebuild(tmp_path):
-  from lsattn.data import datasets
   manual = tmp_path / "manual"
   _scene(manual)
   builder = datasets.prepare("seven_scenes/synthetic_room", tmp_path / "built", manual)
@@ -349,7 +339,6 @@ datasets.prepare("seven_scenes/synthetic_room", sys.argv[1], sys.argv[2])
 
 
 def test_a_killed_builds_incomplete_folder_is_cleared_by_the_next_build(tmp_path, capsys):
-  from lsattn.data import datasets
   manual = tmp_path / "manual"
   _scene(manual)
   config_folder = tmp_path / "built" / "seven_scenes" / "synthetic_room"
@@ -378,7 +367,6 @@ def test_a_killed_builds_incomplete_folder_is_cleared_by_the_next_build(tmp_path
 def test_a_full_disk_during_a_build_is_one_line_and_leaves_nothing(tmp_path):
   disk = tmp_path / "disk"
   manual = tmp_path / "manual"
-  from lsattn.data.synthetic import room as synthetic
   synthetic.write_synthetic_seven_scenes(manual, frames_per_sequence=8, image_size=(96, 128),
                                          train_sequences=(1,), test_sequences=(2,))
   script = tmp_path / "build.py"
@@ -410,7 +398,6 @@ def test_a_full_disk_during_a_build_is_one_line_and_leaves_nothing(tmp_path):
 def test_a_build_waits_for_another_process_building_the_same_dataset(tmp_path, capsys):
   """The build lock that makes clearing a killed build's folder safe: a second build of
   the same dataset waits for the first (here a process holding the lock for 2 s)."""
-  from lsattn.data import datasets
   manual = tmp_path / "manual"
   _scene(manual)
   config_folder = tmp_path / "built" / "seven_scenes" / "synthetic_room"
