@@ -17,6 +17,9 @@ figures (PNG).
 eval/metrics.json (one run per scene of one dataset, one ground truth):
 per scene, and the mean over scenes of the per-scene medians and threshold
 fractions, as papers print them; --table also writes it (.md or .json).
+
+While train.py is still training the run, evaluates its latest complete
+checkpoint step N instead and writes <workdir>/eval/step_<N>/.
 """
 
 from lsattn import cli

@@ -18,7 +18,9 @@ faults by wrapping `training_batches` and `checkpoint.create_manager`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import os
 import pathlib
 import signal
@@ -255,8 +257,9 @@ def _train_and_evaluate(run: Setup, workdir: pathlib.Path, stage: interrupts.Sta
                                       keep=config.keep_checkpoints)
   replicated = parallel.replicated(run.mesh)
   state = initial_state(run)
+  # A damaged latest step is kept aside, and the run resumes from the intact one before it.
   restored = checkpoint.restore_latest(manager, checkpoint.abstract_like(state, replicated),
-                                       signature)
+                                       signature, fall_back=True)
   if restored is not None:
     _check_validation_split(run, restored[1], manager.directory / str(restored[2]))
     state = restored[0]
@@ -455,8 +458,9 @@ class _BestCheckpoint:
 
 
 def _final_evaluation(run: Setup, state, workdir: pathlib.Path, *, step: int,
-                      selection: str | None = None, overrides: dict | None = None) -> dict:
-  """Evaluates the test split once and writes <workdir>/eval.
+                      selection: str | None = None, overrides: dict | None = None,
+                      eval_dir: pathlib.Path | None = None) -> dict:
+  """Evaluates the test split once and writes <workdir>/eval (or `eval_dir`).
 
   Args:
     selection: how validation chose the checkpoint (`_BestCheckpoint.restore`);
@@ -487,7 +491,7 @@ def _final_evaluation(run: Setup, state, workdir: pathlib.Path, *, step: int,
     result["config_overrides"] = overrides
   if jax.process_index() == 0:
     paths = eval_loop.write_outputs(
-        workdir / "eval", outputs, result, run.test_split, task=run.config.task,
+        eval_dir or workdir / "eval", outputs, result, run.test_split, task=run.config.task,
         layer_names=run.model_config.layer_names, options=run.options,
         train_split=run.train_split, class_names=run.class_names,
         num_figure_examples=run.config.num_figure_examples, draw_figures=run.config.eval_figures,
@@ -504,7 +508,11 @@ def evaluate(config, workdir: str | pathlib.Path) -> dict:
   """Evaluates the test split with the checkpoint train.py chose.
 
   That is the best one on validation when the run has a validation split
-  (<workdir>/best_checkpoint), else the latest.
+  (<workdir>/best_checkpoint), else the latest; the results go to <workdir>/eval.
+  While train.py still trains in `workdir` (it holds the run's lock), the
+  latest complete checkpoint step N is evaluated instead, into
+  <workdir>/eval/step_<N>/ (where training never writes), under that folder's
+  own lock.
 
   Args:
     config: None to use the run's own (<workdir>/config.json), or a config
@@ -515,10 +523,37 @@ def evaluate(config, workdir: str | pathlib.Path) -> dict:
   workdir = run_folder.check_workdir(workdir)
   with interrupts.stopping_on_signals("the evaluation", "Run the same command again."):
     restored = restoring.restore(workdir, config)  # before the dataset is built
-    with run_lock.holding(workdir, "eval.py", enabled=jax.process_index() == 0):
+    with contextlib.ExitStack() as locks:
+      eval_dir = _locked_eval_folder(locks, workdir, restored.step)
       run_folder.check_entries(workdir)
       run = _with_data(restored.config, restored.model_config, restored.mesh)
+      if eval_dir != workdir / "eval":  # beside training: the restored (latest) step
+        _check_validation_split(run, restored.meta, restored.folder)
+        return _final_evaluation(run, restored.state, workdir, step=restored.step,
+                                 overrides=restored.overrides, eval_dir=eval_dir)
       return _evaluate_run(run, restored, workdir)
+
+
+def _locked_eval_folder(locks: contextlib.ExitStack, workdir: pathlib.Path, step: int
+                        ) -> pathlib.Path:
+  """<workdir>/eval under the run's lock; <workdir>/eval/step_<step> under its own while
+  train.py holds the run's (a second evaluation of that step is refused by it; a
+  multi-process eval.py is refused, as by any other writer)."""
+  enabled = jax.process_index() == 0
+  try:
+    locks.enter_context(run_lock.holding(workdir, "eval.py", enabled=enabled))
+    return workdir / "eval"
+  except run_lock.Busy as busy:
+    # A job of several processes would need them all to agree on the folder: refused.
+    if busy.holder.get("purpose") != "train.py" or jax.process_count() > 1:
+      raise
+    holder = busy.holder
+  eval_dir = workdir / "eval" / f"step_{step}"
+  locks.enter_context(run_lock.holding(eval_dir, "eval.py", enabled=enabled))
+  print(f"{workdir} is training (train.py, {run_lock.describe_holder(json.dumps(holder))}): "
+        f"evaluating its latest complete checkpoint, step {step}, into {eval_dir}.",
+        file=sys.stderr)
+  return eval_dir
 
 
 def _evaluate_run(run: Setup, restored: restoring.Restored, workdir: pathlib.Path) -> dict:

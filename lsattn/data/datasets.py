@@ -25,22 +25,33 @@ A failed build raises `LsattnError` and leaves data_dir as it was: every
 file and folder the build made there (tfds' ``<builder>/<config>/``,
 ``<builder>/.config/``, ``downloads/``; an interrupted build's
 ``incomplete.*`` folder) is removed, nothing that existed before is touched.
+A full disk is one line naming data_dir and the space. A build holds a lock
+(``<builder>/<config>/.lsattn-lock``, `run_lock`), so the ``incomplete.*``
+folders of this dataset that a killed build left (tfds' naming:
+``incomplete.<6 characters>_<version>``) are removed by the next build, and
+never one still being written. The build's own files are in its record
+(`sources`): a damaged shard is refused, naming how to rebuild, before use.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import json
 import os
 import pathlib
 import re
 import shutil
+import sys
 import tempfile
+import time
 
 import tensorflow_datasets as tfds
 
 from lsattn.data import builders, pseudo_gt, sources
 from lsattn.data.synthetic import cue_scale
 from lsattn.errors import LsattnError
+from lsattn.runs import run_lock
 
 BUILDER_NAMES = ("seven_scenes", "cambridge_landmarks", "tum_lsi", "mit67", "own_scene")
 _OWN_SCENE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -211,10 +222,7 @@ def prepare(dataset: str, data_dir: str | pathlib.Path, manual_dir: str | pathli
   builder = get_builder(dataset, data_dir, ground_truth)
   manual = _manual_folder(dataset, data_dir, manual_dir)
   if builder.is_prepared():
-    if manual is not None and manual.is_dir():
-      sources.check(pathlib.Path(builder.data_dir), _source_folder(builder, manual), dataset,
-                    builders.extra_source_files(builder, manual))
-    return builder
+    return _reused(builder, dataset, manual)
   data_dir = pathlib.Path(data_dir).expanduser()
   _check_writable(data_dir)
   if not is_synthetic(dataset):
@@ -225,16 +233,90 @@ def prepare(dataset: str, data_dir: str | pathlib.Path, manual_dir: str | pathli
     if not manual.is_dir():
       raise LsattnError(f"manual_dir {manual} does not exist. "
                         f"{builder.MANUAL_DOWNLOAD_INSTRUCTIONS.strip()}")
-  with _restored_on_failure(data_dir):
-    if is_synthetic(dataset) and not manual.is_dir():
-      _write_synthetic(dataset, manual, synthetic_seed)
-    source_folder = _source_folder(builder, manual)
-    extra = builders.extra_source_files(builder, manual)
-    source = sources.fingerprint(source_folder, extra)  # before the build: what it is built from
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-        manual_dir=str(manual)))
-    sources.record(pathlib.Path(builder.data_dir), source_folder, source, extra)
+  config_folder = pathlib.Path(builder.data_dir).parent
+  with _restored_on_failure(data_dir), _building(config_folder, dataset):
+    if builder.is_prepared():  # built by another process while we waited for its lock
+      return _reused(get_builder(dataset, data_dir, ground_truth), dataset, manual)
+    _clear_killed_builds(config_folder, str(builder.version))
+    try:
+      if is_synthetic(dataset) and not manual.is_dir():
+        _write_synthetic(dataset, manual, synthetic_seed)
+      source_folder = _source_folder(builder, manual)
+      extra = builders.extra_source_files(builder, manual)
+      source = sources.fingerprint(source_folder, extra)  # before the build: what it is built from
+      builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+          manual_dir=str(manual)))
+      sources.record(pathlib.Path(builder.data_dir), source_folder, source, extra)
+    except Exception as error:
+      if _no_space(error):
+        raise _full_disk(dataset, data_dir, manual) from None
+      raise
   return builder
+
+
+def _reused(builder, dataset: str, manual: pathlib.Path | None):
+  """A built dataset, checked: its own files (always) and its source (when at hand)."""
+  build_dir = pathlib.Path(builder.data_dir)
+  sources.check_outputs(build_dir, dataset)
+  if manual is not None and manual.is_dir():
+    sources.check(build_dir, _source_folder(builder, manual), dataset,
+                  builders.extra_source_files(builder, manual))
+  return builder
+
+
+@contextlib.contextmanager
+def _building(config_folder: pathlib.Path, dataset: str):
+  """The block is the only build of this dataset in this data_dir (`run_lock`); a build
+  by another process (the other processes of a job on one host) is waited for."""
+  entered = waited = False
+  while True:
+    try:
+      with run_lock.holding(config_folder, f"the build of {dataset!r}"):
+        entered = True
+        yield
+      return
+    except run_lock.Busy as busy:
+      if entered:  # not the lock's: the block's own
+        raise
+      if not waited:
+        print(f"Waiting for another process's build of {dataset!r} in {config_folder} "
+              f"({run_lock.describe_holder(json.dumps(busy.holder))}).", file=sys.stderr)
+        waited = True
+      time.sleep(1)
+
+
+def _clear_killed_builds(config_folder: pathlib.Path, version: str) -> None:
+  """Removes the incomplete builds of this dataset's version that killed builds left
+  (tfds' ``incomplete.<6 characters>_<version>``); the caller holds the build lock."""
+  pattern = re.compile(r"incomplete\.[A-Z0-9]{6}_" + re.escape(version))
+  for entry in sorted(config_folder.iterdir()):
+    if pattern.fullmatch(entry.name) and entry.is_dir() and not entry.is_symlink():
+      shutil.rmtree(entry)
+      print(f"Removed {entry}, an incomplete build that an earlier, killed build left.",
+            file=sys.stderr)
+
+
+def _no_space(error: BaseException) -> bool:
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    if getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or (
+        "No space left on device" in str(error)):
+      return True
+    error = error.__cause__ or error.__context__
+  return False
+
+
+def _full_disk(dataset: str, data_dir: pathlib.Path, manual: pathlib.Path) -> LsattnError:
+  """The one line for a build that filled the disk (tfds has removed its partial build)."""
+  source = sum(path.stat().st_size for path in manual.rglob("*")
+               if path.is_file() and not path.is_symlink()) if manual.is_dir() else 0
+  free = shutil.disk_usage(data_dir).free
+  return LsattnError(f"could not build dataset {dataset!r} in {data_dir}: no space left on "
+                     f"device ({free / 2**20:.1f} MiB free; the build stores the images of "
+                     f"its source again, re-encoded, and the source holds "
+                     f"{source / 2**20:.1f} MiB). Free disk space or use another "
+                     f"--config.data_dir, then run again; nothing of the build was left there.")
 
 
 def _manual_folder(dataset: str, data_dir, manual_dir) -> pathlib.Path | None:

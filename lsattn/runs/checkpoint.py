@@ -6,13 +6,20 @@ A checkpoint ``<workdir>/checkpoints/<step>/`` holds two items:
   state, step, non-finite counters). The data position and the Gumbel noise
   are pure functions of (seed, step), so the step is all a resume needs.
 * ``meta``: JSON with the *shape signature* of the run (everything that fixes
-  the shapes of the state) and free-form facts (channel mean, dataset).
+  the shapes of the state), free-form facts (channel mean, dataset) and a
+  CRC-32 of every array of ``state`` (``checksums``), computed on the host when
+  saving and compared when restoring: a damaged step is refused by name, and
+  a resume falls back to the previous intact step, saying so (the damaged
+  folder is kept as ``<step>.damaged``). Checkpoints saved before lsattn
+  recorded checksums restore as they are.
 
 Orbax writes a step into a temporary folder (``<step>.orbax-checkpoint-tmp``)
 and renames it when complete, so an interrupted save (killed process, full
 disk) is never taken for a checkpoint; leftovers are removed when the manager
 starts, and old steps are deleted only after the new one is complete. A save
-that fails for lack of disk space raises `LsattnError` naming the folder.
+that fails for lack of disk space raises `LsattnError` naming the folder and
+the space the checkpoint needs (orbax's own logged tracebacks of the failed
+writes are held back: the line says it all).
 See RELIABILITY.md (its tests pass `create_manager` an orbax temporary-path
 class that pauses a save before the rename, to kill the process mid-save).
 """
@@ -22,12 +29,16 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import logging
 import pathlib
+import shutil
 import sys
 import threading
+import zlib
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from lsattn import config_schema
@@ -85,18 +96,67 @@ def create_manager(workdir: str | pathlib.Path, *, save_every: int, keep: int,
   return ocp.CheckpointManager(directory, options=options, item_names=("state", "meta"))
 
 
+CHECKSUM = "crc32"  # of each array's bytes (C order): damage, not tampering, is the threat
+DAMAGED_SUFFIX = ".damaged"
+
+
+def _leaf_name(path) -> str:
+  """A key path as 'params/core/w': the same for the saved `TrainState`'s attributes and a
+  partial restore's dict keys."""
+  parts = []
+  for key in path:
+    for attribute in ("key", "name", "idx"):
+      if hasattr(key, attribute):
+        parts.append(str(getattr(key, attribute)))
+        break
+    else:
+      parts.append(str(key))
+  return "/".join(parts)
+
+
+def _host_value(leaf) -> np.ndarray | None:
+  """The whole array on this host; None when this process holds only part of it."""
+  if isinstance(leaf, jax.Array):
+    if leaf.is_fully_replicated:
+      return np.asarray(leaf.addressable_data(0))
+    if not leaf.is_fully_addressable:
+      return None
+  return np.asarray(leaf)
+
+
+def checksums(state) -> dict[str, str]:
+  """{array name: CRC-32 of its bytes} of every array of `state` this host holds whole."""
+  result = {}
+  for path, leaf in jax.tree_util.tree_leaves_with_path(state):
+    value = _host_value(leaf)
+    if value is not None:
+      result[_leaf_name(path)] = f"{zlib.crc32(np.ascontiguousarray(value).tobytes()):08x}"
+  return result
+
+
+def _nbytes(state) -> int:
+  return sum(int(np.prod(np.shape(leaf))) * np.dtype(leaf.dtype).itemsize
+             for leaf in jax.tree.leaves(state))
+
+
 def save(manager: ocp.CheckpointManager, step: int, state, meta: dict, *,
          force: bool = False) -> bool:
   """Saves `state` at `step` (if due, or `force`); True if it saved.
+
+  The meta gets the arrays' checksums (`checksums`), verified by `restore_latest`.
 
   Raises:
     LsattnError: the files could not be written (full disk, permissions);
       the previous checkpoint is left intact.
   """
+  if not (force or manager.should_save(step)):
+    return False
+  meta = dict(meta, checksums={"algorithm": CHECKSUM, "arrays": checksums(state)})
   try:
-    return manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                      meta=ocp.args.JsonSave(meta)),
-                        force=force)
+    with _write_errors_held_back():
+      return manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                        meta=ocp.args.JsonSave(meta)),
+                          force=force)
   except Exception as error:
     if not _is_write_error(error):
       raise
@@ -104,12 +164,38 @@ def save(manager: ocp.CheckpointManager, step: int, state, meta: dict, *,
     kept = (f"the previous checkpoint {manager.directory / str(previous)} is intact"
             if previous is not None else "no earlier checkpoint exists")
     reason = _describe(error)
+    if reason == NO_SPACE:
+      free = shutil.disk_usage(manager.directory).free
+      reason = (f"{NO_SPACE} in {manager.directory}: the checkpoint needs about "
+                f"{_nbytes(state) / 2**20:.1f} MiB, {free / 2**20:.1f} MiB are free")
     advice = ("Free disk space (a save needs room for one more checkpoint: the oldest is "
-              "deleted only after the new one is complete)" if reason == NO_SPACE else
+              "deleted only after the new one is complete)" if NO_SPACE in reason else
               "Check that the folder is writable and has free space")
     raise LsattnError(f"could not write checkpoint {manager.directory / str(step)} ({reason}); "
                       f"{kept}. {advice}, then run the same command again: it resumes from "
                       f"the last complete checkpoint.") from None
+
+
+class _WriteErrorFilter(logging.Filter):
+  """Drops orbax's logged failures of a write (absl ERROR records, with tracebacks, from
+  its writer threads): `save` raises one line for them."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    text = record.getMessage()
+    if record.exc_info and record.exc_info[1] is not None:
+      text += str(record.exc_info[1])
+    return not ("os_error_code" in text or "No space left on device" in text
+                or "Permission denied" in text)
+
+
+@contextlib.contextmanager
+def _write_errors_held_back():
+  logger, held_back = logging.getLogger("absl"), _WriteErrorFilter()
+  logger.addFilter(held_back)
+  try:
+    yield
+  finally:
+    logger.removeFilter(held_back)
 
 
 def _causes(error: BaseException):
@@ -141,13 +227,15 @@ def _describe(error: BaseException) -> str:
 
 
 def read_meta(manager: ocp.CheckpointManager, step: int) -> dict:
-  path = manager.directory / str(step)
   try:
-    restored = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+    return _read_meta(manager, step)
   except Exception as error:  # orbax raises many types for damaged files
-    raise LsattnError(f"checkpoint {path} is unreadable ({_describe(error)}); "
-                      f"delete that folder to resume from an earlier step") from None
-  return restored.meta
+    raise LsattnError(str(_Damaged(manager.directory / str(step),
+                                   f"is unreadable ({_describe(error)})"))) from None
+
+
+def _read_meta(manager: ocp.CheckpointManager, step: int) -> dict:
+  return manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
 
 
 def _no_checkpoint(directory: pathlib.Path, workdir: pathlib.Path) -> LsattnError:
@@ -208,7 +296,7 @@ def restore_run(workdir: str | pathlib.Path, abstract_state, signature: dict, *,
 
 
 def restore_latest(manager: ocp.CheckpointManager, abstract_state, signature: dict, *,
-                   partial: bool = False):
+                   partial: bool = False, fall_back: bool = False):
   """(state, meta, step) of the latest checkpoint, or None if there is none.
 
   Args:
@@ -216,33 +304,86 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_state, signature: di
     partial: `abstract_state` is a dict of some of the saved state's entries
       (e.g. params and batch-norm statistics, without the optimiser's): only
       those are read, and returned as a dict.
+    fall_back: a damaged latest step (unreadable, or an array whose checksum
+      is not the one saved) is renamed ``<step>.damaged``, saying so, and the
+      step before it is restored instead (a resume of a single process);
+      False, or a job of several processes, refuses it.
 
   Raises:
     LsattnError: the checkpoint was written by a run with different shapes
-      (names the keys), or its files are damaged (names the folder).
+      (names the keys), or its files are damaged (names the folder; not with
+      `fall_back` in a single process: when every step is damaged, None).
   """
-  step = manager.latest_step()
-  if step is None:
-    return None
-  meta = read_meta(manager, step)
+  while True:
+    step = manager.latest_step()
+    if step is None:
+      return None
+    try:
+      return _restore_step(manager, step, abstract_state, signature, partial)
+    except _Damaged as damaged:
+      # A job of several processes refuses: they would each rename the folder.
+      if not fall_back or jax.process_count() > 1:
+        raise LsattnError(str(damaged)) from None
+      path = manager.directory / str(step)
+      aside = path.with_name(path.name + DAMAGED_SUFFIX)
+      shutil.rmtree(aside, ignore_errors=True)  # an earlier damaged copy of that step
+      path.rename(aside)
+      manager.reload()
+      print(f"Warning: {damaged.reason}. Kept it as {aside}; resuming from the step "
+            f"before it.", file=sys.stderr)
+
+
+class _Damaged(Exception):
+  """A checkpoint step whose files are damaged; the message says which and what to do."""
+
+  def __init__(self, path: pathlib.Path, what: str):
+    self.reason = f"checkpoint {path} {what}"
+    super().__init__(f"{self.reason}; delete that folder to resume from an earlier step")
+
+
+def _restore_step(manager: ocp.CheckpointManager, step: int, abstract_state, signature: dict,
+                  partial: bool):
+  path = manager.directory / str(step)
+  try:
+    meta = _read_meta(manager, step)
+  except Exception as error:  # orbax raises many types for damaged files
+    raise _Damaged(path, f"is unreadable ({_describe(error)})") from None
   saved = meta.get("signature", {})
   if saved != signature:
     changed = sorted(key for key in set(saved) | set(signature)
                      if saved.get(key) != signature.get(key))
     details = "; ".join(f"{key}: checkpoint {saved.get(key)!r}, config {signature.get(key)!r}"
                         for key in changed)
-    raise LsattnError(f"cannot resume from {manager.directory / str(step)}: the config changes "
+    raise LsattnError(f"cannot resume from {path}: the config changes "
                       f"the model's shapes ({details}). Use a new --workdir, or restore the "
                       f"old values.")
-  path = manager.directory / str(step)
   try:
     with _quiet_helper_threads():
       restored = manager.restore(step, args=ocp.args.Composite(state=_restore_args(
           abstract_state, partial)))
   except Exception as error:
-    raise LsattnError(f"checkpoint {path} is unreadable ({_describe(error)}); "
-                      f"delete that folder to resume from an earlier step") from None
+    raise _Damaged(path, f"is unreadable ({_describe(error)})") from None
+  _verify(restored.state, meta, path)
   return restored.state, meta, step
+
+
+def _verify(state, meta: dict, path: pathlib.Path) -> None:
+  """Raises `_Damaged` naming the arrays of `state` whose checksum is not the saved one.
+
+  A checkpoint saved before lsattn recorded checksums has none to compare.
+  """
+  recorded = meta.get("checksums")
+  if not isinstance(recorded, dict) or recorded.get("algorithm") != CHECKSUM:
+    return
+  saved = recorded.get("arrays", {})
+  now = checksums(state)
+  differing = sorted(name for name, value in now.items()
+                     if name in saved and saved[name] != value)
+  if differing:
+    shown = ", ".join(differing[:3]) + (f" and {len(differing) - 3} more"
+                                        if len(differing) > 3 else "")
+    raise _Damaged(path, f"is damaged: {len(differing)} of its arrays are not what was "
+                         f"saved (checksums differ): {shown}")
 
 
 def _restore_args(abstract_state, partial: bool):

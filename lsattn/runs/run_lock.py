@@ -34,9 +34,31 @@ from lsattn.errors import LsattnError
 LOCK_FILE = ".lsattn-lock"
 
 
-def _holder_text() -> str:
+class Busy(LsattnError):
+  """Another live process holds the lock.
+
+  Attributes:
+    holder: its lock file's {'host', 'pid', 'since', 'purpose'} ({} when
+      unreadable; no 'purpose' when written before lsattn recorded it).
+  """
+
+  def __init__(self, message: str, holder: dict):
+    super().__init__(message)
+    self.holder = holder
+
+
+def _holder_text(purpose: str) -> str:
   return json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
-                     "since": datetime.datetime.now().astimezone().isoformat(timespec="seconds")})
+                     "since": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+                     "purpose": purpose})
+
+
+def _holder(text: str) -> dict:
+  try:
+    holder = json.loads(text)
+  except ValueError:
+    return {}
+  return holder if isinstance(holder, dict) else {}
 
 
 def describe_holder(text: str) -> str:
@@ -70,9 +92,9 @@ def _acquire(lock: pathlib.Path, workdir: pathlib.Path, purpose: str) -> int:
     except BlockingIOError:
       text = os.pread(handle, 4096, 0).decode("utf-8", "replace")
       os.close(handle)
-      raise LsattnError(f"{workdir} is in use by another writer: {describe_holder(text)} "
-                        f"(lock file {lock}). Wait for it to finish, or use another "
-                        f"--workdir.") from None
+      raise Busy(f"{workdir} is in use by another writer: {describe_holder(text)} "
+                 f"(lock file {lock}). Wait for it to finish, or use another "
+                 f"--workdir.", _holder(text)) from None
     # The holder before us may have unlinked the file between our open and flock.
     try:
       same = os.stat(lock).st_ino == os.fstat(handle).st_ino
@@ -94,8 +116,8 @@ def holding(workdir: str | pathlib.Path, purpose: str, *, enabled: bool = True
     enabled: False in the processes of a multi-process job other than 0.
 
   Raises:
-    LsattnError: another process holds the lock (naming it), or the folder
-      cannot be written.
+    Busy: another process holds the lock (naming it).
+    LsattnError: the folder cannot be written.
   """
   if not enabled:
     yield
@@ -109,9 +131,16 @@ def holding(workdir: str | pathlib.Path, purpose: str, *, enabled: bool = True
     if left.strip():  # its holder ended without removing it (killed): the kernel freed it
       print(f"Taking over the lock {lock} left by {describe_holder(left)}, which has ended.",
             file=sys.stderr)
-    os.ftruncate(handle, 0)
-    os.pwrite(handle, _holder_text().encode(), 0)
-    os.fsync(handle)
+    try:
+      os.ftruncate(handle, 0)
+      os.pwrite(handle, _holder_text(purpose).encode(), 0)
+      os.fsync(handle)
+    except OSError as error:
+      if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+        raise
+      raise LsattnError(f"could not write {lock}: no space left on device in {workdir} "
+                        f"({purpose} writes there). Free disk space, then run the same "
+                        f"command again.") from None
     yield
   finally:
     # Unlinked before it is unlocked: a waiting opener then finds a new file (`_acquire`).
