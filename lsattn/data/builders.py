@@ -36,7 +36,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from lsattn.data import formats, images, own_scene
-from lsattn.data.synthetic import cue_scale
+from lsattn.data.synthetic import cue_scale, rooms
 from lsattn.errors import LsattnError
 
 
@@ -212,7 +212,12 @@ class SevenScenes(_PoseBuilder):
                               "between training views (interpolation)"),
       SceneConfig(name="synthetic_walks", folder="synthetic_walks",
                   description="lsattn's rendered room along independent walks: a held-out "
-                              "walk (generalisation to a new walk)")]
+                              "walk (generalisation to a new walk)")] + [
+      SceneConfig(name=name, folder=name,
+                  description="one of lsattn's rendered rooms of different size, textures "
+                              "and layout (lsattn.data.synthetic.rooms): several scenes, one "
+                              "model")
+      for name in rooms.NAMES]
 
   def _records(self, root, split):
     return formats.read_seven_scenes(root, split)
