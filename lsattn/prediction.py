@@ -265,8 +265,9 @@ def predict(workdir: str | pathlib.Path, config, paths: Sequence[str | pathlib.P
     the file could not be used), or 'layers' (display name of the layer
     chosen at each step, [N]) with 'position' [3] and 'orientation' [4]
     (pose; a several-scene run adds 'scene', the scene its classifier
-    chose, whose head gave the pose, and 'scene_probability'), or 'class', 'probability' and 'probabilities' {class: p}
-    (classification) of the final prediction; 'overlay' when `overlays` is
+    chose, whose head gave the pose, and 'scene_probability'), or 'class',
+    'probability' and 'probabilities' {class: p} (classification) of the
+    final prediction; 'overlay' when `overlays` is
     given; with `per_step`, 'steps': N dicts, step 1 first, each
     {'position', 'orientation'} (pose; the orientation canonical as the
     top-level one) or {'class', 'probability'} (classification), [] for a

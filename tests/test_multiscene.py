@@ -7,6 +7,8 @@ from __future__ import annotations
 import csv
 import json
 import pathlib
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -18,8 +20,8 @@ from lsattn import LsattnError, config_checks, exporting, model, prediction, tra
 from lsattn.data import pipeline, scenes
 from lsattn.data.synthetic import room, rooms
 from lsattn.nn import core
-import trained_runs
 
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 ROOMS = tuple(f"seven_scenes/{name}" for name in rooms.NAMES)
 
 
@@ -204,18 +206,30 @@ def test_one_scene_has_no_scene_head_and_the_heads_of_before():
 
 @pytest.fixture(scope="module")
 def multiscene_run(tmp_path_factory):
-  """configs/test.py over the three rooms (few frames each): 2 steps, then resumed to 4."""
+  """train.py --config=configs/demo_multiscene.py at tiny shapes over the three rooms (few
+  frames each, written here): 2 steps, then the same command resumed to 4."""
   root = tmp_path_factory.mktemp("multiscene")
   for name in rooms.NAMES:
     rooms.write_synthetic_room(root / "manual", name, frames_per_sequence=5,
                                image_size=(48, 64), train_sequences=(1,), test_sequences=(2,))
-  data = {"manual_dir": str(root / "manual"), "data_dir": str(root / "built")}
-  config = trained_runs.config(data, scenes=ROOMS, dataset=ROOMS[0])
-  from lsattn import experiment
-  experiment.train_and_evaluate(config, root / "workdir")
-  config.num_train_steps = 4
-  result = experiment.train_and_evaluate(config, root / "workdir")
-  return {"root": root, "workdir": root / "workdir", "config": config, "result": result}
+  tiny = {"manual_dir": root / "manual", "data_dir": root / "built", "backbone": "tiny_cnn",
+          "backbone_weights": "", "resize_size": "(40,64)", "image_size": 32,
+          "hidden_size": 8, "projection_size": 8, "num_recurrent_steps": 2,
+          "convlstm_kernel_sizes": "(1,3)", "attention_kernel_sizes": "(1,3)",
+          "batch_size": 4, "eval_batch_size": 4, "warmup_steps": 0, "log_every_steps": 1,
+          "checkpoint_every_steps": 2, "num_figure_examples": 1,
+          "eval_retrieval_baselines": False}
+  command = [sys.executable, str(ROOT / "train.py"),
+             f"--config={ROOT / 'configs' / 'demo_multiscene.py'}",
+             f"--workdir={root / 'workdir'}",
+             *(f"--config.{key}={value}" for key, value in tiny.items())]
+  logs = []
+  for steps in (2, 4):
+    result = subprocess.run([*command, f"--config.num_train_steps={steps}"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    logs.append(result.stderr)
+  return {"root": root, "workdir": root / "workdir", "logs": logs}
 
 
 def _rows(workdir) -> list[dict]:
@@ -226,7 +240,10 @@ def _rows(workdir) -> list[dict]:
 def test_a_run_over_three_rooms_writes_per_scene_mean_and_oracle_results(multiscene_run):
   workdir = multiscene_run["workdir"]
   saved = json.loads((workdir / "eval" / "metrics.json").read_text())
-  assert saved["checkpoint_step"] == 4 and sorted((workdir / "checkpoints").iterdir())
+  assert "Resuming from" in multiscene_run["logs"][1] and "(step 2)" in multiscene_run["logs"][1]
+  assert saved["checkpoint_step"] == 4
+  for figure in ("attention.png", "layer_frequency.png", "trajectory.png"):
+    assert (workdir / "eval" / figure).stat().st_size > 1000
   assert saved["scenes"] == list(ROOMS) and saved["scene_sampling"] == "equal"
   rows = _rows(workdir)
   assert len(rows) == 3 * 5 and saved["num_examples"] == 15

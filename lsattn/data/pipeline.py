@@ -216,7 +216,7 @@ class TrainBatches:
     self.num_threads, self.prefetch = num_threads, prefetch
     self._permutations: dict[tuple, np.ndarray] = {}
     self._scene_members = None
-    if scene_sampling == "equal" and len(split.scene_names) > 1:
+    if scene_sampling == "equal" and len(getattr(split, "scene_names", ())) > 1:
       scene = split.labels["scene"]
       self._scene_members = [np.flatnonzero(scene == k) for k in range(len(split.scene_names))]
       empty = [name for name, members in zip(split.scene_names, self._scene_members)

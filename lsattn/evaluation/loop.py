@@ -167,7 +167,7 @@ def pose_metrics(outputs: dict, split: pipeline.Split, train_split: pipeline.Spl
       {**metrics.pose_summary(outputs["step_position"][:, t], outputs["step_orientation"][:, t],
                               true_position, true_orientation), "step": t + 1}
       for t in range(num_prediction_steps(outputs, "step_position"))]
-  if len(split.scene_names) > 1:
+  if len(getattr(split, "scene_names", ())) > 1:
     result.update(scene_metrics(outputs, split, train_split))
   return result
 
@@ -355,7 +355,8 @@ def write_predictions_csv(path: pathlib.Path, outputs: dict, split: pipeline.Spl
         step_t_err[:, t] = metrics.translation_errors(outputs["step_position"][:, t], true_p)
         step_r_err[:, t] = metrics.rotation_errors_deg(outputs["step_orientation"][:, t], true_q)
       scene_columns, scene_cells = [], [[] for _ in names]
-      if len(split.scene_names) > 1:  # several scenes: the true and chosen scene, the oracle
+      # Several scenes: the true and the chosen scene, and the oracle's errors.
+      if len(getattr(split, "scene_names", ())) > 1:
         scene_columns = ["scene", "predicted_scene", "oracle_translation_error_m",
                          "oracle_rotation_error_deg"]
         oracle_p, oracle_q = oracle_poses(outputs, split)
