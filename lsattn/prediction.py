@@ -216,7 +216,7 @@ def _result(path: pathlib.Path, outputs: dict, i: int, predictor: Predictor, *,
             "layers": eval_loop.chosen_layers(outputs["layer_choices"][i], names)}
   if predictor.class_names is None:
     result.update(_pose(outputs["position"][i], outputs["orientation"][i]))
-    if predictor.scene_names:  # several scenes: the classifier's scene picked the pose's head
+    if "scene_logits" in outputs:  # several scenes: the classifier's scene chose the head
       scene_probabilities = eval_loop.probabilities(outputs["scene_logits"][i])
       best = int(np.argmax(scene_probabilities))
       result["scene"] = predictor.scene_names[best]

@@ -39,6 +39,7 @@ ROOMS = tuple(f"seven_scenes/{name}" for name in rooms.NAMES)
      "config.dataset = 'seven_scenes/heads' is not one of config.scenes"),
     (("mit67/synthetic", "mit67/default"), "mit67/synthetic", "is a classification dataset"),
     (("chess", "fire"), "seven_scenes/chess", "dataset must be '<builder>/<config>'"),
+    (("own_scene/a", "own_scene/b"), "own_scene/a", "own scenes ('own_scene/a') cannot be"),
 ])
 def test_bad_scenes_are_refused_in_one_line_naming_the_key(names, dataset, expected):
   config = test_config.get_config()

@@ -6,7 +6,8 @@
 single-scene run, unchanged. With several scenes, ``config.dataset`` must be
 one of them (the run's name for its data in metrics.json and the checkpoint's
 meta), every scene must be a pose scene of the same builder, known to it,
-and named once. Each scene is built as its own dataset (`datasets.prepare`),
+and named once. Own scenes (``own_scene/<name>``) are refused: each is built
+from its own ``manual_dir``, and a config has one. Each scene is built as its own dataset (`datasets.prepare`),
 so a scene's build is the same whether it is trained alone or with others;
 `pipeline.concatenate` joins their splits, with the scene's index as a label.
 
@@ -41,8 +42,11 @@ def scene_names(dataset: str, scenes) -> tuple[str, ...]:
     if datasets.task_of(name) != "pose":
       raise LsattnError(f"config.scenes = {scenes!r}: {name!r} is a classification dataset; "
                         f"several scenes in one model are pose scenes")
-    known = [c.name for c in getattr(cls, "BUILDER_CONFIGS", [])]
-    if builder != "own_scene" and config not in known:
+    if builder == "own_scene":  # each would need its own manual_dir, and config has one
+      raise LsattnError(f"config.scenes = {scenes!r}: own scenes ({name!r}) cannot be trained "
+                        f"together yet: each is built from its own manual_dir")
+    known = [c.name for c in cls.BUILDER_CONFIGS]
+    if config not in known:
       raise LsattnError(f"config.scenes = {scenes!r}: unknown scene {name!r}; the scenes of "
                         f"{builder} are {known}")
     builders.append(builder)
