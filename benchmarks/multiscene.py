@@ -118,6 +118,9 @@ def study(output: pathlib.Path, workdir: pathlib.Path) -> None:
       shutil.rmtree(staging, ignore_errors=True)
       rooms.write_synthetic_room(staging, name, seed=0, **ROOM_FILES)
       (staging / name).rename(manual / name)
+  # The code a run executes is what the study imported at its start: read the commit then.
+  commit = _git("rev-parse", "HEAD")
+  uncommitted = bool(_git("status", "--porcelain", "--untracked-files=no"))
   done = {_key(r) for r in read_records(output)} if output.exists() else set()
   plan = [(seed, ROOMS) for seed in SEEDS] + [(seed, (name,)) for seed in SEEDS
                                                for name in ROOMS]
@@ -128,8 +131,7 @@ def study(output: pathlib.Path, workdir: pathlib.Path) -> None:
     record = run_one(seed, scenes, workdir=workdir, data_dir=workdir / "data",
                      manual_dir=manual)
     record["machine"] = measure.machine_description()
-    record["commit"] = _git("rev-parse", "HEAD")
-    record["uncommitted_changes"] = bool(_git("status", "--porcelain", "--untracked-files=no"))
+    record["commit"], record["uncommitted_changes"] = commit, uncommitted
     with open(output, "a") as handle:
       handle.write(json.dumps(record) + "\n")
     print(json.dumps({k: record[k] for k in ("kind", "scenes", "seed", "wall_time_s")}),

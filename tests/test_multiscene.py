@@ -308,3 +308,29 @@ def test_predict_returns_the_scene_and_export_exports_it(multiscene_run, tmp_pat
       r["scene"] for r in results]
   np.testing.assert_allclose(np.asarray(served["position"]),
                              [r["position"] for r in results], atol=1e-4)
+
+
+def test_the_study_report_averages_rooms_then_seeds(tmp_path):
+  """benchmarks/multiscene.py's table from records: per seed the mean over rooms of the
+  per-room medians, then mean ± sample sd over seeds; an incomplete seed left out."""
+  sys.path.insert(0, str(ROOT / "benchmarks"))
+  import multiscene as study
+  records = []
+  for seed, (multi, singles) in enumerate([(0.3, (0.1, 0.2, 0.3)), (0.5, (0.3, 0.4, 0.5))]):
+    per_scene = {name: {"median_translation_m": multi} for name in study.ROOMS}
+    records.append({"benchmark": "multiscene", "kind": "multi", "seed": seed,
+                    "scenes": list(study.ROOMS), "metrics": {
+                        "scene_accuracy": 1.0, "per_scene": per_scene, "mean_over_scenes": {
+                            "median_translation_m": multi, "median_rotation_deg": 2.0,
+                            "oracle_median_translation_m": multi,
+                            "oracle_median_rotation_deg": 2.0}}})
+    records += [{"benchmark": "multiscene", "kind": "single", "seed": seed, "scenes": [name],
+                 "metrics": {"median_translation_m": value, "median_rotation_deg": 1.0}}
+                for name, value in zip(study.ROOMS, singles)]
+  records.append(dict(records[0], seed=2))  # seed 2 has no per-room runs
+  path = tmp_path / "records.jsonl"
+  path.write_text("".join(json.dumps(record) + "\n" for record in records))
+  table = study.report(path)
+  assert "Seeds complete: 2 of 3" in table
+  assert "| one model per room (150 steps each) | 0.300 ± 0.141 | 1.000 ± 0.000 | - |" in table
+  assert "| one model for three rooms (450 steps) | 0.400 ± 0.141 | 2.000 ± 0.000 |" in table
