@@ -6,7 +6,7 @@ The rooms ``seven_scenes/synthetic_study``, ``synthetic_hall`` and
 ``synthetic_gallery`` (lsattn/data/synthetic/rooms.py) differ in size,
 textures and layout; each is written (4 training and 1 test sequence of 200
 frames, ~40 s a room) and built as its own dataset. One model is trained for
-all three (issue 34; lsattn/data/scenes.py, lsattn/model.py): backbone and
+all three (lsattn/data/scenes.py, lsattn/model.py): backbone and
 recurrent core shared, a scene classifier, one pose head per scene; the loss
 is the true scene's pose loss plus the scene cross-entropy; batches give each
 scene the same number of rows (``scene_sampling='equal'``; 'by_size' samples

@@ -38,7 +38,7 @@ one model trained per N, is ``--config.num_recurrent_steps=t``.
 statistics, torchvision variant), 'core' (attention batch norm, per step)}.
 
 **Several scenes, one model** (``num_scenes`` S > 1, `lsattn.data.scenes`;
-issue 34, after MS-Transformer, Shavit et al. 2021): backbone and core are
+after MS-Transformer, Shavit et al. 2021): backbone and core are
 shared; each step's head holds one pose head per scene (its kernel
 [F, 7 S], scene k's outputs in columns 7k..7k+6, so S separate linear heads
 in one matmul), and ``params['scene_head']`` [F -> S], a linear scene
