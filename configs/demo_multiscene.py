@@ -22,7 +22,9 @@ demo_pose run per scene. All values are ours, not the paper's (which trains
 one model per scene) nor MS-Transformer's; this recipe has not been run to
 its end in the commit that adds it.
 
-Tiny check (seconds, the test suite's shapes; tests/test_multiscene.py):
+Tiny check at the test suite's shapes (writing the three rooms at full size takes
+about 2 minutes, then the run seconds; tests/test_multiscene.py writes few-frame
+rooms into --config.manual_dir instead):
 
   python train.py --config=configs/demo_multiscene.py --workdir=/tmp/ms \
       --config.backbone=tiny_cnn --config.backbone_weights='' --config.num_train_steps=4 \
