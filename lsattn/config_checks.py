@@ -12,7 +12,7 @@ from __future__ import annotations
 import pathlib
 
 from lsattn import backbones, config_schema, model
-from lsattn.data import datasets, pipeline
+from lsattn.data import datasets, pipeline, scenes
 from lsattn.errors import LsattnError
 from lsattn.runs import compilation
 
@@ -39,6 +39,7 @@ def check_config(config) -> model.ModelConfig:
            f"at most min(resize_size) = {min(resize)}")
   pipeline.check_flip(config.task, config.random_flip)
   datasets.check_ground_truth(config.dataset, config.ground_truth)
+  scenes.scene_names(config.dataset, config.scenes)  # several scenes: one dataset's, known
   for key in ("data_dir", "manual_dir"):  # a file there fails deep in tfds otherwise
     _require(not (config[key] and pathlib.Path(config[key]).expanduser().is_file()), key,
              config[key], "a folder, not a file")

@@ -196,6 +196,12 @@ KEYS: tuple[Key, ...] = (
             "'dslam' the original (the paper's), 'sfm' the SfM pseudo ground truth of "
             "Brachmann et al. 2021, a build of its own (docs/datasets.md); other datasets: "
             "'dslam' (their own poses)", RUN),
+        Key("scenes", (), Names(), "several scenes of one dataset, one model for all "
+            "('<builder>/<config>' names; dataset must be one of them); () = the one "
+            "dataset (lsattn/data/scenes.py)", RUN),
+        Key("scene_sampling", "equal", Choice(("equal", "by_size")), "with several scenes: "
+            "each batch row's scene in turn ('equal') or in proportion to the scenes' "
+            "training images ('by_size'; lsattn/data/pipeline.py)", RUN),
         Key("data_dir", "~/tensorflow_datasets", Text(), "where tfds keeps built datasets"),
         Key("manual_dir", "", Text(), "the user's download; for synthetic datasets lsattn "
             "writes it"),

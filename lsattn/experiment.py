@@ -36,7 +36,7 @@ import tqdm
 
 from lsattn import config_checks, config_schema, model, restoring, training
 from lsattn.backbones import loading
-from lsattn.data import datasets, pipeline, splits
+from lsattn.data import datasets, pipeline, scenes, splits
 from lsattn.errors import LsattnError
 from lsattn.evaluation import loop as eval_loop
 from lsattn.runs import (checkpoint, choice_dynamics, compilation, interrupts, memory, parallel,
@@ -141,9 +141,48 @@ def setup(config, model_config: model.ModelConfig | None = None) -> Setup:
 
 
 def _with_data(config, model_config: model.ModelConfig, mesh: jax.sharding.Mesh) -> Setup:
-  """The dataset (built if needed), its splits and image options, of a started config."""
+  """The dataset (built if needed), its splits and image options, of a started config.
+
+  Several scenes (`lsattn.data.scenes`): each is built as its own dataset and
+  split as one would be (its own validation examples), then the scenes' splits
+  are joined (`pipeline.concatenate`); the channel mean is that of all their
+  training images (each scene's stored mean weighted by its training images:
+  ours).
+  """
   _check_task(config)
-  builder = datasets.prepare(config.dataset, config.data_dir, config.manual_dir,
+  names = scenes.scene_names(config.dataset, config.scenes)
+  parts = [_scene_data(config, name) for name in names]
+  builder = parts[names.index(config.dataset)][0]
+  if len(parts) == 1:
+    _, train_split, validation_split, test_split, stored_mean = parts[0]
+  else:
+    short = [scenes.short_name(name) for name in names]
+    train_split = pipeline.concatenate([part[1] for part in parts], short)
+    validation_split = None
+    if any(part[2] is not None for part in parts):
+      if not all(part[2] is not None for part in parts):
+        lacking = [name for name, part in zip(names, parts) if part[2] is None]
+        raise LsattnError(f"config.validation_split = 'auto': scene {lacking[0]!r} has no "
+                          f"validation examples to hold out; use validation_split='none'")
+      validation_split = pipeline.concatenate([part[2] for part in parts], short)
+    test_split = pipeline.concatenate([part[3] for part in parts], short)
+    weights = np.asarray([len(part[1]) for part in parts], np.float64)
+    stored_mean = tuple(float(v) for v in np.average(
+        np.asarray([part[4] for part in parts], np.float64), axis=0, weights=weights))
+  mean = tuple(config.channel_mean) or stored_mean
+  options = pipeline.ImageOptions(resize_size=tuple(config.resize_size),
+                                  image_size=config.image_size, channel_mean=mean,
+                                  random_flip=config.random_flip)
+  class_names = None
+  if config.task == "classification":
+    class_names = datasets.class_names(builder, config.dataset, config.num_classes)
+  return Setup(config, model_config, builder, train_split, validation_split, test_split,
+               options, mesh, class_names)
+
+
+def _scene_data(config, dataset: str):
+  """One dataset's (builder, train split, validation split or None, test split, stored mean)."""
+  builder = datasets.prepare(dataset, config.data_dir, config.manual_dir,
                              synthetic_seed=config.seed, ground_truth=config.ground_truth)
   full_train = pipeline.Split(builder, "train")
   if config.validation_split == "auto" and "validation" in builder.info.splits:
@@ -156,21 +195,18 @@ def _with_data(config, model_config: model.ModelConfig, mesh: jax.sharding.Mesh)
     train_split = full_train.subset(train_positions)
     validation_split = (full_train.subset(validation_positions)
                         if len(validation_positions) else None)
-  mean = tuple(config.channel_mean) or tuple(builder.info.metadata["channel_mean"])
-  options = pipeline.ImageOptions(resize_size=tuple(config.resize_size),
-                                  image_size=config.image_size, channel_mean=mean,
-                                  random_flip=config.random_flip)
-  class_names = None
-  if config.task == "classification":
-    class_names = datasets.class_names(builder, config.dataset, config.num_classes)
-  return Setup(config, model_config, builder, train_split, validation_split,
-               pipeline.Split(builder, "test"), options, mesh, class_names)
+  return (builder, train_split, validation_split, pipeline.Split(builder, "test"),
+          tuple(builder.info.metadata["channel_mean"]))
 
 
 def initial_state(run: Setup) -> training.TrainState:
   config = run.config
   position_mean = None
-  if config.task == "pose":
+  if config.task == "pose" and run.model_config.num_scenes > 1:  # each scene's head its own
+    labels = run.train_split.labels
+    position_mean = np.stack([labels["position"][labels["scene"] == k].mean(axis=0)
+                              for k in range(run.model_config.num_scenes)])
+  elif config.task == "pose":
     position_mean = run.train_split.labels["position"].mean(axis=0)
   rng = jax.random.key(config.seed)
   state = training.create_train_state(rng, config, run.model_config, run.image_shape,
@@ -331,7 +367,8 @@ def training_batches(run: Setup, start_step: int) -> Iterator[dict]:
   config = run.config
   return pipeline.TrainBatches(
       run.train_split, task=config.task, options=run.options, batch_size=config.batch_size,
-      seed=config.seed, rows=parallel.process_batch_slice(config.batch_size)).iterate(start_step)
+      seed=config.seed, rows=parallel.process_batch_slice(config.batch_size),
+      scene_sampling=config.scene_sampling).iterate(start_step)
 
 
 def _check_nonfinite(state, config, step: int) -> None:
@@ -486,6 +523,9 @@ def _final_evaluation(run: Setup, state, workdir: pathlib.Path, *, step: int,
   result["dataset"] = run.config.dataset
   if datasets.has_two_ground_truths(run.config.dataset):
     result["ground_truth"] = run.config.ground_truth
+  if run.test_split.scene_names:
+    result["scenes"] = list(run.config.scenes)
+    result["scene_sampling"] = run.config.scene_sampling
   result["split"] = "test"
   if overrides is not None:  # eval.py: what the given config changed of the run's
     result["config_overrides"] = overrides

@@ -22,6 +22,8 @@ the convention of `lsattn.geometry`, the quaternion unit with the canonical
 sign, as `predict.py` writes it) or ``logits`` [B, C] (classification), and
 ``layer_choices`` [N, B, k] (one-hot: the layer each recurrent step chose,
 over the sidecar's ``layer_names``: the taps ``layers`` of its ``backbone``).
+A several-scene run (``config.scenes``) adds ``scene_logits`` [B, S] over the
+sidecar's ``scenes``; the pose is that of the scene ranked first.
 Evaluation mode: no Gumbel noise (argmax layer choice), batch norm with its
 stored statistics; so the output is a pure function of the images.
 """
@@ -73,6 +75,8 @@ def serving_function(predictor: prediction.Predictor):
     if pose:
       served["position"] = outputs["position"]
       served["orientation"] = _canonical_unit_quaternion(outputs["orientation"])
+      if predictor.scene_names:
+        served["scene_logits"] = outputs["scene_logits"]
     else:
       served["logits"] = outputs["logits"]
     return served
@@ -107,6 +111,11 @@ def sidecar(predictor: prediction.Predictor, exported: jax.export.Exported) -> d
                            "meaning": POSE_CONVENTION["position"]}
     outputs["orientation"] = {"shape": ["B", 4], "dtype": "float32",
                               "meaning": POSE_CONVENTION["orientation"]}
+    if predictor.scene_names:
+      outputs["scene_logits"] = {
+          "shape": ["B", len(predictor.scene_names)], "dtype": "float32",
+          "meaning": "scene scores over scenes (softmax for probabilities); position and "
+                     "orientation are those of the pose head of the scene scored highest"}
   else:
     outputs["logits"] = {"shape": ["B", len(predictor.class_names)], "dtype": "float32",
                          "meaning": "class scores over class_names (softmax for "
@@ -131,6 +140,7 @@ def sidecar(predictor: prediction.Predictor, exported: jax.export.Exported) -> d
       "num_steps": steps,
       "model_variant": config.model_variant,
       "dataset": config.dataset,
+      **({"scenes": list(predictor.scene_names)} if predictor.scene_names else {}),
       "checkpoint_step": predictor.step,
       "platforms": list(exported.platforms),
       "lsattn_version": lsattn.__version__,

@@ -36,6 +36,20 @@ one model trained per N, is ``--config.num_recurrent_steps=t``.
 ``params`` = {'backbone', 'core', 'head' (step N), 'step_heads' (steps
 1..N-1, a list; absent when N < 2)}; ``state`` = {'backbone' (batch norm
 statistics, torchvision variant), 'core' (attention batch norm, per step)}.
+
+**Several scenes, one model** (``num_scenes`` S > 1, `lsattn.data.scenes`;
+after MS-Transformer, Shavit et al. 2021): backbone and core are
+shared; each step's head holds one pose head per scene (its kernel
+[F, 7 S], scene k's outputs in columns 7k..7k+6, so S separate linear heads
+in one matmul), and ``params['scene_head']`` [F -> S], a linear scene
+classifier on the final features (what the final pose head reads; MS-
+Transformer's classifier reads its encoder's outputs: on which features to
+put it is ours). The prediction adds ``scene_logits`` [B, S] and every
+scene's pose, ``scene_position`` [B, S, 3] and ``scene_orientation``
+[B, S, 4]; ``position`` and ``orientation`` are those of the scene the
+classifier ranks first (at every step the final step's classifier picks).
+Training scores the true scene's head (`lsattn.training`). One scene: none of
+this, the model is unchanged.
 """
 
 from __future__ import annotations
@@ -61,6 +75,7 @@ class ModelConfig:
   """Everything that defines the model's shapes and computation (hashable)."""
   task: str = "pose"
   num_classes: int = 0
+  num_scenes: int = 1  # > 1: one pose head per scene and a scene classifier
   variant: str = "layer_spatial"
   fixed_layer: str = ""  # '' = the backbone's deepest tap
   backbone: str = "caffe"
@@ -78,6 +93,10 @@ class ModelConfig:
     # Each value's own domain is checked once, from its declaration (lsattn.config_schema);
     # what depends on the backbone or on two fields is checked here.
     taps = backbones.get(self.backbone).taps
+    if not isinstance(self.num_scenes, int) or self.num_scenes < 1 or (
+        self.num_scenes > 1 and self.task != "pose"):
+      raise LsattnError(f"num_scenes must be an integer >= 1, and 1 unless the task is "
+                        f"'pose'; got {self.num_scenes!r} (task {self.task!r})")
     if self.task == "classification" and (not isinstance(self.num_classes, int)
                                           or self.num_classes < 2):
       raise LsattnError(f"num_classes must be an integer >= 2 for classification, "
@@ -114,7 +133,8 @@ class ModelConfig:
     transform = config.torchvision_transform_input
     transform_input = "transform_input" in backbones.get(config.backbone).options and (
         transform == "on" or (transform == "auto" and bool(config.backbone_weights)))
-    return cls(task=config.task, num_classes=config.num_classes, variant=variant,
+    return cls(task=config.task, num_classes=config.num_classes,
+               num_scenes=max(len(config.scenes), 1), variant=variant,
                fixed_layer=config.fixed_layer, backbone=config.backbone,
                candidate_layers=tuple(config.candidate_layers), core=core_config,
                dtype=config.dtype, transform_input=transform_input,
@@ -140,7 +160,8 @@ class ModelOutputs(NamedTuple):
 
   Attributes:
     prediction: {'position' [B, 3], 'orientation' [B, 4]} or {'logits' [B, C]}
-      (the final step's).
+      (the final step's); several scenes add 'scene_logits' [B, S],
+      'scene_position' [B, S, 3] and 'scene_orientation' [B, S, 4].
     step_predictions: the same entries with a leading step axis [N, B, ...];
       entry N - 1 equals `prediction` (N = 0 for the baselines).
     features: [B, F] what the final head reads (F = N * hidden for the
@@ -172,14 +193,20 @@ def num_steps(config: ModelConfig) -> int:
 
 
 def _init_head(key, config: ModelConfig, in_features: int, position_mean) -> dict:
-  outputs = 7 if config.task == "pose" else config.num_classes
+  """One step's head; `position_mean` [3] (one scene) or [S, 3] (each scene's mean)."""
+  scenes = config.num_scenes
+  outputs = 7 * scenes if config.task == "pose" else config.num_classes
   head = primitives.init_dense(key, in_features=in_features, out_features=outputs)
   if config.task == "pose":
-    bias = jnp.zeros(7).at[3].set(1.0)  # identity rotation
+    bias = jnp.zeros((scenes, 7)).at[:, 3].set(1.0)  # identity rotation
     if position_mean is not None:
-      bias = bias.at[:3].set(jnp.asarray(position_mean, jnp.float32))
-    head["bias"] = bias
+      bias = bias.at[:, :3].set(jnp.asarray(position_mean, jnp.float32).reshape(-1, 3))
+    head["bias"] = bias.reshape(-1)
   return head
+
+
+def _init_scene_head(key, config: ModelConfig, in_features: int) -> dict:
+  return primitives.init_dense(key, in_features=in_features, out_features=config.num_scenes)
 
 
 def backbone_key(key: jax.Array) -> jax.Array:
@@ -239,9 +266,10 @@ def init_model(key: jax.Array, config: ModelConfig, image_shape: Sequence[int] =
   shapes = [tuple(taps[name].shape[1:]) for name in config.layers]
   if config.variant in baselines.BASELINES:
     params["core"] = baselines.init_baseline(baseline_key, config.variant, shapes[0][2])
-    params["head"] = _init_head(head_key, config,
-                                baselines.feature_size(config.variant, shapes[0][2]),
-                                position_mean)
+    features = baselines.feature_size(config.variant, shapes[0][2])
+    params["head"] = _init_head(head_key, config, features, position_mean)
+    if config.num_scenes > 1:
+      params["scene_head"] = _init_scene_head(jax.random.fold_in(head_key, 1), config, features)
     return params, state
   params["core"], state["core"] = core.init_core(core_key, shapes, config.core)
   steps, hidden = config.core.num_steps, config.core.hidden_size
@@ -250,6 +278,9 @@ def init_model(key: jax.Array, config: ModelConfig, image_shape: Sequence[int] =
   if steps > 1:
     params["step_heads"] = [_init_head(head_keys[t], config, (t + 1) * hidden, position_mean)
                             for t in range(steps - 1)]
+  if config.num_scenes > 1:
+    params["scene_head"] = _init_scene_head(jax.random.fold_in(head_key, 1), config,
+                                            steps * hidden)
   return params, state
 
 
@@ -297,6 +328,15 @@ def apply_head(params: dict, state: dict, taps: Sequence[jax.Array], *,
     prediction = jax.tree.map(lambda x: x[-1], steps)
   else:
     prediction = _predict(params["head"], features, config)
+  if config.num_scenes > 1:
+    scene_logits = _dense(params["scene_head"], features, config)
+    chosen = jnp.argmax(scene_logits, axis=-1)
+    prediction = {**select_scene(prediction, chosen), "scene_logits": scene_logits}
+    if num_steps(config):
+      steps = jax.vmap(lambda step: select_scene(step, chosen))(steps)
+    else:  # the baselines: no steps
+      steps = {**steps, "position": jnp.zeros((0, batch, 3)),
+               "orientation": jnp.zeros((0, batch, 4))}
   outputs = ModelOutputs(prediction, steps, features, choices, logits, masks)
   # The loss, metrics and written files read float32, whatever config.dtype.
   return jax.tree.map(lambda x: x.astype(jnp.float32), outputs), new_core_state
@@ -310,14 +350,31 @@ def _predict(head: dict, features: jax.Array, config: ModelConfig) -> dict:
   position of 10 m would move in steps of 6 cm. The quaternion is normalised
   in float32.
   """
-  dtype = jnp.dtype(config.dtype)
-  output = jnp.matmul(features.astype(dtype), head["kernel"].astype(dtype),
-                      preferred_element_type=jnp.float32) + head["bias"]
+  output = _dense(head, features, config)
   if config.task == "pose":
-    quaternion = output[:, 3:]
+    if config.num_scenes > 1:
+      output = output.reshape(*output.shape[:-1], config.num_scenes, 7)
+    quaternion = output[..., 3:]
     norm = jnp.sqrt(jnp.sum(jnp.square(quaternion), axis=-1, keepdims=True) + 1e-12)
+    if config.num_scenes > 1:  # every scene's pose: [B, S, 3] and [B, S, 4]
+      return {"scene_position": output[..., :3], "scene_orientation": quaternion / norm}
     return {"position": output[:, :3], "orientation": quaternion / norm}
   return {"logits": output}
+
+
+def _dense(head: dict, features: jax.Array, config: ModelConfig) -> jax.Array:
+  """features [B, F] @ kernel + bias: operands in ``config.dtype``, result float32."""
+  dtype = jnp.dtype(config.dtype)
+  return jnp.matmul(features.astype(dtype), head["kernel"].astype(dtype),
+                    preferred_element_type=jnp.float32) + head["bias"]
+
+
+def select_scene(prediction: dict, scene: jax.Array) -> dict:
+  """`prediction` with 'position' [B, 3] and 'orientation' [B, 4] of scene `scene` (int [B])
+  taken from its 'scene_position' [B, S, 3] and 'scene_orientation' [B, S, 4]."""
+  pick = lambda value: jnp.take_along_axis(value, scene[:, None, None], axis=1)[:, 0]
+  return {**prediction, "position": pick(prediction["scene_position"]),
+          "orientation": pick(prediction["scene_orientation"])}
 
 
 def step_heads(params: dict, features: jax.Array, config: ModelConfig) -> dict:

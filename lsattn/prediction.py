@@ -35,7 +35,7 @@ import ml_collections
 import numpy as np
 
 from lsattn import geometry, model, restoring
-from lsattn.data import datasets, images, pipeline, pseudo_gt, splits
+from lsattn.data import datasets, images, pipeline, pseudo_gt, scenes, splits
 from lsattn.errors import LsattnError
 from lsattn.evaluation import loop as eval_loop
 from lsattn.runs import atomic, compilation, interrupts, parallel, run_folder
@@ -61,6 +61,8 @@ class Predictor:
     mesh: the device mesh.
     eval_step: the jitted `eval_loop.make_eval_step`:
       (params, model_state, images) -> outputs.
+    scene_names: a several-scene run's scenes (`lsattn.data.scenes.short_name`,
+      in the order of its scene classifier); () for one scene.
   """
   config: ml_collections.ConfigDict
   model_config: model.ModelConfig
@@ -73,6 +75,7 @@ class Predictor:
   batch_size: int
   mesh: jax.sharding.Mesh | None
   eval_step: Callable[..., dict] | None
+  scene_names: tuple[str, ...] = ()
 
 
 def _warn(message: str) -> None:
@@ -161,9 +164,13 @@ def load_predictor(workdir: str | pathlib.Path, config=None) -> Predictor:
                                   channel_mean=tuple(float(v) for v in mean))
   eval_step = eval_loop.compiled_eval_step(restored.model_config, restored.mesh,
                                             compilation.step_compiler_options(config.kernels, config.xla_cpu_ynn_fusions))
+  scene_names = ()
+  if len(config.scenes) > 1:
+    scene_names = tuple(scenes.short_name(name) for name in config.scenes)
   return Predictor(config, restored.model_config, restored.state.params,
                    restored.state.model_state, options, tuple(stored_size), class_names,
-                   restored.step, config.eval_batch_size, restored.mesh, eval_step)
+                   restored.step, config.eval_batch_size, restored.mesh, eval_step,
+                   scene_names)
 
 
 def _load(path: pathlib.Path, predictor: Predictor) -> np.ndarray | str:
@@ -209,6 +216,11 @@ def _result(path: pathlib.Path, outputs: dict, i: int, predictor: Predictor, *,
             "layers": eval_loop.chosen_layers(outputs["layer_choices"][i], names)}
   if predictor.class_names is None:
     result.update(_pose(outputs["position"][i], outputs["orientation"][i]))
+    if "scene_logits" in outputs:  # several scenes: the classifier's scene chose the head
+      scene_probabilities = eval_loop.probabilities(outputs["scene_logits"][i])
+      best = int(np.argmax(scene_probabilities))
+      result["scene"] = predictor.scene_names[best]
+      result["scene_probability"] = float(scene_probabilities[best])
     if per_step:
       steps = eval_loop.num_prediction_steps(outputs, "step_position")
       result["steps"] = [_pose(outputs["step_position"][i, t], outputs["step_orientation"][i, t])
@@ -252,8 +264,10 @@ def predict(workdir: str | pathlib.Path, config, paths: Sequence[str | pathlib.P
     One dict per image, in input order: 'path'; then either 'error' (why
     the file could not be used), or 'layers' (display name of the layer
     chosen at each step, [N]) with 'position' [3] and 'orientation' [4]
-    (pose), or 'class', 'probability' and 'probabilities' {class: p}
-    (classification) of the final prediction; 'overlay' when `overlays` is
+    (pose; a several-scene run adds 'scene', the scene its classifier
+    chose, whose head gave the pose, and 'scene_probability'), or 'class',
+    'probability' and 'probabilities' {class: p} (classification) of the
+    final prediction; 'overlay' when `overlays` is
     given; with `per_step`, 'steps': N dicts, step 1 first, each
     {'position', 'orientation'} (pose; the orientation canonical as the
     top-level one) or {'class', 'probability'} (classification), [] for a
@@ -305,8 +319,9 @@ def predict(workdir: str | pathlib.Path, config, paths: Sequence[str | pathlib.P
 def write_predictions(path: str | pathlib.Path | None, results: Sequence[dict]) -> None:
   """Writes `predict`'s results as CSV or JSON (by suffix); None: CSV to stdout.
 
-  CSV columns: path; x, y, z, qw, qx, qy, qz (pose) or class, probability
-  and p_<class> per class (classification); layer_step1..N; when the results
+  CSV columns: path; x, y, z, qw, qx, qy, qz (pose; a several-scene run's
+  then scene, scene_probability) or class, probability and p_<class> per
+  class (classification); layer_step1..N; when the results
   have 'steps', each step's prediction, step 1 first: x_step<t>, y_step<t>,
   z_step<t>, qw_step<t>, qx_step<t>, qy_step<t>, qz_step<t> (pose) or
   class_step<t>, probability_step<t> (classification); error (empty for
@@ -325,6 +340,9 @@ def write_predictions(path: str | pathlib.Path | None, results: Sequence[dict]) 
   values = (["x", "y", "z", "qw", "qx", "qy", "qz"] if is_pose
             else ["class", "probability", *(f"p_{name}" for name in classes)])
   step_values = values if is_pose else ["class", "probability"]
+  with_scene = any("scene" in r for r in results)
+  if with_scene:
+    values = [*values, "scene", "scene_probability"]
   header = ["path", *values, *(f"layer_step{t + 1}" for t in range(steps)),
             *(f"{name}_step{t + 1}" for t in range(prediction_steps) for name in step_values),
             "error"]
@@ -335,6 +353,8 @@ def write_predictions(path: str | pathlib.Path | None, results: Sequence[dict]) 
       continue
     if is_pose:
       numbers = [f"{v:.6f}" for v in (*r["position"], *r["orientation"])]
+      if with_scene:
+        numbers += [r["scene"], f"{r['scene_probability']:.6f}"]
       step_numbers = [f"{v:.6f}" for step in r.get("steps", [])
                       for v in (*step["position"], *step["orientation"])]
     else:

@@ -177,6 +177,8 @@ def _task_loss(params, prediction: dict, batch, beta: float, model_config):
   """Scalar loss and its parts for one batch and one prediction (`beta`: eq. 4)."""
   if model_config.task == "classification":
     return losses.cross_entropy_loss(prediction["logits"], batch["label"])
+  if model_config.num_scenes > 1:  # several scenes: the true scene's head is trained
+    prediction = model.select_scene(prediction, batch["scene"])
   parts = losses.posenet_loss(prediction["position"], prediction["orientation"],
                               batch["position"], batch["orientation"], beta=beta)
   if "loss" in params:
@@ -204,6 +206,11 @@ def _combined_loss(params, outputs: model.ModelOutputs, batch, model_config, *, 
   'mean' (ours): the mean of all N steps' losses trains everything, so
   early steps are pushed to be useful on their own.
 
+  Several scenes (``num_scenes`` > 1): every head's pose loss is that of the
+  true scene's head, and the scene classifier's cross-entropy is added to the
+  loss with weight 1 ('scene_loss', 'scene_accuracy'; MS-Transformer's
+  sum of pose loss and scene NLL).
+
   Returns:
     The final step's parts ('loss' replaced by the combined loss) plus
     'final_loss' and, when N > 1, 'step_heads_loss' (mean loss of heads
@@ -211,20 +218,31 @@ def _combined_loss(params, outputs: model.ModelOutputs, batch, model_config, *, 
   """
   parts = dict(_task_loss(params, outputs.prediction, batch, beta, model_config))
   parts["final_loss"] = parts["loss"]
+  if model_config.num_scenes > 1:
+    scene = losses.cross_entropy_loss(outputs.prediction["scene_logits"], batch["scene"])
+    parts["scene_loss"], parts["scene_accuracy"] = scene["loss"], scene["accuracy"]
+  parts = _with_scene_loss(parts)
   steps = model.num_steps(model_config)
   if steps < 2:
     return parts
   if step_loss == "mean":
     step_parts = _step_losses(params, outputs.step_predictions, batch, beta, model_config)
     parts["step_heads_loss"] = jnp.mean(step_parts["loss"][:-1])
-    parts["loss"] = jnp.mean(step_parts["loss"])
+    parts["loss"] = _with_scene_loss({**parts, "loss": jnp.mean(step_parts["loss"])})["loss"]
     return parts
   probes = model.step_heads(params, jax.lax.stop_gradient(outputs.features), model_config)
   early = jax.tree.map(lambda x: x[:-1], probes)
   step_parts = _step_losses(params, early, batch, beta, model_config)
   parts["step_heads_loss"] = jnp.mean(step_parts["loss"])
-  parts["loss"] = parts["final_loss"] + parts["step_heads_loss"]
+  parts["loss"] = parts["loss"] + parts["step_heads_loss"]
   return parts
+
+
+def _with_scene_loss(parts: dict) -> dict:
+  """'loss' plus 'scene_loss' when there is one (several scenes)."""
+  if "scene_loss" not in parts:
+    return parts
+  return {**parts, "loss": parts["loss"] + parts["scene_loss"]}
 
 
 def make_loss_fn(config, model_config: model.ModelConfig) -> Callable:

@@ -39,7 +39,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from lsattn.data import formats, images, own_scene, pseudo_gt
-from lsattn.data.synthetic import cue_scale
+from lsattn.data.synthetic import cue_scale, rooms
 from lsattn.errors import LsattnError
 
 
@@ -242,7 +242,12 @@ class SevenScenes(_PoseBuilder):
                                     "views between training views (interpolation)"),
       SevenScenesConfig(name="synthetic_walks", folder="synthetic_walks",
                         description="lsattn's rendered room along independent walks: a "
-                                    "held-out walk (generalisation to a new walk)")]
+                                    "held-out walk (generalisation to a new walk)")] + [
+      SevenScenesConfig(name=name, folder=name,
+                        description="one of lsattn's rendered rooms of different size, "
+                                    "textures and layout (lsattn.data.synthetic.rooms): "
+                                    "several scenes, one model")
+      for name in rooms.NAMES]
 
   @property
   def _sfm(self) -> bool:

@@ -8,7 +8,9 @@ first written by `lsattn.data.synthetic.room` (``seven_scenes/synthetic_walks``:
 `lsattn.data.synthetic.walks`; ``mit67/synthetic_texture`` and
 ``mit67/synthetic_layout``: `lsattn.data.synthetic.cue_scale`) into ``manual_dir``
 (default ``<data_dir>/manual/<builder>_<config>``), so they run with no
-download.
+download; ``seven_scenes/synthetic_study``, ``synthetic_hall`` and
+``synthetic_gallery`` (`lsattn.data.synthetic.rooms`) are three such rooms for
+one model over several scenes (`lsattn.data.scenes`).
 
 ``ground_truth`` chooses the poses of a 7-Scenes scene: 'dslam' (default, the
 original poses, the paper's) or 'sfm' (the SfM pseudo ground truth,
@@ -49,7 +51,7 @@ import time
 import tensorflow_datasets as tfds
 
 from lsattn.data import builders, pseudo_gt, sources
-from lsattn.data.synthetic import cue_scale
+from lsattn.data.synthetic import cue_scale, rooms
 from lsattn.errors import LsattnError
 from lsattn.runs import run_lock
 
@@ -88,7 +90,8 @@ def is_synthetic(dataset: str) -> bool:
   name, config = split_name(dataset)
   return ((name, config) in (("seven_scenes", "synthetic_room"),
                              ("seven_scenes", "synthetic_walks"), ("mit67", "synthetic"))
-          or (name == "mit67" and config in _CUE_SCALE_CUES))
+          or (name == "mit67" and config in _CUE_SCALE_CUES)
+          or (name == "seven_scenes" and config in rooms.NAMES))
 
 
 def task_of(dataset: str) -> str:
@@ -104,6 +107,8 @@ def _write_synthetic(dataset: str, manual_dir: pathlib.Path, seed: int) -> None:
   staging.mkdir(parents=True)
   if name == "seven_scenes" and config == "synthetic_walks":
     walks.write_synthetic_walks(staging, seed=seed)
+  elif name == "seven_scenes" and config in rooms.NAMES:
+    rooms.write_synthetic_room(staging, config, seed=seed)
   elif name == "seven_scenes":
     room.write_synthetic_seven_scenes(staging, seed=seed)
   elif config in _CUE_SCALE_CUES:

@@ -58,8 +58,13 @@ class Split:
     indices: the examples of this split in the source (a validation split
       carved from 'train' uses a subset).
     labels: per-example numpy arrays without images ('position',
-      'orientation', 'sequence', 'image_name' or 'label', ...).
+      'orientation', 'sequence', 'image_name' or 'label', ...; the splits
+      of several scenes joined by `concatenate` add 'scene').
+    scene_names: () for one dataset's split; the scenes of a `concatenate`d
+      one (label 'scene' k is scene_names[k]).
   """
+
+  scene_names: tuple[str, ...] = ()
 
   def __init__(self, builder: tfds.core.DatasetBuilder, split: str,
                indices: Sequence[int] | None = None):
@@ -73,6 +78,8 @@ class Split:
                         f"has no examples")
     rows = [light[int(i)] for i in self.indices]
     self.labels = {key: _stack([row[key] for row in rows]) for key in rows[0] if key != "image"}
+    self._sources = (self.source,)
+    self._source_of = np.zeros(len(self.indices), np.int64)
 
   def __len__(self) -> int:
     return len(self.indices)
@@ -80,15 +87,49 @@ class Split:
   def subset(self, positions: Sequence[int]) -> "Split":
     """The same split restricted to `positions` (0..len-1)."""
     new = object.__new__(Split)
-    new.name, new.source = self.name, self.source
+    new.name, new.source, new.scene_names = self.name, self.source, self.scene_names
     positions = np.asarray(positions, np.int64)
     new.indices = self.indices[positions]
     new.labels = {key: value[positions] for key, value in self.labels.items()}
+    new._sources, new._source_of = self._sources, self._source_of[positions]
     return new
 
   def image(self, position: int) -> np.ndarray:
     """uint8 [H, W, 3] of the example at `position`."""
-    return self.source[int(self.indices[position])]["image"]
+    source = self._sources[int(self._source_of[position])]
+    return source[int(self.indices[position])]["image"]
+
+
+def concatenate(splits: Sequence[Split], scene_names: Sequence[str]) -> Split:
+  """One split of several scenes' splits (scene k = splits[k]), in that order.
+
+  Its labels are theirs joined, plus 'scene' (int32, k); 'image_name' and
+  'sequence' are prefixed with the scene's name (``'chess/seq-03/...'``,
+  as the files lie under a 7-Scenes download), so every image has its own
+  name. Images are read from each scene's own build.
+  """
+  if len(splits) != len(scene_names) or not splits:
+    raise ValueError("one split per scene")
+  new = object.__new__(Split)
+  new.name, new.source, new.scene_names = splits[0].name, splits[0].source, tuple(scene_names)
+  keys = list(splits[0].labels)
+  labels = {}
+  for key in keys:
+    values = [split.labels[key] for split in splits]
+    if key in ("image_name", "sequence"):
+      values = [np.asarray([f"{scene}/{value}" for value in column], dtype=object)
+                for scene, column in zip(scene_names, values)]
+    labels[key] = np.concatenate(values)
+  labels["scene"] = np.concatenate([np.full(len(split), k, np.int32)
+                                    for k, split in enumerate(splits)])
+  new.labels = labels
+  new.indices = np.concatenate([split.indices for split in splits])
+  sources, source_of = [], []
+  for split in splits:
+    source_of.append(split._source_of + len(sources))
+    sources.extend(split._sources)
+  new._sources, new._source_of = tuple(sources), np.concatenate(source_of)
+  return new
 
 
 def _stack(values):
@@ -128,9 +169,12 @@ def _check_task(task: str) -> None:
 
 
 def _targets(split: Split, positions: np.ndarray, task: str) -> dict:
+  scene = {}
+  if "scene" in split.labels:  # several scenes (`concatenate`): the true scene's head is trained
+    scene = {"scene": split.labels["scene"][positions].astype(np.int32)}
   if task == "pose":
     return {"position": split.labels["position"][positions].astype(np.float32),
-            "orientation": split.labels["orientation"][positions].astype(np.float32)}
+            "orientation": split.labels["orientation"][positions].astype(np.float32), **scene}
   return {"label": split.labels["label"][positions].astype(np.int32)}
 
 
@@ -140,27 +184,59 @@ def check_flip(task: str, random_flip: bool) -> None:
     raise LsattnError("random_flip=True with task 'pose': a mirrored image has another pose")
 
 
+SCENE_SAMPLINGS = ("equal", "by_size")
+
+
 class TrainBatches:
-  """Deterministic, resumable training batches (this process's rows)."""
+  """Deterministic, resumable training batches (this process's rows).
+
+  A split of several scenes (`concatenate`) is sampled by `scene_sampling`:
+  'by_size' reads it as one split (epochs over all its images, so a scene
+  appears in proportion to its training images); 'equal' gives global batch
+  row g (= step * batch_size + row) to scene g mod S, and that scene's
+  (g // S)-th image in its own epochs (a permutation per scene and epoch),
+  so every scene gets the same number of rows, a small scene's images
+  repeating more often. MS-Transformer's ``equalize_scenes`` balances by
+  repeating the smaller scenes' images up to the largest's count; ours is
+  the same proportion without a longer epoch. Either way a batch is a pure
+  function of (seed, step). One scene: both are the plain epochs.
+  """
 
   def __init__(self, split: Split, *, task: str, options: ImageOptions, batch_size: int,
-               seed: int, rows: slice | None = None, num_threads: int = 2, prefetch: int = 2):
+               seed: int, rows: slice | None = None, num_threads: int = 2, prefetch: int = 2,
+               scene_sampling: str = "equal"):
     _check_task(task)
     check_flip(task, options.random_flip)
+    if scene_sampling not in SCENE_SAMPLINGS:
+      raise LsattnError(f"scene_sampling must be one of {SCENE_SAMPLINGS}, "
+                        f"got {scene_sampling!r}")
     self.split, self.task, self.options = split, task, options
     self.batch_size, self.seed = batch_size, seed
     self.rows = rows or slice(0, batch_size)
     self.num_threads, self.prefetch = num_threads, prefetch
-    self._permutations: dict[int, np.ndarray] = {}
+    self._permutations: dict[tuple, np.ndarray] = {}
+    self._scene_members = None
+    if scene_sampling == "equal" and len(getattr(split, "scene_names", ())) > 1:
+      scene = split.labels["scene"]
+      self._scene_members = [np.flatnonzero(scene == k) for k in range(len(split.scene_names))]
+      empty = [name for name, members in zip(split.scene_names, self._scene_members)
+               if not len(members)]
+      if empty:
+        raise LsattnError(f"scene {empty[0]!r} has no training images")
 
-  def _permutation(self, epoch: int) -> np.ndarray:
+  def _permutation(self, epoch: int, scene: int | None = None) -> np.ndarray:
     # Loader threads share the cache: never read back a key another may clear.
-    permutation = self._permutations.get(epoch)
+    key = (epoch, scene)
+    permutation = self._permutations.get(key)
     if permutation is None:
-      if len(self._permutations) > 4:
+      if len(self._permutations) > 4 * (1 + len(self._scene_members or ())):
         self._permutations.clear()
-      permutation = np.random.default_rng([self.seed, epoch]).permutation(len(self.split))
-      self._permutations[epoch] = permutation
+      if scene is None:
+        permutation = np.random.default_rng([self.seed, epoch]).permutation(len(self.split))
+      else:
+        permutation = np.random.default_rng([self.seed, epoch, 2, scene]).permutation(
+            len(self._scene_members[scene]))
+      self._permutations[key] = permutation
     return permutation
 
   def plan(self, step: int) -> list[tuple[int, tuple[int, int], bool]]:
@@ -171,11 +247,20 @@ class TrainBatches:
     plan = []
     for row in range(self.batch_size)[self.rows]:
       global_position = step * self.batch_size + row
-      epoch, within = divmod(global_position, count)
-      rng = np.random.default_rng([self.seed, epoch, within, 1])
+      if self._scene_members is None:
+        epoch, within = divmod(global_position, count)
+        rng = np.random.default_rng([self.seed, epoch, within, 1])
+        position = lambda: int(self._permutation(epoch)[within])
+      else:
+        scene, turn = (global_position % len(self._scene_members),
+                       global_position // len(self._scene_members))
+        members = self._scene_members[scene]
+        epoch, within = divmod(turn, len(members))
+        rng = np.random.default_rng([self.seed, epoch, within, 1, scene])
+        position = lambda: int(members[self._permutation(epoch, scene)[within]])
       offset = (int(rng.integers(0, height - size + 1)), int(rng.integers(0, width - size + 1)))
       flip = bool(self.options.random_flip and rng.integers(0, 2))
-      plan.append((int(self._permutation(epoch)[within]), offset, flip))
+      plan.append((position(), offset, flip))
     return plan
 
   def _load(self, item) -> np.ndarray:

@@ -110,7 +110,7 @@ def evaluate_split(eval_step, params, model_state, split: pipeline.Split, *, tas
 
 
 PREDICTIONS = ("position", "orientation", "logits", "step_position", "step_orientation",
-               "step_logits")
+               "step_logits", "scene_logits", "scene_position", "scene_orientation")
 
 
 def _check_finite_predictions(outputs: dict[str, np.ndarray], description: str) -> None:
@@ -175,7 +175,62 @@ def pose_metrics(outputs: dict, split: pipeline.Split, train_split: pipeline.Spl
       {**metrics.pose_summary(outputs["step_position"][:, t], outputs["step_orientation"][:, t],
                               true_position, true_orientation), "step": t + 1}
       for t in range(num_prediction_steps(outputs, "step_position"))]
+  if len(getattr(split, "scene_names", ())) > 1:
+    result.update(scene_metrics(outputs, split, train_split))
   return result
+
+
+def oracle_poses(outputs: dict, split: pipeline.Split) -> tuple[np.ndarray, np.ndarray]:
+  """Each image's pose from its true scene's head: position [E, 3], orientation [E, 4]."""
+  scene = split.labels["scene"].astype(np.int64)[:, None, None]
+  pick = lambda value: np.take_along_axis(value, scene, axis=1)[:, 0]
+  return pick(outputs["scene_position"]), pick(outputs["scene_orientation"])
+
+
+def scene_metrics(outputs: dict, split: pipeline.Split, train_split: pipeline.Split) -> dict:
+  """A several-scene run's metrics (the top-level ones are over all images, chosen heads).
+
+  Returns:
+    'scene_accuracy' (the classifier's top-1 over all images); 'per_scene':
+    {scene: `metrics.pose_summary` of its images through the head the
+    classifier chose, 'scene_accuracy' on them, 'oracle' (the summary through
+    the scene's own head) and its mean-pose baseline (`baseline_*`, the scene's
+    training images' mean pose)}; 'mean_over_scenes': the mean over scenes of
+    the per-scene median errors (what papers print for a dataset), of the
+    oracle's too ('oracle_median_*'), and of each threshold's fraction; 'oracle':
+    `metrics.pose_summary` over all images, each through its true scene's head
+    (the gap to the top level is what scene confusion costs).
+  """
+  true_position, true_orientation = split.labels["position"], split.labels["orientation"]
+  scene = split.labels["scene"]
+  chosen = np.argmax(outputs["scene_logits"], axis=-1)
+  oracle_position, oracle_orientation = oracle_poses(outputs, split)
+  per_scene = {}
+  for k, name in enumerate(split.scene_names):
+    mine, trained = scene == k, train_split.labels["scene"] == k
+    if not mine.any():
+      continue
+    summary = metrics.pose_summary(outputs["position"][mine], outputs["orientation"][mine],
+                                   true_position[mine], true_orientation[mine])
+    summary["scene_accuracy"] = float(np.mean(chosen[mine] == k))
+    summary["oracle"] = metrics.pose_summary(oracle_position[mine], oracle_orientation[mine],
+                                             true_position[mine], true_orientation[mine])
+    summary.update(metrics.mean_pose_baseline(
+        train_split.labels["position"][trained], train_split.labels["orientation"][trained],
+        true_position[mine], true_orientation[mine]))
+    per_scene[name] = summary
+  averaged = [key for key in next(iter(per_scene.values()))
+              if key.startswith(("median_", "within_"))]
+  mean_over_scenes = {key: float(np.mean([entry[key] for entry in per_scene.values()]))
+                      for key in averaged}
+  mean_over_scenes.update({f"oracle_{key}": float(np.mean([entry["oracle"][key]
+                                                           for entry in per_scene.values()]))
+                           for key in averaged})
+  mean_over_scenes["num_scenes"] = len(per_scene)
+  return {"scene_accuracy": float(np.mean(chosen == scene)), "per_scene": per_scene,
+          "mean_over_scenes": mean_over_scenes,
+          "oracle": metrics.pose_summary(oracle_position, oracle_orientation, true_position,
+                                         true_orientation)}
 
 
 def features_tap(model_config) -> str:
@@ -320,15 +375,28 @@ def write_predictions_csv(path: pathlib.Path, outputs: dict, split: pipeline.Spl
       for t in prediction_steps:
         step_t_err[:, t] = metrics.translation_errors(outputs["step_position"][:, t], true_p)
         step_r_err[:, t] = metrics.rotation_errors_deg(outputs["step_orientation"][:, t], true_q)
+      scene_columns, scene_cells = [], [[] for _ in names]
+      # Several scenes: the chosen scene, and the oracle's errors (the true scene is
+      # the 'scene' column).
+      if len(getattr(split, "scene_names", ())) > 1:
+        scene_columns = ["predicted_scene", "oracle_translation_error_m",
+                         "oracle_rotation_error_deg"]
+        oracle_p, oracle_q = oracle_poses(outputs, split)
+        o_t_err = metrics.translation_errors(oracle_p, true_p)
+        o_r_err = metrics.rotation_errors_deg(oracle_q, true_q)
+        predicted_scene = np.argmax(outputs["scene_logits"], axis=-1)
+        scene_cells = [[split.scene_names[predicted_scene[i]], f"{o_t_err[i]:.6f}",
+                        f"{o_r_err[i]:.6f}"] for i in range(len(names))]
       writer.writerow(["image", "scene", "x", "y", "z", "qw", "qx", "qy", "qz", "pred_x", "pred_y",
                        "pred_z", "pred_qw", "pred_qx", "pred_qy", "pred_qz",
                        "translation_error_m", "rotation_error_deg", *layer_columns,
                        *(f"translation_error_m_step{t + 1}" for t in prediction_steps),
-                       *(f"rotation_error_deg_step{t + 1}" for t in prediction_steps)])
+                       *(f"rotation_error_deg_step{t + 1}" for t in prediction_steps),
+                       *scene_columns])
       for i in np.argsort(names, kind="stable"):
         writer.writerow([names[i], scenes[i], *_fmt(true_p[i]), *_fmt(true_q[i]), *_fmt(pred_p[i]),
                          *_fmt(pred_q[i]), f"{t_err[i]:.6f}", f"{r_err[i]:.6f}", *chosen[i],
-                         *_fmt(step_t_err[i]), *_fmt(step_r_err[i])])
+                         *_fmt(step_t_err[i]), *_fmt(step_r_err[i]), *scene_cells[i]])
     else:
       labels = split.labels["label"]
       logits = outputs["logits"]
@@ -361,10 +429,16 @@ def write_estimates(eval_dir: pathlib.Path, outputs: dict, split: pipeline.Split
   paths = {}
   for name in sorted(set(scenes)):
     rows = [i for i in np.argsort(names, kind="stable") if scenes[i] == name]
+    # Several scenes' image names start with their scene's (`pipeline.concatenate`);
+    # the community's files name frames within the scene's folder.
     paths[name] = pseudo_gt.write_estimates(
-        eval_dir / f"estimates_{name}.txt", [names[i] for i in rows],
+        eval_dir / f"estimates_{name}.txt", [_within_scene(names[i], name) for i in rows],
         outputs["position"][rows], outputs["orientation"][rows])
   return paths
+
+
+def _within_scene(image_name: str, scene: str) -> str:
+  return image_name[len(scene) + 1:] if image_name.startswith(f"{scene}/") else image_name
 
 
 def write_outputs(eval_dir: pathlib.Path, outputs: dict, result: dict, split: pipeline.Split, *,
@@ -383,6 +457,8 @@ def write_outputs(eval_dir: pathlib.Path, outputs: dict, result: dict, split: pi
   layer selection, or no row logged): not drawn.
   """
   interrupts.safe_point(f"before writing {eval_dir}")  # then all of them, each whole
+  if len(getattr(split, "scene_names", ())) > 1:  # several scenes: each example's own
+    scene = [split.scene_names[k] for k in split.labels["scene"]]
   eval_dir.mkdir(parents=True, exist_ok=True)
   paths = {"metrics": eval_dir / "metrics.json", "predictions": eval_dir / "predictions.csv"}
   atomic.write_text(paths["metrics"], json.dumps(result, indent=2, sort_keys=True) + "\n")
@@ -453,6 +529,20 @@ def summary_table(result: dict, task: str) -> str:
       lines.append(f"{'per step (medians)':<24}{'m':>10}{'deg':>12}")
       lines += [f"{'  step ' + str(entry['step']):<24}{entry['median_translation_m']:>10.3f}"
                 f"{entry['median_rotation_deg']:>12.3f}" for entry in per_step]
+    if "per_scene" in result:  # several scenes
+      lines.append(f"{'scene accuracy':<24}{result['scene_accuracy']:>10.3f}")
+      lines.append(f"{'per scene (medians)':<24}{'m':>10}{'deg':>12}{'oracle m':>10}"
+                   f"{'oracle deg':>12}{'scene acc':>10}")
+      rows = [(name, entry, entry["oracle"], entry["scene_accuracy"])
+              for name, entry in result["per_scene"].items()]
+      mean = result["mean_over_scenes"]
+      rows.append(("mean over scenes", mean,
+                   {key.removeprefix("oracle_"): value for key, value in mean.items()},
+                   result["scene_accuracy"]))
+      lines += [f"{'  ' + name:<24}{entry['median_translation_m']:>10.3f}"
+                f"{entry['median_rotation_deg']:>12.3f}{oracle['median_translation_m']:>10.3f}"
+                f"{oracle['median_rotation_deg']:>12.3f}{accuracy:>10.3f}"
+                for name, entry, oracle, accuracy in rows]
   else:
     lines = [f"{'accuracy':<24}{result['accuracy']:>10.4f}",
              f"{'mean class accuracy':<24}{result['mean_class_accuracy']:>10.4f}",

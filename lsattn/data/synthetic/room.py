@@ -165,9 +165,9 @@ def _box(lo, hi, material: Material) -> Box:
   return Box(np.asarray(lo, float), np.asarray(hi, float), (material,) * 6)
 
 
-def _room(west, east, south, north, floor, ceiling) -> Box:
-  """The room box with one material per wall, floor and ceiling."""
-  return Box(np.zeros(3), np.asarray(ROOM_SIZE),
+def _room(west, east, south, north, floor, ceiling, size: Sequence[float] = ROOM_SIZE) -> Box:
+  """The room box (0..`size` [3] metres) with one material per wall, floor and ceiling."""
+  return Box(np.zeros(3), np.asarray(size, float),
              (west, east, south, north, floor, ceiling))
 
 
@@ -296,7 +296,8 @@ def _smooth(rng: np.random.Generator, phase: np.ndarray, amplitude: float) -> np
   return np.sum(weights[:, None] * np.sin(harmonics * phase + offsets[:, None]), axis=0)
 
 
-def trajectory(seed: int, sequence: int, num_frames: int) -> np.ndarray:
+def trajectory(seed: int, sequence: int, num_frames: int, *,
+               camera_box: tuple[Sequence[float], Sequence[float]] | None = None) -> np.ndarray:
   """A hand-held-like sweep: camera-to-world poses [num_frames, 4, 4].
 
   Like a 7-Scenes recording, each sequence wanders through the camera box
@@ -305,11 +306,15 @@ def trajectory(seed: int, sequence: int, num_frames: int) -> np.ndarray:
   roll. Sequences take different paths over the same region, so test views
   lie between training views (a model can generalise; with full turns, 1000
   frames leave nearby test views 0.2 m from any similar training view).
+  `camera_box` (low [3], high [3]) is the box the centres stay in (None: the
+  room's, :func:`room_scene`; another room's: `MultiRoom.camera_box`).
   """
   rng = np.random.default_rng([seed, sequence])
   phase = 2 * np.pi * np.arange(num_frames) / num_frames
-  middle = (_CAMERA_LOW + _CAMERA_HIGH) / 2
-  half = (_CAMERA_HIGH - _CAMERA_LOW) / 2
+  low, high = ((_CAMERA_LOW, _CAMERA_HIGH) if camera_box is None
+               else (np.asarray(camera_box[0], float), np.asarray(camera_box[1], float)))
+  middle = (low + high) / 2
+  half = (high - low) / 2
   position = np.stack([middle[a] + _smooth(rng, phase, half[a]) for a in range(3)], -1)
   yaw = FACING_YAW + _smooth(rng, phase, YAW_SWEEP)
   # Hand-held cameras tend to look slightly down, which shows the furniture.
@@ -464,7 +469,8 @@ def write_synthetic_seven_scenes(
     image_size: tuple[int, int] = (240, 320),
     train_sequences: Sequence[int] = (1, 2, 3, 4), test_sequences: Sequence[int] = (5,),
     frames_per_sequence: int = 200, scene_name: str = "synthetic_room",
-    trajectory_fn: Callable[[int, int, int], np.ndarray] = trajectory) -> pathlib.Path:
+    trajectory_fn: Callable[[int, int, int], np.ndarray] = trajectory,
+    scene: Scene | None = None) -> pathlib.Path:
   """Writes the synthetic room as a 7-Scenes scene under `root/scene_name`.
 
   Files: ``seq-XX/frame-XXXXXX.color.png`` (RGB uint8 [H, W, 3]),
@@ -473,6 +479,8 @@ def write_synthetic_seven_scenes(
   camera path, ``trajectory_fn(seed, sequence, frames_per_sequence)`` ->
   [F, 4, 4] camera-to-world (default :func:`trajectory`, sweeps through the
   same part of the room; `lsattn.data.synthetic.walks.walk` for the walks scene).
+  `scene` is what is rendered (None: :func:`room_scene`; the rooms of one
+  multi-scene set: :func:`write_synthetic_multi_room`).
 
   Returns:
     The scene folder.
@@ -483,7 +491,7 @@ def write_synthetic_seven_scenes(
     raise LsattnError(f"train_sequences {tuple(train_sequences)} and test_sequences "
                       f"{tuple(test_sequences)} must be non-empty and disjoint")
   scene_dir = pathlib.Path(root) / scene_name
-  scene = room_scene()
+  scene = room_scene() if scene is None else scene
   for sequence in sorted(set(train_sequences) | set(test_sequences)):
     sequence_dir = scene_dir / f"seq-{sequence:02d}"
     sequence_dir.mkdir(parents=True, exist_ok=True)
