@@ -163,31 +163,42 @@ class TrainBatches:
       self._permutations[epoch] = permutation
     return permutation
 
-  def plan(self, step: int) -> list[tuple[int, tuple[int, int], bool]]:
-    """(example position, crop offset, flip) for this process's rows of `step`."""
+  @property
+  def process_rows(self) -> range:
+    """This process's rows of a global batch."""
+    return range(self.batch_size)[self.rows]
+
+  def plan_row(self, step: int, row: int) -> tuple[int, tuple[int, int], bool]:
+    """(example position, crop offset, flip) of row `row` of the global batch of `step`."""
     count = len(self.split)
     height, width = self.options.resize_size
     size = self.options.image_size
-    plan = []
-    for row in range(self.batch_size)[self.rows]:
-      global_position = step * self.batch_size + row
-      epoch, within = divmod(global_position, count)
-      rng = np.random.default_rng([self.seed, epoch, within, 1])
-      offset = (int(rng.integers(0, height - size + 1)), int(rng.integers(0, width - size + 1)))
-      flip = bool(self.options.random_flip and rng.integers(0, 2))
-      plan.append((int(self._permutation(epoch)[within]), offset, flip))
-    return plan
+    global_position = step * self.batch_size + row
+    epoch, within = divmod(global_position, count)
+    rng = np.random.default_rng([self.seed, epoch, within, 1])
+    offset = (int(rng.integers(0, height - size + 1)), int(rng.integers(0, width - size + 1)))
+    flip = bool(self.options.random_flip and rng.integers(0, 2))
+    return int(self._permutation(epoch)[within]), offset, flip
 
-  def _load(self, item) -> np.ndarray:
+  def plan(self, step: int) -> list[tuple[int, tuple[int, int], bool]]:
+    """(example position, crop offset, flip) for this process's rows of `step`."""
+    return [self.plan_row(step, row) for row in self.process_rows]
+
+  def load(self, item: tuple[int, tuple[int, int], bool]) -> np.ndarray:
+    """float32 [S, S, 3]: the image of a `plan` item, cropped (and flipped) as planned."""
     position, offset, flip = item
     return preprocess(self.split.image(position), self.options, offset=offset, flip=flip)
+
+  def targets(self, positions: np.ndarray) -> dict:
+    """The batch's targets of the examples at `positions`."""
+    return _targets(self.split, positions, self.task)
 
   def batch(self, step: int, pool: concurrent.futures.Executor | None = None) -> dict:
     plan = self.plan(step)
     mapper = pool.map if pool is not None else map
-    images = np.stack(list(mapper(self._load, plan)))
+    images = np.stack(list(mapper(self.load, plan)))
     positions = np.asarray([item[0] for item in plan])
-    return {"image": images, **_targets(self.split, positions, self.task)}
+    return {"image": images, **self.targets(positions)}
 
   def iterate(self, start_step: int) -> Iterator[dict]:
     """Batches for steps start_step, start_step + 1, ... (prefetched)."""
