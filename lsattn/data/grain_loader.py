@@ -5,9 +5,10 @@ grain reads the same tfds array_record build at random (the split's
 `pipeline.Split.source`, a tfds data source) through a `grain.MapDataset` whose
 element i is row i of this process's rows from ``start_step`` on. Each element
 follows `TrainBatches.plan_row` (example order of the epoch, crop, flip: a pure
-function of seed and step), `TrainBatches.load` decodes and crops it, and
+function of seed and step), `TrainBatches.load_crop` decodes and crops it, and
 `MapDataset.batch` stacks a step's rows before the targets are added
-(`TrainBatches.targets`). ``mp_prefetch`` hands whole batches to
+(`TrainBatches.targets`); the workers send uint8 crops, and this process
+subtracts the mean (`pipeline.subtract_mean`). ``mp_prefetch`` hands whole batches to
 ``workers`` processes (worker w makes batches w, w + workers, ...) and
 interleaves them back in order, so the batch of a step does not depend on the
 number of workers; with 0 workers grain makes them in this process. Inside
@@ -44,11 +45,15 @@ def automatic_workers() -> int:
 def _example(batches: pipeline.TrainBatches, rows: range, index: int) -> dict:
   step, row = divmod(index, len(rows))
   item = batches.plan_row(step, rows[row])
-  return {"image": batches.load(item), "example": np.int64(item[0])}
+  return {"image": batches.load_crop(item), "example": np.int64(item[0])}
 
 
 def _with_targets(batches: pipeline.TrainBatches, batch: dict) -> dict:
   return {"image": batch["image"], **batches.targets(batch["example"])}
+
+
+def _model_input(options: pipeline.ImageOptions, batch: dict) -> dict:
+  return {**batch, "image": pipeline.subtract_mean(batch["image"], options)}
 
 
 def dataset(batches: pipeline.TrainBatches, start_step: int, workers: int) -> grain.IterDataset:
@@ -73,8 +78,11 @@ def dataset(batches: pipeline.TrainBatches, start_step: int, workers: int) -> gr
            .map(functools.partial(_with_targets, batches)))
   read = grain.ReadOptions(num_threads=max(batches.num_threads, 1),
                            prefetch_buffer_size=max(batches.prefetch, 1))
-  return steps.to_iter_dataset(read).mp_prefetch(
-      grain.MultiprocessingOptions(num_workers=workers))
+  # Workers send uint8 crops, a quarter of the float32 bytes; this process subtracts
+  # the mean (elementwise: the same floats as `TrainBatches.load`).
+  return (steps.to_iter_dataset(read)
+          .mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
+          .map(functools.partial(_model_input, batches.options)))
 
 
 def iterate(batches: pipeline.TrainBatches, start_step: int, workers: int) -> Iterator[dict]:

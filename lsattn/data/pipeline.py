@@ -107,6 +107,13 @@ def preprocess(image: np.ndarray, options: ImageOptions, *, offset: tuple[int, i
     offset: (top, left) of the crop; None for the centre crop.
     flip: mirror horizontally.
   """
+  return subtract_mean(crop(image, options, offset=offset, flip=flip), options)
+
+
+def crop(image: np.ndarray, options: ImageOptions, *, offset: tuple[int, int] | None,
+         flip: bool = False) -> np.ndarray:
+  """uint8 [H, W, 3] -> uint8 [S, S, 3]: resized to `options.resize_size`, cropped at
+  `offset` (None: the centre), mirrored if `flip` (`preprocess` before the mean)."""
   height, width = options.resize_size
   if image.ndim != 3 or image.shape[-1] != 3:
     raise LsattnError(f"expected an RGB image [H, W, 3], got shape {image.shape}")
@@ -116,10 +123,16 @@ def preprocess(image: np.ndarray, options: ImageOptions, *, offset: tuple[int, i
   if offset is None:
     offset = ((height - size) // 2, (width - size) // 2)
   top, left = offset
-  crop = image[top:top + size, left:left + size]
+  cropped = image[top:top + size, left:left + size]
   if flip:
-    crop = crop[:, ::-1]
-  return crop.astype(np.float32) - np.asarray(options.channel_mean, np.float32)
+    cropped = cropped[:, ::-1]
+  return cropped
+
+
+def subtract_mean(crops: np.ndarray, options: ImageOptions) -> np.ndarray:
+  """uint8 [..., S, S, 3] crops -> float32 minus the channel mean (elementwise, so a batch
+  of crops gives the rows `preprocess` gives one by one)."""
+  return crops.astype(np.float32) - np.asarray(options.channel_mean, np.float32)
 
 
 def _check_task(task: str) -> None:
@@ -186,8 +199,12 @@ class TrainBatches:
 
   def load(self, item: tuple[int, tuple[int, int], bool]) -> np.ndarray:
     """float32 [S, S, 3]: the image of a `plan` item, cropped (and flipped) as planned."""
+    return subtract_mean(self.load_crop(item), self.options)
+
+  def load_crop(self, item: tuple[int, tuple[int, int], bool]) -> np.ndarray:
+    """uint8 [S, S, 3]: `load` before the mean is subtracted."""
     position, offset, flip = item
-    return preprocess(self.split.image(position), self.options, offset=offset, flip=flip)
+    return crop(self.split.image(position), self.options, offset=offset, flip=flip)
 
   def targets(self, positions: np.ndarray) -> dict:
     """The batch's targets of the examples at `positions`."""
