@@ -16,7 +16,9 @@ each process, ``TrainBatches.num_threads`` threads read ``prefetch`` batches
 ahead.
 
 Workers are started with ``spawn``: each imports lsattn (and so jax) once,
-seconds before its first batch (benchmarks/results/2026-12-06-grain.md).
+seconds before its first batch (benchmarks/results/2026-12-06-grain.md), and
+the program's main module: a script that trains must guard its entry with
+``if __name__ == "__main__":``, as train.py and the lsattn-* commands do.
 """
 
 from __future__ import annotations
