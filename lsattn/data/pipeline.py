@@ -5,7 +5,9 @@ of epoch e is ``permutation(seed, e)`` and each example's crop and flip come
 from ``(seed, e, position)``. So a run resumed at step s reads exactly the
 batches an uninterrupted run would, and each process of a multi-host run
 reads only its own rows. Images are decoded and cropped by a small thread
-pool, a few batches ahead of the train step.
+pool, a few batches ahead of the train step (``input_pipeline='threads'``);
+`grain_loader` makes the same batches in worker processes
+(``input_pipeline='grain'``).
 
 Steps: decode (stored at 256x455 or 256x256) -> resize to ``resize_size`` if
 different -> float32 minus the per-channel mean -> random ``image_size``
