@@ -3,12 +3,19 @@ r"""Images/s of the training input pipeline, against what the train step consume
   python benchmarks/input_pipeline.py --data-dir runs/data \
       --step-json benchmarks/results/2026-11-25-cpu.jsonl
   python benchmarks/input_pipeline.py --data-dir runs/data --sizes demo --measure-step
+  python benchmarks/input_pipeline.py --data-dir runs/data --loaders threads,grain:1,grain:2
 
 Builds (once; about 30 s) or reuses the embedded synthetic scene
 ``seven_scenes/synthetic_room`` (`datasets.prepare`; stored as 256x455 JPEGs
-like every pose dataset), then times `pipeline.TrainBatches.iterate`
-(decode, resize, mean subtraction, random crop, batching on ``--threads``
-loader threads, ``--prefetch`` batches ahead) at each size preset:
+like every pose dataset), then times the training loaders (decode, resize, mean subtraction, random
+crop, batching) at each size preset: ``--loaders`` names them, ``threads``
+(`pipeline.TrainBatches.iterate`, ``--threads`` loader threads, ``--prefetch``
+batches ahead) and ``grain:W`` (`grain_loader.iterate` with W worker processes,
+each with ``--threads`` threads reading ``--prefetch`` batches ahead). With
+several loaders the repeats are interleaved (A B A B ...) and each record
+gives its median ratios to the first loader's repeat of the same round
+(``vs_first``). CPU ms per image counts this process and its live children
+(grain's workers), from /proc.
 
 * ``demo``: resize 128x228, crop 112, batch 16 (configs/demo_pose.py);
 * ``paper``: resize 256x455, crop 224, batch 40 (configs/default.py);
@@ -27,6 +34,8 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
+import pathlib
 import statistics
 import sys
 import time
@@ -36,7 +45,7 @@ import numpy as np
 
 import measure  # benchmarks/ is on sys.path when this script runs
 import step_throughput
-from lsattn.data import datasets, pipeline
+from lsattn.data import datasets, grain_loader, pipeline
 
 PRESETS = {
     "demo": {"resize_size": (128, 228), "image_size": 112, "batch_size": 16,
@@ -46,25 +55,107 @@ PRESETS = {
 }
 
 
-def time_pipeline(batches: pipeline.TrainBatches, *, num_batches: int, repeats: int) -> dict:
-  """Images/s of `batches.iterate`: `repeats` runs of `num_batches` after a first batch."""
-  first_s, rates, cpu_ms = [], [], []
-  images = num_batches * batches.batch_size
-  for repeat in range(repeats):
-    iterator = batches.iterate(repeat * (num_batches + 1))
-    start = time.perf_counter()
+def _children_cpu_s() -> float:
+  """User + system seconds of this process's live descendants (grain's workers), from /proc."""
+  ticks = os.sysconf("SC_CLK_TCK")
+  parents: dict[int, list[tuple[int, float]]] = {}
+  for entry in pathlib.Path("/proc").iterdir():
+    if not entry.name.isdigit():
+      continue
+    try:
+      fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:  # gone meanwhile
+      continue
+    parents.setdefault(int(fields[1]), []).append(
+        (int(entry.name), (int(fields[11]) + int(fields[12])) / ticks))
+  total, todo = 0.0, [os.getpid()]
+  while todo:
+    for pid, seconds in parents.get(todo.pop(), ()):
+      total += seconds
+      todo.append(pid)
+  return total
+
+
+def _cpu_s() -> float:
+  return time.process_time() + _children_cpu_s()
+
+
+def parse_loader(text: str) -> tuple[str, int]:
+  """'threads' -> ('threads', 0); 'grain:W' -> ('grain', W)."""
+  name, _, workers = text.partition(":")
+  if name == "threads" and not workers:
+    return name, 0
+  if name == "grain" and workers.isdigit():
+    return name, int(workers)
+  raise SystemExit(f"--loaders: {text!r} is not 'threads' or 'grain:W' (W worker processes)")
+
+
+def iterate_fn(batches: pipeline.TrainBatches, loader: tuple[str, int]):
+  name, workers = loader
+  if name == "threads":
+    return batches.iterate
+  return lambda start_step: grain_loader.iterate(batches, start_step, workers)
+
+
+def time_repeat(iterate, start_step: int, *, num_batches: int, batch_size: int,
+                warmup_batches: int = 0) -> dict:
+  """One repeat: a fresh iterator from `start_step`, its first batch (with any worker's
+  start), `warmup_batches` more (what the loader made ahead while the first was awaited,
+  so the timed batches are made at its steady rate), then `num_batches` timed."""
+  images = num_batches * batch_size
+  start = time.perf_counter()
+  iterator = iterate(start_step)
+  next(iterator)
+  first_s = time.perf_counter() - start
+  for _ in range(warmup_batches):
     next(iterator)
-    first_s.append(time.perf_counter() - start)
-    start, start_cpu = time.perf_counter(), time.process_time()
-    for _ in range(num_batches):
-      next(iterator)
-    rates.append(images / (time.perf_counter() - start))
-    cpu_ms.append((time.process_time() - start_cpu) * 1e3 / images)
-    iterator.close()
+  start, start_cpu = time.perf_counter(), _cpu_s()
+  for _ in range(num_batches):
+    next(iterator)
+  seconds, cpu_s = time.perf_counter() - start, _cpu_s() - start_cpu
+  iterator.close()
+  return {"images_per_s": images / seconds, "cpu_ms_per_image": cpu_s * 1e3 / images,
+          "first_batch_s": first_s}
+
+
+def summarise(runs: list[dict], num_batches: int) -> dict:
+  rates, cpu_ms = [r["images_per_s"] for r in runs], [r["cpu_ms_per_image"] for r in runs]
   return {"images_per_s": statistics.median(rates), "images_per_s_min": min(rates),
           "images_per_s_max": max(rates), "cpu_ms_per_image": statistics.median(cpu_ms),
-          "first_batch_s": statistics.median(first_s), "repeats": repeats,
-          "batches_per_repeat": num_batches}
+          "cpu_ms_per_image_min": min(cpu_ms), "cpu_ms_per_image_max": max(cpu_ms),
+          "first_batch_s": statistics.median(r["first_batch_s"] for r in runs),
+          "repeats": len(runs), "batches_per_repeat": num_batches}
+
+
+def time_pipeline(batches: pipeline.TrainBatches, *, num_batches: int, repeats: int,
+                  warmup_batches: int = 0) -> dict:
+  """Images/s of `batches.iterate`: `repeats` runs of `num_batches` after a first batch."""
+  return time_loaders(batches, [("threads", 0)], num_batches=num_batches, repeats=repeats,
+                      warmup_batches=warmup_batches)[0]
+
+
+def time_loaders(batches: pipeline.TrainBatches, loaders: list[tuple[str, int]], *,
+                 num_batches: int, repeats: int, warmup_batches: int = 0) -> list[dict]:
+  """Each loader's `summarise`d repeats, interleaved (round r: every loader once, from the
+  same step), with the median over rounds of each ratio to the first loader's."""
+  runs = [[] for _ in loaders]
+  for repeat in range(repeats):
+    for index, loader in enumerate(loaders):
+      runs[index].append(time_repeat(
+          iterate_fn(batches, loader), repeat * (num_batches + warmup_batches + 1),
+          num_batches=num_batches, batch_size=batches.batch_size,
+          warmup_batches=warmup_batches))
+  results = []
+  for index in range(len(loaders)):
+    result = summarise(runs[index], num_batches)
+    result["warmup_batches"] = warmup_batches
+    if index:
+      result["vs_first"] = {
+          key: statistics.median(mine[key] / first[key]
+                                 for mine, first in zip(runs[index], runs[0]))
+          for key in ("images_per_s", "cpu_ms_per_image")}
+    results.append(result)
+  return results
 
 
 def step_from_json(path: str, image_size: int, batch_size: int) -> dict | None:
@@ -127,7 +218,13 @@ def parse_args(argv=None):
   parser.add_argument("--image-size", type=int, help="crop side for the 'custom' preset")
   parser.add_argument("--batch-size", type=int, help="overrides every preset's batch size")
   parser.add_argument("--batches", type=int, default=20, help="timed batches per repeat")
+  parser.add_argument("--warmup-batches", type=int, default=0,
+                      help="batches taken untimed after the first of each repeat (what a "
+                           "loader made ahead while the first was awaited)")
   parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--loaders", default="threads",
+                      help="comma list of 'threads' and 'grain:W' (W worker processes), "
+                           "timed in turn; the first is the reference of vs_first")
   parser.add_argument("--threads", type=int, default=2, help="TrainBatches num_threads")
   parser.add_argument("--prefetch", type=int, default=2, help="TrainBatches prefetch")
   parser.add_argument("--step-json", help="step_throughput.py JSON lines to compare with")
@@ -143,6 +240,9 @@ def parse_args(argv=None):
   args = parser.parse_args(argv)
   if bool(args.resize) != bool(args.image_size):
     parser.error("--resize and --image-size go together")
+  args.loaders = [parse_loader(text) for text in args.loaders.split(",") if text]
+  if not args.loaders:
+    parser.error("--loaders names none")
   return args
 
 
@@ -172,14 +272,8 @@ def main(argv=None) -> list[dict]:
                                     image_size=preset["image_size"], channel_mean=mean)
     batches = pipeline.TrainBatches(split, task="pose", options=options, batch_size=batch_size,
                                     seed=0, num_threads=args.threads, prefetch=args.prefetch)
-    record = {"benchmark": "input_pipeline", "date": date, "tag": args.tag, "preset": name,
-              "dataset": args.dataset, "train_examples": len(split),
-              "stored_size": list(np.asarray(split.image(0)).shape),
-              "resize_size": list(preset["resize_size"]), "image_size": preset["image_size"],
-              "batch_size": batch_size, "threads": args.threads, "prefetch": args.prefetch,
-              "prepare_s": prepare_s, "split_s": split_s,
-              "pipeline": time_pipeline(batches, num_batches=args.batches,
-                                        repeats=args.repeats)}
+    timed = time_loaders(batches, args.loaders, num_batches=args.batches, repeats=args.repeats,
+                         warmup_batches=args.warmup_batches)
     step = None
     if args.step_json:
       step = step_from_json(args.step_json, preset["image_size"], batch_size)
@@ -188,24 +282,36 @@ def main(argv=None) -> list[dict]:
       config.batch_size, config.image_size = batch_size, preset["image_size"]
       step = measure_step(config, batches, repeats=args.step_repeats,
                           fed_steps=args.fed_steps, init=args.init)
-    record["step"] = step
-    if step is not None:
-      ratio = record["pipeline"]["images_per_s"] / step["images_per_s"]
-      record["pipeline_over_step"] = ratio
-      record["target_3x_met"] = ratio >= 3.0
-      if step.get("cpu_ms_per_image"):
-        # CPU cost per image, step / pipeline: robust to other users of the cores.
-        record["step_over_pipeline_cpu"] = (step["cpu_ms_per_image"]
-                                            / record["pipeline"]["cpu_ms_per_image"])
-    record["machine"] = machine
-    records.append(record)
-    print(json.dumps(record), flush=True)
-    if args.json:
-      with open(args.json, "a") as file:
-        file.write(json.dumps(record) + "\n")
+    for (loader, workers), timing in zip(args.loaders, timed):
+      record = {"benchmark": "input_pipeline", "date": date, "tag": args.tag, "preset": name,
+                "dataset": args.dataset, "train_examples": len(split),
+                "stored_size": list(np.asarray(split.image(0)).shape),
+                "resize_size": list(preset["resize_size"]), "image_size": preset["image_size"],
+                "batch_size": batch_size, "loader": loader, "workers": workers,
+                "threads": args.threads, "prefetch": args.prefetch, "prepare_s": prepare_s,
+                "split_s": split_s, "pipeline": timing, "step": step}
+      if len(args.loaders) > 1:
+        record["loaders"] = [f"{name}:{count}" if name == "grain" else name
+                             for name, count in args.loaders]
+      if step is not None:
+        ratio = record["pipeline"]["images_per_s"] / step["images_per_s"]
+        record["pipeline_over_step"] = ratio
+        record["target_3x_met"] = ratio >= 3.0
+        if step.get("cpu_ms_per_image"):
+          # CPU cost per image, step / pipeline: robust to other users of the cores.
+          record["step_over_pipeline_cpu"] = (step["cpu_ms_per_image"]
+                                              / record["pipeline"]["cpu_ms_per_image"])
+      record["machine"] = machine
+      records.append(record)
+      print(json.dumps(record), flush=True)
+      if args.json:
+        with open(args.json, "a") as file:
+          file.write(json.dumps(record) + "\n")
   for record in records:
     step = record["step"]
-    print(f"{record['preset']}: pipeline {record['pipeline']['images_per_s']:.1f} images/s "
+    loader = record["loader"] + (f":{record['workers']}" if record["loader"] == "grain" else "")
+    print(f"{record['preset']} {loader}: {record['pipeline']['images_per_s']:.1f} images/s, "
+          f"{record['pipeline']['cpu_ms_per_image']:.2f} CPU ms/image "
           f"({record['resize_size'][0]}x{record['resize_size'][1]} -> {record['image_size']}, "
           f"batch {record['batch_size']}); " + (
               f"train step {step['images_per_s']:.1f} images/s ({step['source']}); ratio "

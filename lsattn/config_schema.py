@@ -217,6 +217,12 @@ KEYS: tuple[Key, ...] = (
             "whole training split, evaluate the last checkpoint (the paper's protocol); "
             "'auto': hold validation examples out, evaluate the best (lsattn/data/splits.py)",
             RUN),
+        Key("input_pipeline", "threads", Choice(("threads", "grain")), "what makes the "
+            "training batches: 'threads' in this process, 'grain' in worker processes; the "
+            "same batches either way (lsattn/data/grain_loader.py)"),
+        Key("input_workers", -1, Integer(-1), "grain's worker processes "
+            "(input_pipeline='grain'): 0 = none (batches made in this process), -1 = one per "
+            "usable core less one"),
     ),
     *_keys(
         "model",

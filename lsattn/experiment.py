@@ -36,13 +36,17 @@ import tqdm
 
 from lsattn import config_checks, config_schema, model, restoring, training
 from lsattn.backbones import loading
-from lsattn.data import datasets, pipeline, scenes, splits
+from lsattn.data import datasets, grain_loader, pipeline, scenes, splits
 from lsattn.errors import LsattnError
 from lsattn.evaluation import loop as eval_loop
 from lsattn.runs import (checkpoint, choice_dynamics, compilation, interrupts, memory, parallel,
                          run_folder, run_lock)
 
 __all__ = ["LsattnError", "Setup", "evaluate", "setup", "start_training", "train_and_evaluate"]
+
+# The training loaders `config.input_pipeline` chooses from (benchmarks/results/
+# 2026-12-06-grain.md measures them).
+INPUT_PIPELINES = ("threads", "grain")
 
 
 @dataclasses.dataclass
@@ -363,12 +367,23 @@ def _train_and_evaluate(run: Setup, workdir: pathlib.Path, stage: interrupts.Sta
 
 def training_batches(run: Setup, start_step: int) -> Iterator[dict]:
   """This process's rows of the training batches from `start_step` on (a pure function
-  of seed and step, so a resumed run sees the batches an uninterrupted one would)."""
+  of seed and step, so a resumed run sees the batches an uninterrupted one would), made
+  by the loader `config.input_pipeline` names: the same batches either way."""
   config = run.config
-  return pipeline.TrainBatches(
+  batches = pipeline.TrainBatches(
       run.train_split, task=config.task, options=run.options, batch_size=config.batch_size,
       seed=config.seed, rows=parallel.process_batch_slice(config.batch_size),
-      scene_sampling=config.scene_sampling).iterate(start_step)
+      scene_sampling=config.scene_sampling)
+  if config.input_pipeline == "threads":
+    return batches.iterate(start_step)
+  elif config.input_pipeline == "grain":
+    workers = config.input_workers
+    if workers == -1:
+      workers = grain_loader.automatic_workers()
+    return grain_loader.iterate(batches, start_step, workers)
+  else:
+    raise LsattnError(f"config.input_pipeline = {config.input_pipeline!r}: expected one of "
+                      f"{INPUT_PIPELINES}")
 
 
 def _check_nonfinite(state, config, step: int) -> None:

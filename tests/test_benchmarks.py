@@ -86,9 +86,9 @@ def test_input_pipeline_record(step_records, tmp_path):
   out = tmp_path / "pipeline.jsonl"
   _run("input_pipeline.py", "--data-dir", str(tmp_path / "data"), "--manual-dir",
        str(tmp_path / "manual"), "--sizes", "", "--resize", "40,64", "--image-size", "32",
-       "--batch-size", "2", "--batches", "2", "--repeats", "1", "--step-json", str(steps_path),
-       "--json", str(out))
-  [record] = _read_lines(out)
+       "--batch-size", "2", "--batches", "2", "--repeats", "2", "--step-json", str(steps_path),
+       "--loaders", "threads,grain:0", "--warmup-batches", "1", "--json", str(out))
+  [record, grain_record] = _read_lines(out)
   assert record["benchmark"] == "input_pipeline" and record["preset"] == "custom"
   assert (record["resize_size"], record["image_size"], record["batch_size"]) == ([40, 64], 32, 2)
   assert record["train_examples"] > 0 and record["stored_size"] == [256, 455, 3]
@@ -102,6 +102,18 @@ def test_input_pipeline_record(step_records, tmp_path):
       step_record["train"]["cpu_ms"]["median"] / 2)
   assert record["step_over_pipeline_cpu"] == pytest.approx(
       record["step"]["cpu_ms_per_image"] / record["pipeline"]["cpu_ms_per_image"])
+
+  # The loaders in turn: grain's record beside the threads', with its ratios to them.
+  assert (record["loader"], grain_record["loader"], grain_record["workers"]) == (
+      "threads", "grain", 0)
+  assert record["loaders"] == grain_record["loaders"] == ["threads", "grain:0"]
+  assert "vs_first" not in record["pipeline"]
+  timing = grain_record["pipeline"]
+  assert timing["repeats"] == 2 and timing["warmup_batches"] == 1
+  assert timing["images_per_s"] > 0 and timing["cpu_ms_per_image"] > 0
+  assert timing["images_per_s_min"] <= timing["images_per_s"] <= timing["images_per_s_max"]
+  assert set(timing["vs_first"]) == {"images_per_s", "cpu_ms_per_image"}
+  assert all(ratio > 0 for ratio in timing["vs_first"].values())
 
 
 def test_mask_head_benchmark_records_both_formulations(tmp_path):

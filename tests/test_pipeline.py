@@ -1,4 +1,5 @@
-"""Input pipeline on tiny built datasets: determinism, coverage, crops, masks.
+"""Input pipeline on tiny built datasets: determinism, coverage, crops, masks; grain's
+loader makes the same batches as the threads.
 
 Every fixture image has a constant red channel that identifies it (so a batch
 row can be matched to its targets) and green / blue ramps along columns /
@@ -10,13 +11,16 @@ from __future__ import annotations
 import itertools
 import pathlib
 import threading
+import types
 
+import ml_collections
 import numpy as np
 from PIL import Image
 import pytest
 
-from lsattn import LsattnError
-from lsattn.data import datasets, pipeline
+from lsattn import LsattnError, config_checks, config_schema, experiment
+from lsattn.data import datasets, grain_loader, pipeline
+from configs import test as test_config
 
 SOURCE_SIZE = (32, 48)
 TRAIN_FRAMES = {1: 4, 2: 3}  # 7 train examples: batches of 3 straddle epochs.
@@ -227,6 +231,74 @@ def test_unknown_task_is_refused(train_split, pose_options):
   with pytest.raises(LsattnError, match="'regression'"):
     next(pipeline.eval_batches(train_split, task="regression", options=pose_options,
                                batch_size=2))
+
+
+# ---------------------------------------------------------------- grain
+
+
+# Worker processes start with spawn (each imports lsattn and jax: seconds), so one
+# worker in the suite; two (the interleaving of their batches) in the slow run.
+@pytest.mark.parametrize("workers, start_step, rows", [
+    (0, 0, None), (0, 4, slice(1, 3)), (1, 4, slice(1, 3)),
+    pytest.param(2, 5, slice(0, 2), marks=pytest.mark.slow)],
+    ids=["in-process-from-0", "in-process-resumed-rows", "one-worker-resumed-rows",
+         "two-workers-resumed-rows"])
+def test_grain_batches_equal_the_threaded_batches(train_split, pose_options, workers,
+                                                  start_step, rows):
+  threads = _train(train_split, pose_options, rows=rows)
+  got = _take(grain_loader.iterate(threads, start_step, workers), 4, timeout=120.0)
+  for offset, batch in enumerate(got):  # steps over the epochs of 7 examples
+    _assert_batches_equal(batch, threads.batch(start_step + offset))
+
+
+def test_grain_batches_keep_the_flips(class_builder):
+  split = pipeline.Split(class_builder, "train")
+  mean = tuple(class_builder.info.metadata["channel_mean"])
+  options = pipeline.ImageOptions(**CLASS_OPTIONS, channel_mean=mean, random_flip=True)
+  threads = pipeline.TrainBatches(split, task="classification", options=options,
+                                  batch_size=4, seed=3)
+  assert any(flip for step in range(1, 4) for _, _, flip in threads.plan(step))
+  for offset, batch in enumerate(_take(grain_loader.iterate(threads, 1, 0), 3)):
+    _assert_batches_equal(batch, threads.batch(1 + offset))
+
+
+def test_training_batches_come_from_the_configured_loader(train_split, pose_options):
+  config = test_config.get_config()
+  config.task, config.batch_size, config.seed = "pose", 3, 5
+  run = types.SimpleNamespace(config=config, train_split=train_split, options=pose_options)
+  config.input_pipeline = "threads"
+  want = _take(experiment.training_batches(run, 2), 2)
+  config.input_pipeline, config.input_workers = "grain", 0
+  for got, batch in zip(_take(experiment.training_batches(run, 2), 2), want, strict=True):
+    _assert_batches_equal(got, batch)
+  assert config_schema.choices("input_pipeline") == experiment.INPUT_PIPELINES
+  assert config_schema.BY_NAME["input_workers"].kind == config_schema.RUNTIME
+  assert config_schema.BY_NAME["input_pipeline"].kind == config_schema.RUNTIME
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("input_pipeline", "processes", "one of ('threads', 'grain')"),
+    ("input_pipeline", "", "one of ('threads', 'grain')"),
+    ("input_workers", -2, "an integer >= -1"),
+    ("input_workers", 1.5, "an integer >= -1"),
+    ("input_workers", True, "an integer >= -1")])
+def test_bad_loader_keys_are_one_line(key, value, expected):
+  # A config file's value as it is (a ConfigDict would convert a float to an int key's type).
+  config = ml_collections.ConfigDict({**test_config.get_config().to_dict(), key: value})
+  with pytest.raises(LsattnError) as error:
+    config_checks.check_config(config)
+  assert str(error.value) == f"config.{key} = {value!r}: expected {expected}"
+
+
+def test_grain_workers_refused_or_chosen_by_cores(train_split, pose_options, monkeypatch):
+  batches = _train(train_split, pose_options)
+  for workers in (-1, 2.0, None):
+    with pytest.raises(LsattnError) as error:
+      grain_loader.iterate(batches, 0, workers)
+    assert str(error.value) == f"grain workers = {workers!r}: expected an integer >= 0"
+  for cores, workers in ((1, 1), (2, 1), (16, 15)):
+    monkeypatch.setattr(grain_loader.os, "sched_getaffinity", lambda pid: set(range(cores)))
+    assert grain_loader.automatic_workers() == workers
 
 
 # ---------------------------------------------------------------- preprocess

@@ -5,7 +5,9 @@ of epoch e is ``permutation(seed, e)`` and each example's crop and flip come
 from ``(seed, e, position)``. So a run resumed at step s reads exactly the
 batches an uninterrupted run would, and each process of a multi-host run
 reads only its own rows. Images are decoded and cropped by a small thread
-pool, a few batches ahead of the train step.
+pool, a few batches ahead of the train step (``input_pipeline='threads'``);
+`grain_loader` makes the same batches in worker processes
+(``input_pipeline='grain'``).
 
 Steps: decode (stored at 256x455 or 256x256) -> resize to ``resize_size`` if
 different -> float32 minus the per-channel mean -> random ``image_size``
@@ -148,6 +150,13 @@ def preprocess(image: np.ndarray, options: ImageOptions, *, offset: tuple[int, i
     offset: (top, left) of the crop; None for the centre crop.
     flip: mirror horizontally.
   """
+  return subtract_mean(crop(image, options, offset=offset, flip=flip), options)
+
+
+def crop(image: np.ndarray, options: ImageOptions, *, offset: tuple[int, int] | None,
+         flip: bool = False) -> np.ndarray:
+  """uint8 [H, W, 3] -> uint8 [S, S, 3]: resized to `options.resize_size`, cropped at
+  `offset` (None: the centre), mirrored if `flip` (`preprocess` before the mean)."""
   height, width = options.resize_size
   if image.ndim != 3 or image.shape[-1] != 3:
     raise LsattnError(f"expected an RGB image [H, W, 3], got shape {image.shape}")
@@ -157,10 +166,16 @@ def preprocess(image: np.ndarray, options: ImageOptions, *, offset: tuple[int, i
   if offset is None:
     offset = ((height - size) // 2, (width - size) // 2)
   top, left = offset
-  crop = image[top:top + size, left:left + size]
+  cropped = image[top:top + size, left:left + size]
   if flip:
-    crop = crop[:, ::-1]
-  return crop.astype(np.float32) - np.asarray(options.channel_mean, np.float32)
+    cropped = cropped[:, ::-1]
+  return cropped
+
+
+def subtract_mean(crops: np.ndarray, options: ImageOptions) -> np.ndarray:
+  """uint8 [..., S, S, 3] crops -> float32 minus the channel mean (elementwise, so a batch
+  of crops gives the rows `preprocess` gives one by one)."""
+  return crops.astype(np.float32) - np.asarray(options.channel_mean, np.float32)
 
 
 def _check_task(task: str) -> None:
@@ -239,40 +254,55 @@ class TrainBatches:
       self._permutations[key] = permutation
     return permutation
 
-  def plan(self, step: int) -> list[tuple[int, tuple[int, int], bool]]:
-    """(example position, crop offset, flip) for this process's rows of `step`."""
+  @property
+  def process_rows(self) -> range:
+    """This process's rows of a global batch."""
+    return range(self.batch_size)[self.rows]
+
+  def plan_row(self, step: int, row: int) -> tuple[int, tuple[int, int], bool]:
+    """(example position, crop offset, flip) of row `row` of the global batch of `step`."""
     count = len(self.split)
     height, width = self.options.resize_size
     size = self.options.image_size
-    plan = []
-    for row in range(self.batch_size)[self.rows]:
-      global_position = step * self.batch_size + row
-      if self._scene_members is None:
-        epoch, within = divmod(global_position, count)
-        rng = np.random.default_rng([self.seed, epoch, within, 1])
-        position = lambda: int(self._permutation(epoch)[within])
-      else:
-        scene, turn = (global_position % len(self._scene_members),
-                       global_position // len(self._scene_members))
-        members = self._scene_members[scene]
-        epoch, within = divmod(turn, len(members))
-        rng = np.random.default_rng([self.seed, epoch, within, 1, scene])
-        position = lambda: int(members[self._permutation(epoch, scene)[within]])
-      offset = (int(rng.integers(0, height - size + 1)), int(rng.integers(0, width - size + 1)))
-      flip = bool(self.options.random_flip and rng.integers(0, 2))
-      plan.append((position(), offset, flip))
-    return plan
+    global_position = step * self.batch_size + row
+    if self._scene_members is None:
+      epoch, within = divmod(global_position, count)
+      rng = np.random.default_rng([self.seed, epoch, within, 1])
+      position = int(self._permutation(epoch)[within])
+    else:  # several scenes, 'equal': the scenes take the global batch's rows in turn
+      scene, turn = (global_position % len(self._scene_members),
+                     global_position // len(self._scene_members))
+      members = self._scene_members[scene]
+      epoch, within = divmod(turn, len(members))
+      rng = np.random.default_rng([self.seed, epoch, within, 1, scene])
+      position = int(members[self._permutation(epoch, scene)[within]])
+    offset = (int(rng.integers(0, height - size + 1)), int(rng.integers(0, width - size + 1)))
+    flip = bool(self.options.random_flip and rng.integers(0, 2))
+    return position, offset, flip
 
-  def _load(self, item) -> np.ndarray:
+  def plan(self, step: int) -> list[tuple[int, tuple[int, int], bool]]:
+    """(example position, crop offset, flip) for this process's rows of `step`."""
+    return [self.plan_row(step, row) for row in self.process_rows]
+
+  def load(self, item: tuple[int, tuple[int, int], bool]) -> np.ndarray:
+    """float32 [S, S, 3]: the image of a `plan` item, cropped (and flipped) as planned."""
+    return subtract_mean(self.load_crop(item), self.options)
+
+  def load_crop(self, item: tuple[int, tuple[int, int], bool]) -> np.ndarray:
+    """uint8 [S, S, 3]: `load` before the mean is subtracted."""
     position, offset, flip = item
-    return preprocess(self.split.image(position), self.options, offset=offset, flip=flip)
+    return crop(self.split.image(position), self.options, offset=offset, flip=flip)
+
+  def targets(self, positions: np.ndarray) -> dict:
+    """The batch's targets of the examples at `positions`."""
+    return _targets(self.split, positions, self.task)
 
   def batch(self, step: int, pool: concurrent.futures.Executor | None = None) -> dict:
     plan = self.plan(step)
     mapper = pool.map if pool is not None else map
-    images = np.stack(list(mapper(self._load, plan)))
+    images = np.stack(list(mapper(self.load, plan)))
     positions = np.asarray([item[0] for item in plan])
-    return {"image": images, **_targets(self.split, positions, self.task)}
+    return {"image": images, **self.targets(positions)}
 
   def iterate(self, start_step: int) -> Iterator[dict]:
     """Batches for steps start_step, start_step + 1, ... (prefetched)."""
