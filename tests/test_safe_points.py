@@ -111,8 +111,9 @@ def test_a_backbone_without_weight_readers_says_so(tmp_path):
   assert "reads  weights" not in str(raised.value)
   with pytest.raises(LsattnError) as raised:
     backbones.weights_file("tiny_cnn", "imagenet")
-  assert str(raised.value) == ("config.backbone_weights = 'imagenet': backbone 'tiny_cnn' reads "
-                               "no weights (random init only); leave backbone_weights ''")
+  assert str(raised.value) == ("config.backbone_weights = 'imagenet': backbone 'tiny_cnn' has no "
+                               "named weights and reads no weight files (random init only); "
+                               "leave backbone_weights ''")
 
 
 # ------------------------------------------ 9. an empty or too long --workdir

@@ -136,8 +136,9 @@ def weights_file(name: str, value: str) -> str:
   if not is_weights_name(value):
     return value
   if not member.readers and not member.named_weights:
-    raise LsattnError(f"config.backbone_weights = {value!r}: backbone {name!r} reads no "
-                      f"weights (random init only); leave backbone_weights ''")
+    raise LsattnError(f"config.backbone_weights = {value!r}: backbone {name!r} has no named "
+                      f"weights and reads no weight files (random init only); leave "
+                      f"backbone_weights ''")
   if value not in member.named_weights:
     files = (f"config.backbone_weights = {value!r}: expected a weights file "
              f"({', '.join(member.readers)})")
