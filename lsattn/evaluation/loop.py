@@ -334,8 +334,13 @@ def _frequencies(outputs, layer_names):
   return metrics.layer_selection_frequency(np.moveaxis(choices, 1, 0), list(layer_names))
 
 
-def _scenes(scene, count: int) -> np.ndarray:
-  """The scene of each of `count` examples: one name for all, or one per example."""
+def _scenes(scene, split: pipeline.Split) -> np.ndarray:
+  """The scene of each example of `split`: its own when it joins several scenes
+  (`pipeline.concatenate`'s 'scene' label), else `scene`: one name for all, or one
+  per example."""
+  count = len(split.labels["image_name"])
+  if len(getattr(split, "scene_names", ())) > 1:
+    scene = [split.scene_names[k] for k in split.labels["scene"]]
   scenes = np.asarray([scene] * count if isinstance(scene, str) else list(scene), dtype=object)
   if scenes.shape != (count,) or not all(isinstance(s, str) and s for s in scenes):
     raise ValueError(f"expected a scene name or {count} of them, got {scene!r}")
@@ -348,7 +353,7 @@ def write_predictions_csv(path: pathlib.Path, outputs: dict, split: pipeline.Spl
 
   Args:
     scene: pose: the scene's name ('chess', the dataset's config), or one per
-      example; the 'scene' column.
+      example; the 'scene' column (a split of several scenes names its own).
 
   Columns (pose): image, scene, x..qz, pred_x..pred_qz, translation_error_m,
   rotation_error_deg (final prediction), layer_step1..N, then the errors of
@@ -364,7 +369,7 @@ def write_predictions_csv(path: pathlib.Path, outputs: dict, split: pipeline.Spl
   with atomic.writing(path, "w", newline="") as handle:
     writer = csv.writer(handle)
     if task == "pose":
-      scenes = _scenes(scene, len(names))
+      scenes = _scenes(scene, split)
       true_p, true_q = split.labels["position"], split.labels["orientation"]
       pred_p, pred_q = outputs["position"], outputs["orientation"]
       t_err = metrics.translation_errors(pred_p, true_p)
@@ -425,7 +430,7 @@ def write_estimates(eval_dir: pathlib.Path, outputs: dict, split: pipeline.Split
   pseudo-ground-truth repository's evaluate_estimates.py reads), one file per scene,
   `estimates_<scene>.txt`, frames sorted by name; returns {scene: path}."""
   names = split.labels["image_name"]
-  scenes = _scenes(scene, len(names))
+  scenes = _scenes(scene, split)
   paths = {}
   for name in sorted(set(scenes)):
     rows = [i for i in np.argsort(names, kind="stable") if scenes[i] == name]
@@ -457,8 +462,6 @@ def write_outputs(eval_dir: pathlib.Path, outputs: dict, result: dict, split: pi
   layer selection, or no row logged): not drawn.
   """
   interrupts.safe_point(f"before writing {eval_dir}")  # then all of them, each whole
-  if len(getattr(split, "scene_names", ())) > 1:  # several scenes: each example's own
-    scene = [split.scene_names[k] for k in split.labels["scene"]]
   eval_dir.mkdir(parents=True, exist_ok=True)
   paths = {"metrics": eval_dir / "metrics.json", "predictions": eval_dir / "predictions.csv"}
   atomic.write_text(paths["metrics"], json.dumps(result, indent=2, sort_keys=True) + "\n")
