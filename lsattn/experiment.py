@@ -39,8 +39,8 @@ from lsattn.backbones import loading
 from lsattn.data import datasets, grain_loader, pipeline, scenes, splits
 from lsattn.errors import LsattnError
 from lsattn.evaluation import loop as eval_loop
-from lsattn.runs import (checkpoint, choice_dynamics, compilation, interrupts, memory, parallel,
-                         run_folder, run_lock)
+from lsattn.runs import (atomic, checkpoint, choice_dynamics, compilation, interrupts, memory,
+                         parallel, run_folder, run_lock)
 
 __all__ = ["LsattnError", "Setup", "evaluate", "setup", "start_training", "train_and_evaluate"]
 
@@ -120,11 +120,11 @@ def _check_memory(config, model_config: model.ModelConfig) -> None:
       continue
     if at_default <= needed // 2:
       large.append(f"{key}={config[key]!r} (at its default {defaults[key]!r}: "
-                   f"{memory.describe(at_default)})")
-  shown = ", ".join(f"{name} {memory.describe(count)}" for name, count in parts.items())
+                   f"{atomic.describe_size(at_default)})")
+  shown = ", ".join(f"{name} {atomic.describe_size(count)}" for name, count in parts.items())
   raise LsattnError(
-      f"the train step needs at least {memory.describe(needed)} ({shown}; activations come "
-      f"on top), more than {where} ({memory.describe(limit)}): "
+      f"the train step needs at least {atomic.describe_size(needed)} ({shown}; activations come "
+      f"on top), more than {where} ({atomic.describe_size(limit)}): "
       + (f"{'; '.join(large)} make{'s' if len(large) == 1 else ''} it large" if large else
          "reduce batch_size, image_size or the model's sizes")
       + ". Nothing was written.")

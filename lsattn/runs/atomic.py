@@ -78,15 +78,15 @@ def clear_leftovers(path: str | os.PathLike) -> list[pathlib.Path]:
 
 def _no_space(path: pathlib.Path, written: int, size: int | None) -> LsattnError:
   free = shutil.disk_usage(path.parent).free
-  needed = (f"the file needed {_size(size)}" if size is not None else
-            f"the file needed more than {_size(max(written, free))}")
+  needed = (f"the file needed {describe_size(size)}" if size is not None else
+            f"the file needed more than {describe_size(max(written, free))}")
   return LsattnError(f"could not write {path}: no space left on device in {path.parent} "
-                     f"({_size(free)} free; {needed}). Free disk space, then run the same "
-                     f"command again; the previous {path.name}, if any, is intact.")
+                     f"({describe_size(free)} free; {needed}). Free disk space, then run the "
+                     f"same command again; the previous {path.name}, if any, is intact.")
 
 
-def _size(count: float) -> str:
-  """1536 -> '1.5 KiB'."""
+def describe_size(count: float) -> str:
+  """Bytes for a person: 512 -> '512 bytes', 1536 -> '1.5 KiB', up to TiB."""
   if count < 1024:
     return f"{int(count)} bytes"
   for unit in ("KiB", "MiB", "GiB", "TiB"):

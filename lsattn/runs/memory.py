@@ -37,12 +37,3 @@ def device_bytes() -> int | None:
   limits = [(device.memory_stats() or {}).get("bytes_limit") for device in jax.local_devices()]
   limits = [limit for limit in limits if limit]
   return min(limits) if limits else None
-
-
-def describe(count: float) -> str:
-  """Bytes for a person: '1.5 GiB', '218.3 TiB'."""
-  for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-    if count < 1024 or unit == "TiB":
-      return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-    count /= 1024
-  raise AssertionError("unreachable")
