@@ -130,6 +130,11 @@ def _check_memory(config, model_config: model.ModelConfig) -> None:
       + ". Nothing was written.")
 
 
+def _compiler_options(config) -> dict[str, str] | None:
+  """The steps' compiler options for the run's kernels and YNNPACK fusions."""
+  return compilation.step_compiler_options(config.kernels, config.xla_cpu_ynn_fusions)
+
+
 def _check_task(config) -> None:
   if datasets.task_of(config.dataset) != config.task:
     raise LsattnError(f"config.task = {config.task!r} does not match dataset "
@@ -317,7 +322,7 @@ def _train_and_evaluate(run: Setup, workdir: pathlib.Path, stage: interrupts.Sta
 
   train_step = jax.jit(training.make_train_step(config, run.model_config), donate_argnums=0,
                        out_shardings=(replicated, replicated),
-                       compiler_options=compilation.step_compiler_options(config.kernels, config.xla_cpu_ynn_fusions))
+                       compiler_options=_compiler_options(config))
   train_rng = jax.random.fold_in(jax.random.key(config.seed), 1)
   batches = training_batches(run, start_step)
   logger = _Logger(workdir, run, start_step)
@@ -418,7 +423,7 @@ def _check_trained(state, config) -> None:
 
 def _evaluate(run: Setup, state, split, name) -> tuple[dict, dict]:
   eval_step = eval_loop.compiled_eval_step(
-      run.model_config, run.mesh, compilation.step_compiler_options(run.config.kernels, run.config.xla_cpu_ynn_fusions))
+      run.model_config, run.mesh, _compiler_options(run.config))
   outputs = eval_loop.evaluate_split(eval_step, state.params, state.model_state, split,
                                       task=run.config.task, options=run.options,
                                       batch_size=run.config.eval_batch_size, mesh=run.mesh,
@@ -530,7 +535,7 @@ def _final_evaluation(run: Setup, state, workdir: pathlib.Path, *, step: int,
     result.update(eval_loop.retrieval_baselines(
         run.model_config, state.params, state.model_state, run.test_split, run.train_split,
         options=run.options, batch_size=run.config.eval_batch_size, mesh=run.mesh,
-        compiler_options=compilation.step_compiler_options(run.config.kernels, run.config.xla_cpu_ynn_fusions)))
+        compiler_options=_compiler_options(run.config)))
   result["checkpoint_step"] = step
   result["skipped_nonfinite_steps"] = int(jax.device_get(state.skipped_steps))
   result["protocol"] = protocol

@@ -162,8 +162,9 @@ def load_predictor(workdir: str | pathlib.Path, config=None) -> Predictor:
   options = pipeline.ImageOptions(resize_size=tuple(config.resize_size),
                                   image_size=config.image_size,
                                   channel_mean=tuple(float(v) for v in mean))
+  compiler_options = compilation.step_compiler_options(config.kernels, config.xla_cpu_ynn_fusions)
   eval_step = eval_loop.compiled_eval_step(restored.model_config, restored.mesh,
-                                            compilation.step_compiler_options(config.kernels, config.xla_cpu_ynn_fusions))
+                                           compiler_options)
   scene_names = ()
   if len(config.scenes) > 1:
     scene_names = tuple(scenes.short_name(name) for name in config.scenes)

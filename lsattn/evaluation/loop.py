@@ -472,7 +472,8 @@ def write_outputs(eval_dir: pathlib.Path, outputs: dict, result: dict, split: pi
                   for name, path in write_estimates(eval_dir, outputs, split, scene).items()})
   if not draw_figures:
     return {name: str(path) for name, path in paths.items()}
-  from lsattn.evaluation import figures  # matplotlib: half a second at every start, paid only to draw
+  # matplotlib: half a second at every start, paid only to draw.
+  from lsattn.evaluation import figures
   count = min(num_figure_examples, len(split))
   if count:
     picks = np.linspace(0, len(split) - 1, count).round().astype(int)

@@ -184,7 +184,8 @@ def init_layer_selection(key: jax.Array, *, hidden_size: int, num_layers: int,
   embed_key, logits_key = jax.random.split(key)
   norm_params, norm_state = primitives.init_batch_norm(embedding_size)
   params = {
-      "embed": primitives.init_dense(embed_key, in_features=hidden_size, out_features=embedding_size),
+      "embed": primitives.init_dense(embed_key, in_features=hidden_size,
+                                     out_features=embedding_size),
       "norm": norm_params,
       "logits": primitives.init_dense(logits_key, in_features=embedding_size,
                                   out_features=num_layers),

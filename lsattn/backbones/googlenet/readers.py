@@ -1,4 +1,4 @@
-"""GoogLeNet's weight files: import from Caffe (.caffemodel, converted) and torchvision, export .npz.
+"""GoogLeNet's weight files: from Caffe (.caffemodel, converted) and torchvision; .npz export.
 
 Formats:
 
