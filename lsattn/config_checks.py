@@ -37,6 +37,9 @@ def check_config(config) -> model.ModelConfig:
            f"{member.min_image_size}x)")
   _require(config.image_size <= min(resize), "image_size", config.image_size,
            f"at most min(resize_size) = {min(resize)}")
+  _require(not (config.freeze_backbone and config.backbone_learning_rate_scale != 1.0),
+           "backbone_learning_rate_scale", config.backbone_learning_rate_scale,
+           "1.0 with freeze_backbone=True (a frozen backbone gets no updates to scale)")
   pipeline.check_flip(config.task, config.random_flip)
   datasets.check_ground_truth(config.dataset, config.ground_truth)
   scenes.scene_names(config.dataset, config.scenes)  # several scenes: one dataset's, known

@@ -290,6 +290,9 @@ KEYS: tuple[Key, ...] = (
         Key("learning_rate_schedule", "constant", Choice(("constant", "cosine")),
             "after the warm-up"),
         Key("warmup_steps", 0, Integer(0), "linear warm-up from 0"),
+        Key("backbone_learning_rate_scale", 1.0, Number(0, above=True), "the backbone's "
+            "learning rate as a fraction of learning_rate (end to end only; ours: the paper "
+            "gives one rate)", RUN),
         Key("temperature_schedule", "exponential",
             Choice(("exponential", "linear", "cosine", "constant")),
             "Gumbel-softmax temperature from temperature_init to temperature_final"),

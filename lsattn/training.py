@@ -85,26 +85,44 @@ def temperature_schedule(config) -> optax.Schedule:
 
 
 def make_optimizer(config) -> optax.GradientTransformation:
-  """Adam (paper 4.1); with ``freeze_backbone`` the backbone gets zero updates."""
-  return _optimizer(learning_rate_schedule(config), bool(config.freeze_backbone))
+  """Adam (paper 4.1); with ``freeze_backbone`` the backbone gets zero updates, else
+  its learning rate is ``backbone_learning_rate_scale`` times the rest's."""
+  return _optimizer(learning_rate_schedule(config), bool(config.freeze_backbone),
+                    float(config.backbone_learning_rate_scale))
 
 
-def _optimizer(schedule: optax.Schedule, frozen: bool) -> optax.GradientTransformation:
+def _optimizer(schedule: optax.Schedule, frozen: bool,
+               backbone_scale: float = 1.0) -> optax.GradientTransformation:
   adam = optax.adam(schedule)
-  if not frozen:
-    return adam
-  labels_fn = lambda params: {name: ("frozen" if name == "backbone" else "trained")
-                              for name in params}
-  return optax.multi_transform({"trained": adam, "frozen": optax.set_to_zero()}, labels_fn)
+  if frozen:
+    labels_fn = lambda params: {name: ("frozen" if name == "backbone" else "trained")
+                                for name in params}
+    return optax.multi_transform({"trained": adam, "frozen": optax.set_to_zero()}, labels_fn)
+  if backbone_scale == 1.0:
+    return adam  # the optimiser state of 0.1 runs: their checkpoints keep restoring
+  # Adam's update does not change with the gradient's scale, so scaling the
+  # backbone's updates is Adam with its learning rate scaled by as much.
+  return optax.chain(adam, _scale_updates_of("backbone", backbone_scale))
+
+
+def _scale_updates_of(name: str, factor: float) -> optax.GradientTransformation:
+  """Multiplies the updates of ``params[name]`` by ``factor``; no state."""
+
+  def update_fn(updates, state, params=None):
+    del params
+    scaled = jax.tree.map(lambda update: update * factor, updates[name])
+    return dict(updates, **{name: scaled}), state
+
+  return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
 
 
 @functools.cache
 def _compiled_init(model_config: model.ModelConfig, image_shape: tuple, learned_weighting: bool,
-                   frozen: bool, with_mean: bool) -> Callable:
+                   frozen: bool, with_mean: bool, backbone_scale: float = 1.0) -> Callable:
   """One jitted initialiser per shape-defining setting (reused across calls)."""
   # The optimiser state's structure does not depend on the learning rate (the
   # schedule is always a function), so any schedule builds the same state.
-  optimizer = _optimizer(optax.constant_schedule(0.0), frozen)
+  optimizer = _optimizer(optax.constant_schedule(0.0), frozen, backbone_scale)
 
   def init_fn(rng, position_mean, backbone_variables):
     params, model_state = model.init_model(rng, model_config, image_shape,
@@ -133,7 +151,8 @@ def create_train_state(rng: jax.Array, config, model_config: model.ModelConfig,
   image_shape = tuple(image_shape)
   learned_weighting = model_config.task == "pose" and bool(config.learned_loss_weighting)
   init_fn = _compiled_init(model_config, image_shape, learned_weighting,
-                           bool(config.freeze_backbone), position_mean is not None)
+                           bool(config.freeze_backbone), position_mean is not None,
+                           float(config.backbone_learning_rate_scale))
   if position_mean is not None:
     position_mean = jnp.asarray(position_mean, jnp.float32)
   seed = jax.random.randint(rng, (), 0, jnp.iinfo(jnp.int32).max)
@@ -159,7 +178,9 @@ def memory_needed(config, model_config: model.ModelConfig, image_shape) -> dict[
   params, model_state = jax.eval_shape(
       lambda: model.init_model(jax.random.key(0), model_config, image_shape))
   frozen = bool(config.freeze_backbone)
-  opt_state = jax.eval_shape(_optimizer(optax.constant_schedule(0.0), frozen).init, params)
+  optimizer = _optimizer(optax.constant_schedule(0.0), frozen,
+                         float(config.backbone_learning_rate_scale))
+  opt_state = jax.eval_shape(optimizer.init, params)
   trained = {name: tree for name, tree in params.items() if not (frozen and name == "backbone")}
   size = lambda tree: sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(tree))
   return {"state": size(params) + size(model_state) + size(opt_state),

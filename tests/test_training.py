@@ -80,6 +80,40 @@ def test_end_to_end_train_step_changes_params_and_is_deterministic(setup):
   np.testing.assert_allclose(metrics_a["layer_counts"].sum(axis=1), 4)
 
 
+def test_backbone_learning_rate_scale_scales_only_the_backbones_updates(setup):
+  config = setup[0].copy_and_resolve_references()
+  config.freeze_backbone = False
+  rng = np.random.default_rng(0)
+  params = {name: {"w": jnp.asarray(rng.normal(size=(3, 2)), jnp.float32)}
+            for name in ("backbone", "core", "head")}
+  grads = [jax.tree.map(lambda p: jnp.asarray(rng.normal(size=p.shape), jnp.float32), params)
+           for _ in range(3)]
+
+  def updates(scale):  # three Adam steps: the moments differ from the first step's
+    config.backbone_learning_rate_scale = scale
+    optimizer = training.make_optimizer(config)
+    state, out = optimizer.init(params), []
+    for grad in grads:
+      update, state = optimizer.update(grad, state, params)
+      out.append(update)
+    return out
+
+  for plain, scaled in zip(updates(1.0), updates(0.1)):
+    np.testing.assert_allclose(scaled["backbone"]["w"], 0.1 * plain["backbone"]["w"], rtol=1e-6)
+    for name in ("core", "head"):
+      np.testing.assert_array_equal(scaled[name]["w"], plain[name]["w"])
+    assert np.all(plain["backbone"]["w"] != 0)
+
+
+def test_backbone_learning_rate_scale_with_a_frozen_backbone_is_refused(setup):
+  config = setup[0].copy_and_resolve_references()
+  assert config.freeze_backbone
+  config.backbone_learning_rate_scale = 0.1
+  with pytest.raises(LsattnError, match=r"^config.backbone_learning_rate_scale = 0.1: "
+                     r"expected 1.0 with freeze_backbone=True"):
+    config_checks.check_config(config)
+
+
 def test_frozen_backbone_gets_exactly_zero_updates(setup, frozen_step):
   state, step = _initial_state(*setup), frozen_step
   before = jax.device_get(state.params)
