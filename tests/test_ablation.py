@@ -11,6 +11,7 @@ records.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import importlib.util
 import json
@@ -67,8 +68,10 @@ def test_every_variant_config_is_valid(setting):
                                     setting=setting)
       model_config = config_checks.check_config(config)
       assert config.num_train_steps == budget.num_train_steps
-      assert (config.backbone, config.backbone_weights, config.freeze_backbone) == (
-          setting.backbone, setting.backbone_weights, True)
+      assert (config.backbone, config.backbone_weights, config.freeze_backbone,
+              config.backbone_learning_rate_scale) == (
+          setting.backbone, setting.backbone_weights, setting.freeze_backbone,
+          setting.backbone_learning_rate_scale)
       assert model_config.layers == (
           (variant.removeprefix("spatial_"),) if variant.startswith("spatial_") else
           setting.layers[-1:] if variant in ("posenet", "lstm_posenet", "googlenet") else
@@ -110,6 +113,13 @@ def test_quick_writes_one_record_per_run(quick):
     else:
       assert record["dataset"] == "mit67/synthetic_texture"
       assert len(metrics["confusion_matrix"]) == 4
+    dynamics = record["choice_dynamics"]
+    if record["variant"] not in ablation.SELECTING_VARIANTS:
+      assert dynamics == []
+    else:  # the run's layer_choice_dynamics.jsonl: a row at the last step (3 < 20)
+      assert [row["step"] for row in dynamics] == [ablation.QUICK[task].num_train_steps]
+      for shares in dynamics[0]["share"]:
+        assert sum(shares) == pytest.approx(1.0)
     if record["variant"] in ablation.SELECTING_VARIANTS:
       frequencies = metrics["layer_selection_frequency"]
       assert len(frequencies) == steps
@@ -134,10 +144,15 @@ def test_quick_table_and_figures(quick):
   pose_steps = [row for row in rows if row.split("|")[1].strip() in ("1", "2", "3")
                 and row.count("|") == 4]
   assert len(pose_steps) == 3  # per-step rows of the full pose model
-  frequency_rows = [row for row in rows if row.startswith(("| pose | layer", "| texture | layer"))]
+  frequency_rows = [row for row in rows if row.startswith(("| pose | layer", "| texture | layer"))
+                    and row.count("|") == 7]
   assert len(frequency_rows) == 3 + 2  # layer + spatial: N = 3 pose steps, 2 texture steps
-  for name in ("errors", "layers"):
+  for name in ("errors", "layers", "dynamics"):
     assert (out / f"t-ablation-{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  dynamics_rows = [row for row in rows if row.startswith(("| pose | layer_spatial | 1 | ",
+                                                          "| texture | layer_spatial | 1 | "))
+                   and row.endswith(" | 3 |")]
+  assert len(dynamics_rows) == 2, rows  # the dynamics table: one row per study
 
 
 def test_quick_rerun_skips_recorded_runs(quick):
@@ -237,10 +252,71 @@ def test_bad_arguments_are_named(tmp_path):
   mixed[1]["setting"] = "pretrained"
   with pytest.raises(SystemExit, match=r"several settings \['pretrained', 'random_googlenet'\]"):
     ablation.report(mixed)
+  result = _run("--plan", "budget_x4", "--seeds", "0")
+  assert result.returncode == 2 and "--plan budget_x4 fixes its runs: drop --seeds" in result.stderr
+  result = _run("--budget-scale", "0")
+  assert result.returncode == 2 and "--budget-scale: expected an integer >= 1, got 0" in result.stderr
   broken = tmp_path / "broken.jsonl"
   broken.write_text('{"benchmark": "ablation"}\nnot json\n')
   with pytest.raises(SystemExit, match=r"broken.jsonl:2: not a JSON object"):
     ablation.main(["--report", str(broken), "--out-dir", str(tmp_path)])
+
+
+def test_plans_run_known_variants_each_seed_once():
+  for plan in ablation.PLANS.values():
+    setting = ablation.SETTINGS[plan.setting]
+    studies = {study.name: study for study in ablation.STUDIES}
+    assert len(set(plan.runs)) == len(plan.runs), plan.name
+    for study, variant, seed in plan.runs:
+      assert variant in studies[study].variants(setting) and seed in (0, 1, 2), plan.name
+    per_seed = collections.Counter(seed for _, _, seed in plan.runs)
+    assert len(set(per_seed.values())) == 1 and set(per_seed) == {0, 1, 2}, plan.name
+  x4, end_to_end = ablation.PLANS["budget_x4"], ablation.PLANS["end_to_end"]
+  assert (x4.setting, x4.budget_scale) == ("pretrained", 4)
+  assert [run[:2] for run in x4.runs[:4]] == [("pose", v) for v in ablation.KEY_POSE_VARIANTS]
+  assert ablation.SETTINGS[end_to_end.setting].freeze_backbone is False
+  pose = next(study for study in ablation.STUDIES if study.name == "pose")
+  e2e_setting = ablation.SETTINGS["end_to_end"]
+  assert {v for s, v, _ in end_to_end.runs if s == "pose"} == set(pose.variants(e2e_setting))
+  assert ablation.scaled(ablation.FULL["pose"], 4).num_train_steps == 1600
+  assert ablation.scaled(ablation.FULL["pose"], 4).warmup_steps == ablation.FULL["pose"].warmup_steps
+
+
+def _dynamics_row(step, shares, entropy):
+  return {"step": step, "train_steps": 20, "choices": 320, "layers": ["a", "b", "c"],
+          "share": shares, "entropy": entropy}
+
+
+def test_settled_at_is_the_first_step_of_the_final_unbroken_run():
+  mixed, a, b = [0.4, 0.3, 0.3], [0.95, 0.05, 0.0], [0.0, 0.92, 0.08]
+  rows = [_dynamics_row(20, [mixed, mixed], [1.0, 1.0]),
+          _dynamics_row(40, [a, b], [0.2, 0.3]),
+          _dynamics_row(60, [a, mixed], [0.2, 0.9]),  # step 2 unsettles: the run restarts
+          _dynamics_row(80, [a, b], [0.1, 0.2]),
+          _dynamics_row(100, [a, b], [0.1, 0.1])]
+  assert ablation.settled_at(rows) == 80
+  assert ablation.settled_at(rows[:3]) is None  # the last row is not settled
+  switched = rows[:2] + [_dynamics_row(60, [b, b], [0.1, 0.1])]  # step 1 ends on tap b
+  assert ablation.settled_at(switched) == 60
+  assert ablation.settled_at([]) is None
+
+
+def test_compare_puts_record_files_side_by_side(tmp_path):
+  paths = []
+  for name, setting, translations in (("frozen", "pretrained", (0.2, 0.4)),
+                                      ("e2e", "end_to_end", (0.1, 0.1))):
+    records = [_record("pose", "pose", "layer_spatial", seed, **_pose_metrics(t, 5.0))
+               for seed, t in enumerate(translations)]
+    for record in records:
+      record["setting"] = setting
+    paths.append(tmp_path / f"{name}.jsonl")
+    paths[-1].write_text("".join(json.dumps(r) + "\n" for r in records))
+  table = ablation.compare(paths).splitlines()
+  assert "| variant | pretrained, 400 pose steps | end_to_end, 400 pose steps |" in table
+  assert "| layer_spatial | 0.300 ± 0.141 / 5.00 ± 0.00 (2) | 0.100 ± 0.000 / 5.00 ± 0.00 (2) |" \
+      in table
+  with pytest.raises(SystemExit, match="no such file"):
+    ablation.compare([tmp_path / "missing.jsonl"])
 
 
 def test_walks_diagnosis_changes_one_thing_per_experiment():
