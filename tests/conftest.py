@@ -69,11 +69,14 @@ def pytest_configure(config):
 # once, not once per worker. Modules are handed out in collection order, so the longest
 # go first and the short ones fill in at the end: otherwise one worker can still be
 # running a long module while the other has nothing left. By their time in the
-# 2026-12-04 profile, longest first.
-LONGEST_MODULES = ("test_multiprocess.py", "test_reliability.py", "test_backbones.py",
-                   "test_demo_path.py", "test_model.py", "test_experiment.py",
-                   "test_ablation.py", "test_training.py", "test_weights_cli.py",
-                   "test_kernels.py", "test_precision.py", "test_run_safety.py")
+# 2026-12-06 profile (pytest --durations=0, cold cache), longest first.
+LONGEST_MODULES = ("test_multiprocess.py", "test_backbones.py", "test_experiment.py",
+                   "test_model.py", "test_reliability.py", "test_run_safety.py",
+                   "test_training.py", "test_kernels.py", "test_ablation.py",
+                   "test_demo_path.py", "test_multiscene.py", "test_install.py",
+                   "test_device_check.py", "test_precision.py", "test_weights_cli.py",
+                   "test_disk_and_damage.py", "test_core.py", "test_benchmarks.py",
+                   "test_export.py", "test_cli.py")
 
 
 def pytest_collection_modifyitems(config, items):

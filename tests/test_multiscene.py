@@ -164,11 +164,14 @@ def _tiny_model(num_scenes: int, variant: str = "layer_spatial") -> model.ModelC
 def test_the_classifier_picks_the_scene_head_and_training_scores_the_true_one(variant):
   config = _tiny_model(3, variant)
   means = np.asarray([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]])
-  params, state = model.init_model(jax.random.key(0), config, (32, 32, 3), position_mean=means)
+  # Compiled, not eager: eagerly the model is hundreds of small programs.
+  params, state = jax.jit(lambda key: model.init_model(key, config, (32, 32, 3),
+                                                       position_mean=means))(jax.random.key(0))
   assert params["head"]["kernel"].shape[-1] == 21
   np.testing.assert_allclose(params["head"]["bias"].reshape(3, 7)[:, :3], means)
   images = jax.random.normal(jax.random.key(1), (5, 32, 32, 3)) * 50
-  outputs, _ = model.apply_model(params, state, images, train=False, config=config)
+  outputs, _ = jax.jit(lambda p, s, x: model.apply_model(p, s, x, train=False, config=config))(
+      params, state, images)
   prediction_ = outputs.prediction
   assert prediction_["scene_logits"].shape == (5, 3)
   assert prediction_["scene_position"].shape == (5, 3, 3)
@@ -188,7 +191,7 @@ def test_the_classifier_picks_the_scene_head_and_training_scores_the_true_one(va
            "orientation": jnp.tile(jnp.asarray([1.0, 0, 0, 0]), (5, 1)),
            "scene": jnp.ones(5, jnp.int32)}
   loss_fn = training.make_loss_fn(train_config, config)
-  (loss, (parts, _, _)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+  (loss, (parts, _, _)), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(
       params, state, batch, None, 1.0)
   np.testing.assert_allclose(loss, parts["final_loss"] + parts["scene_loss"]
                              + parts.get("step_heads_loss", 0.0), rtol=1e-5)
@@ -219,7 +222,10 @@ def multiscene_run(tmp_path_factory):
           "convlstm_kernel_sizes": "(1,3)", "attention_kernel_sizes": "(1,3)",
           "batch_size": 4, "eval_batch_size": 4, "warmup_steps": 0, "log_every_steps": 1,
           "checkpoint_every_steps": 2, "num_figure_examples": 1,
-          "eval_retrieval_baselines": False}
+          "eval_retrieval_baselines": False,
+          # Schedules that do not depend on num_train_steps: the resumed leg (4 steps)
+          # then runs the first leg's train step from the compilation cache.
+          "learning_rate_schedule": "constant", "temperature_decay_steps": 100}
   command = [sys.executable, str(ROOT / "train.py"),
              f"--config={ROOT / 'configs' / 'demo_multiscene.py'}",
              f"--workdir={root / 'workdir'}",
