@@ -688,12 +688,15 @@ def dynamics_figure(path: pathlib.Path, records, studies=STUDIES) -> pathlib.Pat
     steps = [row["step"] for row in runs[0]["choice_dynamics"][:length]]
     entropy = [[[e if e is not None else float("nan") for e in row["entropy"]]
                 for row in r["choice_dynamics"][:length]] for r in runs]  # [seed][row][t]
-    for t in range(len(entropy[0][0])):
+    for t in range(len(entropy[0][0])):  # black line styles: the colours are the taps'
       mean = [statistics.fmean(seed[i][t] for seed in entropy) for i in range(length)]
-      top.plot(steps, mean, label=f"step {t + 1}")
+      top.plot(steps, mean, color="black", ls=("-", "--", ":", "-.")[t % 4],
+               label=f"recurrent step {t + 1}")
     layers = runs[0]["choice_dynamics"][-1]["layers"]
-    top.axhline(math.log(len(layers)), color="0.5", ls="--", lw=1)
-    top.set_title(f"{study.name}, {variant} ({len(runs)} seeds)", fontsize=9)
+    top.axhline(math.log(len(layers)), color="0.6", lw=1)  # the uniform choice
+    top.set_ylim(0, 1.05 * math.log(len(layers)))  # from a settled choice (0) to log k
+    seeds = f"{len(runs)} seed{'s' if len(runs) > 1 else ''}"
+    top.set_title(f"{study.name}, {variant} ({seeds})", fontsize=9)
     for i, layer in enumerate(layers):
       share = [statistics.fmean(statistics.fmean(s[i] for s in row["share"] if s[i] is not None)
                                 for row in (r["choice_dynamics"][j] for r in runs))
