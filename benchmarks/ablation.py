@@ -303,7 +303,7 @@ class Plan:
   description: str
 
 
-# Issue 36, fixed with the prediction in the module docstring before the first
+# The recipe study (issue 36), fixed with the prediction in the module docstring before the first
 # run of either plan. The key comparison: the full model, spatial attention on
 # the best single tap of the frozen study (Stage-4: tied in translation, the one
 # difference outside the spread in rotation), LSTM-PoseNet and PoseNet.
@@ -653,7 +653,8 @@ def dynamics_table(records, studies) -> list[str]:
            f"tap takes {SETTLED_SHARE:.0%} of the choices at every recurrent step from then "
            f"on)", "",
            "| study | variant | seeds | entropy, first log (nats) | at 25 % | at 50 % "
-           "| at the end | settled at step (each seed) | of |", "|---|---|---|---|---|---|---|---|---|"]
+           "| at the end | settled at step (each seed) | of |",
+           "|---|---|---|---|---|---|---|---|---|"]
   rows_written = 0
   for study in studies:
     groups = _group(records, study.name)
@@ -973,7 +974,7 @@ def _parse(argv):
   parser.add_argument("--budget-scale", type=int, default=1,
                       help="train steps times this (default 1; the tag gets -x<k>)")
   parser.add_argument("--plan", default=None, choices=sorted(PLANS),
-                      help="a fixed plan of issue 36 (its setting, budget scale, runs and "
+                      help="a fixed plan of the recipe study (its setting, budget scale, runs and "
                       "their order): " + "; ".join(f"{p.name}: {p.description}"
                                                    for p in PLANS.values()))
   parser.add_argument("--report", default=None, metavar="JSONL",

@@ -255,7 +255,8 @@ def test_bad_arguments_are_named(tmp_path):
   result = _run("--plan", "budget_x4", "--seeds", "0")
   assert result.returncode == 2 and "--plan budget_x4 fixes its runs: drop --seeds" in result.stderr
   result = _run("--budget-scale", "0")
-  assert result.returncode == 2 and "--budget-scale: expected an integer >= 1, got 0" in result.stderr
+  assert result.returncode == 2
+  assert "--budget-scale: expected an integer >= 1, got 0" in result.stderr
   broken = tmp_path / "broken.jsonl"
   broken.write_text('{"benchmark": "ablation"}\nnot json\n')
   with pytest.raises(SystemExit, match=r"broken.jsonl:2: not a JSON object"):
@@ -279,7 +280,8 @@ def test_plans_run_known_variants_each_seed_once():
   e2e_setting = ablation.SETTINGS["end_to_end"]
   assert {v for s, v, _ in end_to_end.runs if s == "pose"} == set(pose.variants(e2e_setting))
   assert ablation.scaled(ablation.FULL["pose"], 4).num_train_steps == 1600
-  assert ablation.scaled(ablation.FULL["pose"], 4).warmup_steps == ablation.FULL["pose"].warmup_steps
+  longer = ablation.scaled(ablation.FULL["pose"], 4)
+  assert longer.warmup_steps == ablation.FULL["pose"].warmup_steps
 
 
 def _dynamics_row(step, shares, entropy):
@@ -313,8 +315,8 @@ def test_compare_puts_record_files_side_by_side(tmp_path):
     paths[-1].write_text("".join(json.dumps(r) + "\n" for r in records))
   table = ablation.compare(paths).splitlines()
   assert "| variant | pretrained, 400 pose steps | end_to_end, 400 pose steps |" in table
-  assert "| layer_spatial | 0.300 ± 0.141 / 5.00 ± 0.00 (2) | 0.100 ± 0.000 / 5.00 ± 0.00 (2) |" \
-      in table
+  assert ("| layer_spatial | 0.300 ± 0.141 / 5.00 ± 0.00 (2) "
+          "| 0.100 ± 0.000 / 5.00 ± 0.00 (2) |") in table
   with pytest.raises(SystemExit, match="no such file"):
     ablation.compare([tmp_path / "missing.jsonl"])
 
