@@ -817,6 +817,37 @@ def compare(paths) -> str:
   return "\n".join(lines)
 
 
+def compare_figure(path: pathlib.Path, paths, study_name: str = "pose") -> pathlib.Path:
+  """A pose study's median errors per variant, a bar per record file (mean over seeds, sd
+  as error bar, every seed a dot): the recipes side by side."""
+  files = [read_records(pathlib.Path(p)) for p in paths]
+  study = next(s for s in STUDIES if s.name == study_name)
+  groups = [_group(records, study.name) for records in files]
+  shared = [v for v in _ordered(groups[0], study.variants(records_setting(files[0])))
+            if all(v in group for group in groups)]
+  figure = _figure(4.2 * 2 + 0.4, 3.4)
+  axes = figure.subplots(1, 2, squeeze=False)[0]
+  width = 0.8 / len(files)
+  for ax, key, label in zip(axes, ("median_translation_m", "median_rotation_deg"),
+                            ("median translation (m)", "median rotation (deg)")):
+    for index, (records, group) in enumerate(zip(files, groups)):
+      x = [i + (index - (len(files) - 1) / 2) * width for i in range(len(shared))]
+      stats = [mean_sd([r["metrics"][key] for r in group[v]]) for v in shared]
+      ax.bar(x, [m for m, _ in stats], width, yerr=[sd for _, sd in stats], capsize=2,
+             color=f"C{index}", label=_column_name(records))
+      for position, variant in zip(x, shared):
+        ax.plot([position] * len(group[variant]), [r["metrics"][key] for r in group[variant]],
+                "k.", ms=3)
+    ax.set_xticks(range(len(shared)), shared, rotation=25, ha="right", fontsize=8)
+    ax.set_ylabel(label)
+    ax.set_title(f"{study.name}: {label}", fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+  axes[0].legend(fontsize=7)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  figure.savefig(path, format="png", dpi=FIGURE_DPI)
+  return path
+
+
 FIGURE_DPI = 72  # small committed PNGs
 
 
@@ -980,7 +1011,8 @@ def _parse(argv):
   parser.add_argument("--report", default=None, metavar="JSONL",
                       help="only write the table and figures of saved records")
   parser.add_argument("--compare", default=None, metavar="JSONL,JSONL,...",
-                      help="only print a table of the key comparison across record files")
+                      help="only print every study's variants side by side across record "
+                      "files (with --tag, also <tag>-compare.md and .png in --out-dir)")
   args = parser.parse_args(argv)
   if args.budget_scale < 1:
     parser.error(f"--budget-scale: expected an integer >= 1, got {args.budget_scale}")
@@ -1025,7 +1057,13 @@ def main(argv=None) -> int:
     print(f"Wrote {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
     return 0
   if args.compare:
-    print(compare(args.compare.split(",")))
+    paths = args.compare.split(",")
+    table = compare(paths)
+    print(table)
+    if args.tag:  # also as files: the tables and a figure of the pose study
+      out_dir.mkdir(parents=True, exist_ok=True)
+      (out_dir / f"{args.tag}-compare.md").write_text(table.rstrip("\n") + "\n")
+      compare_figure(out_dir / f"{args.tag}-compare.png", paths)
     return 0
   workdir = pathlib.Path(args.workdir or ROOT / "runs" / (
       "ablation_quick" if args.quick else "ablation")).resolve()

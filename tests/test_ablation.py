@@ -319,6 +319,10 @@ def test_compare_puts_record_files_side_by_side(tmp_path):
           "| 0.100 ± 0.000 / 5.00 ± 0.00 (2) |") in table
   with pytest.raises(SystemExit, match="no such file"):
     ablation.compare([tmp_path / "missing.jsonl"])
+  assert ablation.main(["--compare", ",".join(map(str, paths)), "--tag", "both",
+                        "--out-dir", str(tmp_path / "out")]) == 0
+  assert (tmp_path / "out" / "both-compare.md").read_text().splitlines() == table
+  assert (tmp_path / "out" / "both-compare.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_walks_diagnosis_changes_one_thing_per_experiment():
