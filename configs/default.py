@@ -42,6 +42,8 @@ Paper (what it states, and where):
 Ours (the paper is silent):
 
 * ``learning_rate`` 1e-4, constant, no warm-up (the paper names Adam only).
+* ``backbone_learning_rate_scale`` 1.0: one rate for the whole model, the
+  backbone included (the paper names one optimiser and no second rate).
 * Gumbel temperature: exponential decay from ``temperature_init`` 1.0 to
   ``temperature_final`` 0.5 over the whole run (``temperature_decay_steps``
   0), then constant: the end points of Jang et al.'s annealing
