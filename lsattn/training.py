@@ -102,18 +102,8 @@ def _optimizer(schedule: optax.Schedule, frozen: bool,
     return adam  # the optimiser state of 0.1 runs: their checkpoints keep restoring
   # Adam's update does not change with the gradient's scale, so scaling the
   # backbone's updates is Adam with its learning rate scaled by as much.
-  return optax.chain(adam, _scale_updates_of("backbone", backbone_scale))
-
-
-def _scale_updates_of(name: str, factor: float) -> optax.GradientTransformation:
-  """Multiplies the updates of ``params[name]`` by ``factor``; no state."""
-
-  def update_fn(updates, state, params=None):
-    del params
-    scaled = jax.tree.map(lambda update: update * factor, updates[name])
-    return dict(updates, **{name: scaled}), state
-
-  return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
+  backbone_only = lambda params: {name: name == "backbone" for name in params}
+  return optax.chain(adam, optax.masked(optax.scale(backbone_scale), backbone_only))
 
 
 @functools.cache
