@@ -442,6 +442,7 @@ def run_one(setting: Setting, study: Study, variant: str, seed: int, budget: Bud
             num_classes: int) -> dict:
   """Trains and evaluates one run from scratch through train.py's code; returns its record."""
   from lsattn import experiment
+  from lsattn.runs import choice_dynamics
   config = make_config(study, variant, seed, budget, data_dir=str(data_dir),
                        manual_dir=manual_dir, num_classes=num_classes, setting=setting)
   run_dir = workdir / "runs" / setting.name / study.name / variant / f"seed{seed}"
@@ -469,17 +470,9 @@ def run_one(setting: Setting, study: Study, variant: str, seed: int, budget: Bud
       "wall_time_s": round(wall, 2),
       "started": started.isoformat(timespec="seconds"),
       "metrics": result,
-      "choice_dynamics": _dynamics_rows(run_dir),
+      # The run's layer_choice_dynamics.jsonl rows ([] without layer selection).
+      "choice_dynamics": choice_dynamics.rows(run_dir / choice_dynamics.FILE_NAME),
   }
-
-
-def _dynamics_rows(run_dir: pathlib.Path) -> list[dict]:
-  """The run's layer_choice_dynamics.jsonl rows ([] without layer selection)."""
-  from lsattn.runs import choice_dynamics
-  path = run_dir / choice_dynamics.FILE_NAME
-  if not path.is_file():
-    return []
-  return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def read_records(path: pathlib.Path) -> list[dict]:
@@ -649,6 +642,16 @@ def _entropy_at(rows: list[dict], fraction: float) -> float:
   return statistics.fmean(values) if values else float("nan")
 
 
+def _runs_with_dynamics(records, studies):
+  """(study, selecting variant, its runs that logged the layer choice) for each that has any."""
+  for study in studies:
+    groups = _group(records, study.name)
+    for variant in SELECTING_VARIANTS:
+      runs = [r for r in groups.get(variant, []) if r.get("choice_dynamics")]
+      if runs:
+        yield study, variant, runs
+
+
 def dynamics_table(records, studies) -> list[str]:
   """Per study and selecting variant: the selection entropy early, midway and at the end
   of training, and when the choice settled (each seed)."""
@@ -659,18 +662,13 @@ def dynamics_table(records, studies) -> list[str]:
            "| at the end | settled at step (each seed) | of |",
            "|---|---|---|---|---|---|---|---|---|"]
   rows_written = 0
-  for study in studies:
-    groups = _group(records, study.name)
-    for variant in SELECTING_VARIANTS:
-      runs = [r for r in groups.get(variant, []) if r.get("choice_dynamics")]
-      if not runs:
-        continue
-      dynamics = [r["choice_dynamics"] for r in runs]
-      cells = [_fmt([_entropy_at(rows, f) for rows in dynamics], 2) for f in (0, 0.25, 0.5, 1)]
-      settled = ", ".join(str(settled_at(rows) or "never") for rows in dynamics)
-      lines.append(f"| {study.name} | {variant} | {len(runs)} | {' | '.join(cells)} "
-                   f"| {settled} | {runs[0]['budget']['num_train_steps']} |")
-      rows_written += 1
+  for study, variant, runs in _runs_with_dynamics(records, studies):
+    dynamics = [r["choice_dynamics"] for r in runs]
+    cells = [_fmt([_entropy_at(rows, f) for rows in dynamics], 2) for f in (0, 0.25, 0.5, 1)]
+    settled = ", ".join(str(settled_at(rows) or "never") for rows in dynamics)
+    lines.append(f"| {study.name} | {variant} | {len(runs)} | {' | '.join(cells)} "
+                 f"| {settled} | {runs[0]['budget']['num_train_steps']} |")
+    rows_written += 1
   return lines + [""] if rows_written else []
 
 
@@ -678,10 +676,7 @@ def dynamics_figure(path: pathlib.Path, records, studies=STUDIES) -> pathlib.Pat
   """Selection entropy (per recurrent step) and tap shares (mean over recurrent steps)
   over training, mean over seeds, a column per study and selecting variant; None
   without dynamics in the records."""
-  columns = [(study, variant, runs) for study in studies
-             for variant, runs in _group(records, study.name).items()
-             if variant in SELECTING_VARIANTS
-             for runs in [[r for r in runs if r.get("choice_dynamics")]] if runs]
+  columns = list(_runs_with_dynamics(records, studies))
   if not columns:
     return None
   figure = _figure(2.8 * len(columns) + 0.6, 4.8)
@@ -782,24 +777,29 @@ def _column_name(records: list[dict]) -> str:
   return f"{setting.name}, {'/'.join(map(str, steps)) or '-'} pose steps"
 
 
-def compare(paths) -> str:
-  """Markdown tables of every study's variants side by side across record files (one
-  column per file: its setting and budget), mean ± sd over seeds and the seed count."""
+def read_files(paths) -> list[list[dict]]:
+  """The records of each file (--compare), a missing file named."""
   files = []
-  for path in paths:
-    path = pathlib.Path(path)
+  for path in map(pathlib.Path, paths):
     if not path.is_file():
       raise SystemExit(f"--compare: no such file {path}")
     files.append(read_records(path))
+  return files
+
+
+def compare(files: list[list[dict]]) -> str:
+  """Markdown tables of every study's variants side by side across record files (one
+  column per file's records: its setting and budget), mean ± sd over seeds and the
+  seed count."""
   header = "| variant | " + " | ".join(_column_name(records) for records in files) + " |"
   rule = "|---|" + "---|" * len(files)
   lines = []
   for study in STUDIES:
     groups = [_group(records, study.name) for records in files]
-    variants = [v for v in dict.fromkeys(v for g in groups for v in g)]
-    if not variants:
+    present = dict.fromkeys(v for group in groups for v in group)
+    if not present:
       continue
-    variants = _ordered(dict.fromkeys(variants), study.variants(records_setting(files[0])))
+    variants = _ordered(present, study.variants(records_setting(files[0])))
     pose = study.task == "pose"
     what = "median translation (m) / rotation (deg)" if pose else "accuracy"
     lines += [f"### {study.name}: {what}, mean ± sd (seeds)", "", header, rule]
@@ -820,10 +820,10 @@ def compare(paths) -> str:
   return "\n".join(lines)
 
 
-def compare_figure(path: pathlib.Path, paths, study_name: str = "pose") -> pathlib.Path:
+def compare_figure(path: pathlib.Path, files: list[list[dict]],
+                   study_name: str = "pose") -> pathlib.Path:
   """A pose study's median errors per variant, a bar per record file (mean over seeds, sd
   as error bar, every seed a dot): the recipes side by side."""
-  files = [read_records(pathlib.Path(p)) for p in paths]
   study = next(s for s in STUDIES if s.name == study_name)
   groups = [_group(records, study.name) for records in files]
   shared = [v for v in _ordered(groups[0], study.variants(records_setting(files[0])))
@@ -1060,13 +1060,13 @@ def main(argv=None) -> int:
     print(f"Wrote {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
     return 0
   if args.compare:
-    paths = args.compare.split(",")
-    table = compare(paths)
+    files = read_files(args.compare.split(","))
+    table = compare(files)
     print(table)
     if args.tag:  # also as files: the tables and a figure of the pose study
       out_dir.mkdir(parents=True, exist_ok=True)
       (out_dir / f"{args.tag}-compare.md").write_text(table.rstrip("\n") + "\n")
-      compare_figure(out_dir / f"{args.tag}-compare.png", paths)
+      compare_figure(out_dir / f"{args.tag}-compare.png", files)
     return 0
   workdir = pathlib.Path(args.workdir or ROOT / "runs" / (
       "ablation_quick" if args.quick else "ablation")).resolve()

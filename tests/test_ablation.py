@@ -313,12 +313,12 @@ def test_compare_puts_record_files_side_by_side(tmp_path):
       record["setting"] = setting
     paths.append(tmp_path / f"{name}.jsonl")
     paths[-1].write_text("".join(json.dumps(r) + "\n" for r in records))
-  table = ablation.compare(paths).splitlines()
+  table = ablation.compare(ablation.read_files(paths)).splitlines()
   assert "| variant | pretrained, 400 pose steps | end_to_end, 400 pose steps |" in table
   assert ("| layer_spatial | 0.300 ± 0.141 / 5.00 ± 0.00 (2) "
           "| 0.100 ± 0.000 / 5.00 ± 0.00 (2) |") in table
   with pytest.raises(SystemExit, match="no such file"):
-    ablation.compare([tmp_path / "missing.jsonl"])
+    ablation.read_files([tmp_path / "missing.jsonl"])
   assert ablation.main(["--compare", ",".join(map(str, paths)), "--tag", "both",
                         "--out-dir", str(tmp_path / "out")]) == 0
   assert (tmp_path / "out" / "both-compare.md").read_text().splitlines() == table

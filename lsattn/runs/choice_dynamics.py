@@ -122,15 +122,20 @@ def append(path: str | pathlib.Path, line: dict) -> None:
     handle.write(json.dumps(line) + "\n")
 
 
+def rows(path: str | pathlib.Path) -> list[dict]:
+  """The file's whole rows as written, in step order ([] without the file)."""
+  lines, _ = _complete_rows(pathlib.Path(path))
+  return sorted((json.loads(line) for line in lines), key=lambda item: item["step"])
+
+
 def read(path: str | pathlib.Path) -> Dynamics | None:
   """The file's whole rows as arrays, in step order; None without any."""
-  lines, _ = _complete_rows(pathlib.Path(path))
-  rows = sorted((json.loads(line) for line in lines), key=lambda item: item["step"])
-  if not rows:
+  whole = rows(path)
+  if not whole:
     return None
   as_float = lambda values: np.asarray(values, dtype=object).astype(float)  # null -> nan
-  return Dynamics(steps=np.array([item["step"] for item in rows]),
-                  train_steps=np.array([item["train_steps"] for item in rows]),
-                  share=np.stack([as_float(item["share"]) for item in rows]),
-                  entropy=np.stack([as_float(item["entropy"]) for item in rows]),
-                  layers=tuple(rows[-1]["layers"]))
+  return Dynamics(steps=np.array([item["step"] for item in whole]),
+                  train_steps=np.array([item["train_steps"] for item in whole]),
+                  share=np.stack([as_float(item["share"]) for item in whole]),
+                  entropy=np.stack([as_float(item["entropy"]) for item in whole]),
+                  layers=tuple(whole[-1]["layers"]))
